@@ -1,0 +1,3 @@
+"""Renderers for the scan report: console, JSON and export formats."""
+
+from __future__ import annotations

@@ -1,0 +1,24 @@
+"""The one catalogue of exit codes; the README documents it."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit statuses a scheduler can act on. Precedence: USAGE > INCOMPLETE > FINDINGS > OK."""
+
+    OK = 0  # compliant: every host read, no failing result at or above --fail-on
+    FINDINGS = 1  # at least one `fail` at or above --fail-on
+    USAGE = 2  # usage or configuration error (bad flags, inventory, policy, credentials source)
+    INCOMPLETE = 3  # coverage below --min-coverage: some hosts could not be read
+    INTERRUPTED = 130  # SIGINT/SIGTERM: a partial report was written and marked interrupted
+
+
+def combine(*codes: ExitCode) -> ExitCode:
+    """Return the code that wins by the documented precedence."""
+    order = [ExitCode.INTERRUPTED, ExitCode.USAGE, ExitCode.INCOMPLETE, ExitCode.FINDINGS, ExitCode.OK]
+    for code in order:
+        if code in codes:
+            return code
+    return ExitCode.OK

@@ -1,0 +1,138 @@
+"""Frozen values that flow between the stages: targets in, observations out."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+# Registry paths under HKLM (DOMAIN.md section 1).
+IPSEC_KEY = "SYSTEM\\CurrentControlSet\\Services\\IPsec"
+POLICYAGENT_KEY = "SYSTEM\\CurrentControlSet\\Services\\PolicyAgent"
+VALUE_NAME = "AssumeUDPEncapsulationContextOnSendRule"
+
+
+class Frozen(BaseModel):
+    """Base for immutable, strictly validated values."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Scheme(str, Enum):
+    """URL scheme of a WinRM listener."""
+
+    HTTP = "http"
+    HTTPS = "https"
+
+
+class AuthMethod(str, Enum):
+    """How the scanner authenticates to a host."""
+
+    NTLM = "ntlm"
+    KERBEROS = "kerberos"
+    CREDSSP = "credssp"
+    BASIC = "basic"
+
+
+class Target(Frozen):
+    """One inventory entry: where a host is and how to reach it."""
+
+    name: str
+    address: str
+    port: int = Field(ge=1, le=65535)
+    scheme: Scheme = Scheme.HTTP
+    transport: AuthMethod = AuthMethod.NTLM
+    tags: dict[str, str] = Field(default_factory=dict)
+    group: str | None = None
+    # "inventory.yaml:12", so later messages can point back at the entry.
+    source: str = ""
+
+    @property
+    def endpoint(self) -> str:
+        """Return the WS-Management URL of this host."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.scheme.value}://{host}:{self.port}/wsman"
+
+
+class OsInfo(Frozen):
+    """Win32_OperatingSystem facts. Caption is untrusted, localised, display only."""
+
+    version: str  # "10.0.19045"; identity comes from this, never from the caption
+    build: int | None = None
+    service_pack: int | None = None
+    caption: str | None = None
+
+
+class RegistryValue(Frozen):
+    """A value as stored on the host: real name, real type, real data."""
+
+    name: str  # the stored spelling, which may differ in case from VALUE_NAME
+    type: str  # REG_DWORD, REG_SZ, REG_EXPAND_SZ, REG_BINARY, REG_MULTI_SZ, REG_QWORD, REG_TYPE_<n>
+    # REG_DWORD/REG_QWORD: unsigned int; REG_SZ/REG_EXPAND_SZ: str; REG_MULTI_SZ: list[str];
+    # REG_BINARY: lower-case hex string; None when the type is one StdRegProv cannot read.
+    data: int | str | list[str] | None
+
+
+class KeyRead(Frozen):
+    """What was found at one key: whether it exists and the NAT-T value, if any."""
+
+    key: str
+    key_present: bool
+    value: RegistryValue | None = None
+
+
+class Stage(str, Enum):
+    """Where in the collection of one host an error happened."""
+
+    CONNECT = "connect"
+    TLS = "tls"
+    AUTH = "auth"
+    COLLECT = "collect"
+    PARSE = "parse"
+    TIMEOUT = "timeout"
+
+
+class HostError(Frozen):
+    """Why a host could not be read. `reason` is a short stable code; `message` is for people."""
+
+    stage: Stage
+    reason: str
+    message: str
+
+
+class Observation(Frozen):
+    """Raw facts about one host, or the error that prevented reading them."""
+
+    target: Target
+    requests: int = 0  # HTTP requests sent to this host, handshake included
+    os: OsInfo | None = None
+    keys: tuple[KeyRead, ...] = ()  # the IPsec and PolicyAgent keys, in that order, when read
+    error: HostError | None = None
+
+    def key(self, path: str) -> KeyRead | None:
+        """Return what was read at `path`, if it was read."""
+        for read in self.keys:
+            if read.key.lower() == path.lower():
+                return read
+        return None
+
+
+class Credentials(Frozen):
+    """An account for the hosts. The password never leaves this object in any output."""
+
+    username: str  # DOMAIN\user, user@realm or a local user
+    password: SecretStr
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, password='**********')"
+
+
+class CollectOptions(Frozen):
+    """Limits and TLS settings for reading one host."""
+
+    host_timeout: float = Field(default=30.0, gt=0)  # hard wall-clock deadline per host, trickling peers included
+    connect_timeout: float = Field(default=5.0, gt=0)
+    max_response_bytes: int = Field(default=1024 * 1024, gt=0)  # a WMI reply for this key is a few KB
+    operation_timeout: int = Field(default=20, gt=0)  # WS-Man OperationTimeout sent to the host, seconds
+    ca_bundle: str | None = None  # PEM file of CAs for HTTPS; None = system store
+    verify_tls: bool = True  # False only with --insecure-skip-tls-verify, logged loudly
