@@ -29,55 +29,45 @@ class FileError(Exception):
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader without aliases, custom tags or duplicate keys."""
+    """SafeLoader that refuses anchors and aliases while composing (no alias bombs)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            problem = "anchors and aliases are not allowed"
+            raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
+        return super().compose_node(parent, index)
 
 
-def _refuse_alias(loader: _StrictLoader, node: yaml.Node) -> Any:
-    raise yaml.constructor.ConstructorError(None, None, "tags are not allowed", node.start_mark)
-
-
-def _compose_node(self: _StrictLoader, parent: Any, index: Any) -> Any:
-    if self.check_event(yaml.AliasEvent):
-        event = self.peek_event()
-        raise yaml.composer.ComposerError(None, None, "anchors and aliases are not allowed", event.start_mark)
-    event = self.peek_event()
-    anchor = getattr(event, "anchor", None)
-    if anchor is not None:
-        raise yaml.composer.ComposerError(None, None, "anchors and aliases are not allowed", event.start_mark)
-    return yaml.SafeLoader.compose_node(self, parent, index)
-
-
-_StrictLoader.compose_node = _compose_node  # type: ignore[method-assign]
 _STANDARD_TAGS = {
     "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
 }
 
 
-def _walk(node: yaml.Node, loc: Loc, positions: dict[Loc, tuple[int, int]]) -> Any:
+def _walk(loader: _StrictLoader, node: yaml.Node, loc: Loc, positions: dict[Loc, tuple[int, int]]) -> Any:
     positions[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if node.tag not in _STANDARD_TAGS:
-        raise FileError("", node.start_mark.line + 1, node.start_mark.column + 1, f"tag {node.tag!r} is not allowed")
+        mark = node.start_mark
+        raise FileError("", mark.line + 1, mark.column + 1, f"tag {node.tag!r} is not allowed")
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _StrictLoader.construct_object(_LOADER_FOR_SCALARS, key_node)  # type: ignore[arg-type]
+            key = loader.construct_object(key_node)
             if not isinstance(key, str | int | bool | float) or key is None:
-                raise FileError("", key_node.start_mark.line + 1, key_node.start_mark.column + 1, "mapping keys must be scalars")
+                mark = key_node.start_mark
+                raise FileError("", mark.line + 1, mark.column + 1, "mapping keys must be scalars")
             if key in out:
                 raise FileError(
                     "", key_node.start_mark.line + 1, key_node.start_mark.column + 1, f"duplicate key {key!r}"
                 )
             child = (*loc, key if isinstance(key, str | int) else str(key))
             positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            out[key] = _walk(value_node, child, positions)
+            out[key] = _walk(loader, value_node, child, positions)
             positions[child] = (value_node.start_mark.line + 1, value_node.start_mark.column + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_walk(item, (*loc, i), positions) for i, item in enumerate(node.value)]
-    return _LOADER_FOR_SCALARS.construct_object(node)  # type: ignore[arg-type]
-
-
-_LOADER_FOR_SCALARS = yaml.SafeLoader("")
+        return [_walk(loader, item, (*loc, i), positions) for i, item in enumerate(node.value)]
+    return loader.construct_object(node)
 
 
 class YamlDocument:
@@ -112,22 +102,30 @@ class YamlDocument:
         return FileError(self.path, line, col, f"{field}: {msg}{more}")
 
 
+def _is_union_tag(part: str | int) -> bool:
+    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
+
+
 def _errors(exc: ValidationError) -> Iterator[tuple[Loc, str]]:
     for err in exc.errors(include_url=False):
         # pydantic appends union/tagged-union member names to loc; keep the real path parts only
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
         yield loc, err["msg"]
 
 
-def load_text(text: str, path: str) -> YamlDocument:
+def load_text(text: str, path: str, *, max_bytes: int = MAX_BYTES) -> YamlDocument:
     """Parse YAML text strictly; raise FileError with the position of the problem."""
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise FileError(path, None, None, f"file is larger than {MAX_BYTES} bytes")
-    loader = _StrictLoader(text)
+    if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise FileError(path, None, None, f"file is larger than {max_bytes} bytes")
+    try:
+        loader = _StrictLoader(text)
+    except yaml.reader.ReaderError as exc:  # raised by the constructor: a control character in the text
+        where = text.count("\n", 0, exc.position) + 1
+        raise FileError(path, where, None, f"character U+{exc.character:04X} is not allowed") from None
     try:
         node = loader.get_single_node()
         positions: dict[Loc, tuple[int, int]] = {}
-        data = _walk(node, (), positions) if node is not None else None
+        data = _walk(loader, node, (), positions) if node is not None else None
     except FileError as exc:
         raise FileError(path, exc.line, exc.column, exc.message) from None
     except yaml.MarkedYAMLError as exc:
@@ -142,13 +140,13 @@ def load_text(text: str, path: str) -> YamlDocument:
     return YamlDocument(path, data, positions)
 
 
-def load_file(path: str | Path) -> YamlDocument:
+def load_file(path: str | Path, *, max_bytes: int = MAX_BYTES) -> YamlDocument:
     """Read and parse one YAML file, refusing it unread when it is too large."""
     p = Path(path)
     try:
         size = p.stat().st_size
-        if size > MAX_BYTES:
-            raise FileError(str(p), None, None, f"file is {size} bytes, larger than the {MAX_BYTES}-byte limit")
+        if size > max_bytes:
+            raise FileError(str(p), None, None, f"file is {size} bytes, over the {max_bytes}-byte limit")
         raw = p.read_bytes()
     except OSError as exc:
         raise FileError(str(p), None, None, exc.strerror or str(exc)) from None
@@ -156,4 +154,4 @@ def load_file(path: str | Path) -> YamlDocument:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FileError(str(p), None, None, f"not UTF-8 (byte {exc.start})") from None
-    return load_text(text, str(p))
+    return load_text(text, str(p), max_bytes=max_bytes)
