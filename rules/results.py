@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from enum import Enum
+from enum import StrEnum
 
 from scanner.models import Frozen
 
@@ -11,10 +11,10 @@ from scanner.models import Frozen
 NAMESPACE = uuid.UUID("6f1c3a52-8d0e-5b7a-9c4e-2a1d0b3f7e91")
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Outcome of one rule for one host."""
 
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - a status, not a password
     FAIL = "fail"
     ERROR = "error"
     NOT_APPLICABLE = "not_applicable"
@@ -36,7 +36,7 @@ def worst(statuses: list[Status] | tuple[Status, ...]) -> Status:
     return max(statuses, key=STATUS_RANK.__getitem__, default=Status.NOT_APPLICABLE)
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """Severity of a rule, in the SIEM.md scale."""
 
     INFO = "info"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -18,14 +18,14 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Scheme(str, Enum):
+class Scheme(StrEnum):
     """URL scheme of a WinRM listener."""
 
     HTTP = "http"
     HTTPS = "https"
 
 
-class AuthMethod(str, Enum):
+class AuthMethod(StrEnum):
     """How the scanner authenticates to a host."""
 
     NTLM = "ntlm"
@@ -81,7 +81,7 @@ class KeyRead(Frozen):
     value: RegistryValue | None = None
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     """Where in the collection of one host an error happened."""
 
     CONNECT = "connect"
@@ -130,7 +130,9 @@ class Credentials(Frozen):
 class CollectOptions(Frozen):
     """Limits and TLS settings for reading one host."""
 
-    host_timeout: float = Field(default=30.0, gt=0)  # hard wall-clock deadline per host, trickling peers included
+    host_timeout: float = Field(
+        default=30.0, gt=0
+    )  # hard wall-clock deadline per host, trickling peers included
     connect_timeout: float = Field(default=5.0, gt=0)
     max_response_bytes: int = Field(default=1024 * 1024, gt=0)  # a WMI reply for this key is a few KB
     operation_timeout: int = Field(default=20, gt=0)  # WS-Man OperationTimeout sent to the host, seconds

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from scanner.models import IPSEC_KEY, POLICYAGENT_KEY, VALUE_NAME, Frozen, Observation, OsInfo
 
 
-class OsFamily(str, Enum):
+class OsFamily(StrEnum):
     """Windows generations that differ in where (and whether) the setting applies."""
 
     WIN2000 = "win2000"  # NT 5.0: no such setting (KB 885407)
@@ -18,7 +18,7 @@ class OsFamily(str, Enum):
     UNKNOWN = "unknown"  # version string we cannot parse: never guessed from the caption
 
 
-class Integrity(str, Enum):
+class Integrity(StrEnum):
     """Whether the stored data is something Windows documents."""
 
     OK = "ok"
