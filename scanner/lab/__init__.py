@@ -1,0 +1,1 @@
+"""A simulated Windows estate on loopback: WS-Management over HTTP with real NTLM, thousands of hosts."""

@@ -1,0 +1,72 @@
+"""`natt-audit lab`: serve a simulated Windows estate on loopback, or print a generated one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from scanner.yamlfile import FileError
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `lab` command and its `serve` / `generate` sub-commands."""
+    lab = subparsers.add_parser("lab", help="simulated Windows estate on loopback (tests, demos, benchmarks)")
+    sub = lab.add_subparsers(dest="lab_command", required=True)
+    serve = sub.add_parser("serve", help="serve every host of an estate file until SIGINT/SIGTERM")
+    serve.add_argument("estate", type=Path, metavar="ESTATE.yaml")
+    serve.add_argument(
+        "--inventory-out",
+        type=Path,
+        required=True,
+        metavar="INVENTORY.yaml",
+        help="where to write the scanner inventory once every listener is up",
+    )
+    serve.add_argument(
+        "--port-base",
+        type=int,
+        default=None,
+        metavar="N",
+        help="host i listens on port N+i (default: free ports)",
+    )
+    serve.add_argument(
+        "--bind", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)"
+    )
+    gen = sub.add_parser("generate", help="print a realistic estate file to stdout")
+    gen.add_argument("--count", type=int, default=200, metavar="N")
+    gen.add_argument("--seed", type=int, default=1, metavar="S")
+    gen.add_argument("--prefix", default="host-")
+    gen.add_argument("--latency-ms", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the `lab` sub-command named in `args`."""
+    if args.lab_command == "generate":
+        from scanner.lab.generate import generate_estate
+
+        if args.count < 1 or args.count > 100_000:
+            print("natt-audit lab: --count must be 1..100000", file=sys.stderr)  # noqa: T201
+            return 2
+        sys.stdout.write(generate_estate(args.count, args.seed, args.prefix, args.latency_ms))
+        return 0
+    from scanner.lab.estate import load_estate
+    from scanner.lab.server import serve
+
+    if args.port_base is not None and not 1 <= args.port_base <= 65535:
+        print("natt-audit lab: --port-base must be 1..65535", file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        estate = load_estate(args.estate)
+    except FileError as exc:
+        print(f"natt-audit lab: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    return serve(estate, args.inventory_out, port_base=args.port_base, bind=args.bind)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for `python -m scanner.lab`."""
+    parser = argparse.ArgumentParser(prog="python -m scanner.lab")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    register(subparsers)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run(parser.parse_args(["lab", *argv]))

@@ -1,0 +1,571 @@
+"""The lab's asyncio server: one loopback listener per simulated host, Windows-faithful HTTP and auth."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import errno
+import hmac
+import json
+import os
+import resource
+import signal
+import socket
+import ssl
+import struct
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import formatdate
+from pathlib import Path
+
+from scanner.lab import wsman
+from scanner.lab.auth import (
+    ENCRYPTED_CONTENT_TYPE,
+    Acceptor,
+    AuthFailed,
+    decrypt_body,
+    encrypt_body,
+    parse_auth_header,
+    write_credential_file,
+)
+from scanner.lab.estate import Estate, Host
+
+SERVER = b"Microsoft-HTTPAPI/2.0"
+SOAP_TYPE = b"application/soap+xml;charset=UTF-8"
+MAX_HEAD = 64 * 1024
+MAX_BODY = 4 * 1024 * 1024  # far above WinRM's MaxEnvelopeSizekb (500 KB)
+OVERSIZE_BYTES = 200 * 1024 * 1024
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    411: b"Length Required",
+    413: b"Request Entity Too Large",
+    500: b"Internal Server Error",
+    502: b"Bad Gateway",
+}
+PROXY_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n"
+    b"<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+class LabError(Exception):
+    """The lab cannot start (ports, file descriptors, files)."""
+
+
+@dataclass(frozen=True)
+class HostEndpoint:
+    """Where one simulated host listens."""
+
+    name: str
+    address: str
+    port: int
+    scheme: str
+    tags: dict[str, str]
+    fault: str | None
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def _http_date() -> bytes:
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True).encode())
+    return _date_cache[1]
+
+
+def _response(
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    content_type: bytes | None = SOAP_TYPE,
+    length: int | None = None,
+) -> bytes:
+    """Render a response head (+ body): HTTP.sys always sends Content-Length."""
+    out = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
+    if content_type is not None and (body or length):
+        out.append(b"Content-Type: " + content_type + b"\r\n")
+    out.append(b"Server: " + SERVER + b"\r\n")
+    for k, v in headers or ():
+        out.append(k + b": " + v + b"\r\n")
+    out.append(b"Date: " + _http_date() + b"\r\n")
+    out.append(b"Content-Length: %d\r\n\r\n" % (len(body) if length is None else length))
+    out.append(body)
+    return b"".join(out)
+
+
+class _Conn:
+    """Per-TCP-connection security context (NTLM authenticates the connection, not the request)."""
+
+    __slots__ = ("acceptor", "authed", "scheme")
+
+    def __init__(self) -> None:
+        self.acceptor: Acceptor | None = None
+        self.authed = False
+        self.scheme = b"Negotiate"
+
+
+class HostServer:
+    """Serve one simulated host."""
+
+    def __init__(self, lab: Lab, host: Host, index: int, now: datetime) -> None:
+        self.lab = lab
+        self.host = host
+        self.state = wsman.HostState(host, index, now)
+        self.https = host.scheme == "https"
+        offers = [(b"WWW-Authenticate", b"Negotiate")]
+        offers.append(
+            (b"WWW-Authenticate", b'Basic realm="WSMAN"') if self.https else (b"WWW-Authenticate", b"NTLM")
+        )
+        self.offers = offers
+        self.fault = host.fault.kind if host.fault else None
+        self.extra_ms = (host.fault.arg if host.fault and host.fault.kind == "slow" else 0) + host.latency_ms
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve requests on one keep-alive connection until the client closes it."""
+        self.lab.writers.add(writer)
+        conn = _Conn()
+        try:
+            if self.fault == "blackhole":
+                while await reader.read(65536):
+                    pass
+                return
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.LimitOverrunError:
+                    writer.write(_response(400, b"", [(b"Connection", b"close")], None))
+                    return
+                req = self._parse_head(head)
+                if req is None:
+                    writer.write(_response(400, b"", [(b"Connection", b"close")], None))
+                    return
+                method, path, headers = req
+                try:
+                    length = int(headers.get(b"content-length", b"0"))
+                except ValueError:
+                    length = -1
+                if length < 0 or length > MAX_BODY:
+                    writer.write(
+                        _response(413 if length > 0 else 411, b"", [(b"Connection", b"close")], None)
+                    )
+                    return
+                body = await reader.readexactly(length) if length else b""
+                self.lab.requests += 1
+                if self.fault == "trickle":
+                    await self._trickle(writer)
+                    return
+                if self.fault == "reset":
+                    await self._reset(writer)
+                    return
+                if self.fault == "http-502-html":
+                    out = _response(502, PROXY_502, [], b"text/html")
+                    out = out.replace(b"Server: " + SERVER, b"Server: nginx")
+                    delay = self.extra_ms
+                else:
+                    out, delay, special = self._serve(conn, method, path, headers, body)
+                    if special == "oversize":
+                        if delay:
+                            await asyncio.sleep(delay / 1000)
+                        await self._oversize(writer)
+                        continue
+                if delay:
+                    await asyncio.sleep(delay / 1000)
+                writer.write(out)
+                await writer.drain()
+                if headers.get(b"connection", b"").lower() == b"close":
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            return
+        finally:
+            self.lab.writers.discard(writer)
+            writer.close()
+
+    @staticmethod
+    def _parse_head(head: bytes) -> tuple[bytes, bytes, dict[bytes, bytes]] | None:
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ")
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+            return None
+        headers: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            k, sep, v = line.partition(b":")
+            if not sep:
+                return None
+            headers[k.strip().lower()] = v.strip()
+        return parts[0], parts[1], headers
+
+    def _unauthorized(self, conn: _Conn) -> tuple[bytes, int, str | None]:
+        conn.acceptor = None
+        conn.authed = False
+        return _response(401, b"", self.offers, None), self.extra_ms, None
+
+    def _serve(
+        self, conn: _Conn, method: bytes, path: bytes, headers: dict[bytes, bytes], body: bytes
+    ) -> tuple[bytes, int, str | None]:
+        """Authenticate, unwrap, dispatch, wrap: return (response bytes, delay ms, special action)."""
+        if path.split(b"?", 1)[0].lower() != b"/wsman":
+            return _response(404, b"", [], None), self.extra_ms, None
+        if method != b"POST":
+            return _response(405, b"", [(b"Allow", b"POST")], None), self.extra_ms, None
+        auth_headers: list[tuple[bytes, bytes]] = []
+        basic_ok = False
+        auth = headers.get(b"authorization")
+        if auth is not None:
+            parsed = parse_auth_header(auth.decode("latin-1"))
+            if parsed is None:
+                return self._unauthorized(conn)
+            scheme, token = parsed
+            if scheme in ("negotiate", "ntlm"):
+                if conn.acceptor is None or conn.acceptor.complete:
+                    conn.acceptor = Acceptor()
+                    conn.authed = False
+                conn.scheme = b"Negotiate" if scheme == "negotiate" else b"NTLM"
+                try:
+                    out_token = conn.acceptor.step(token)
+                except AuthFailed:
+                    return self._unauthorized(conn)
+                if not conn.acceptor.complete:
+                    hdr = conn.scheme + b" " + base64.b64encode(out_token or b"")
+                    return _response(401, b"", [(b"WWW-Authenticate", hdr)], None), self.extra_ms, None
+                if self.fault == "auth-reject":
+                    return self._unauthorized(conn)
+                conn.authed = True
+                if out_token:  # SPNEGO accept-complete token
+                    auth_headers.append(
+                        (b"WWW-Authenticate", conn.scheme + b" " + base64.b64encode(out_token))
+                    )
+            elif scheme == "basic" and self.https:
+                if self.fault == "auth-reject" or not self.lab.check_basic(token):
+                    return self._unauthorized(conn)
+                basic_ok = True
+            else:
+                return self._unauthorized(conn)
+        ctype = headers.get(b"content-type", b"").lower()
+        encrypted = ctype.startswith(b"multipart/encrypted")
+        if not (conn.authed or basic_ok):
+            if headers.get(b"wsmanidentify", b"").lower() == b"unauthenticated" and wsman.is_identify(body):
+                return _response(200, wsman.identify(None)), self.extra_ms, None
+            return self._unauthorized(conn)
+        if not body:
+            # pywinrm's encryption set-up POST: authenticate the connection, nothing to answer
+            return _response(200, b"", auth_headers, None), self.extra_ms, None
+        if encrypted:
+            if conn.acceptor is None or not conn.authed:
+                return self._unauthorized(conn)
+            try:
+                plain = decrypt_body(conn.acceptor, body)
+            except AuthFailed:
+                return _response(400, b"", [], None), self.extra_ms, None
+        elif not self.https:
+            # AllowUnencrypted=false (the default): WinRM refuses a plaintext message over HTTP with 401.
+            return self._unauthorized(conn)
+        else:
+            plain = body
+        reply = self._dispatch(plain, authenticated=True)
+        if reply.special:
+            return b"", reply.delay_ms + self.extra_ms, reply.special
+        out_body = reply.xml
+        if encrypted:
+            assert conn.acceptor is not None
+            return (
+                _response(
+                    reply.status,
+                    encrypt_body(conn.acceptor, out_body),
+                    auth_headers,
+                    ENCRYPTED_CONTENT_TYPE.encode(),
+                ),
+                reply.delay_ms + self.extra_ms,
+                None,
+            )
+        return _response(reply.status, out_body, auth_headers), reply.delay_ms + self.extra_ms, None
+
+    def _dispatch(self, plain: bytes, authenticated: bool) -> wsman.Reply:
+        if wsman.is_identify(plain):
+            return wsman.Reply(200, wsman.identify(self.host if authenticated else None))
+        try:
+            req = wsman.parse_request(plain)
+        except wsman.BadRequest:
+            return wsman.fault(
+                None,
+                wsman.F_SCHEMA,
+                "The WS-Management service cannot process the request because the XML is invalid.",
+                value="s:Sender",
+                subcode="w:SchemaValidationError",
+                machine=self.state.machine,
+            )
+        if self.fault == "wrong-relatesto":
+            req.message_id = wsman._uuid()
+        return wsman.handle(self.state, req)
+
+    async def _trickle(self, writer: asyncio.StreamWriter) -> None:
+        # One byte every two seconds, forever: a plausible response that never completes.
+        data = _response(200, b"", [], SOAP_TYPE, length=1 << 30) + b"<s:Envelope" + b" " * (1 << 20)
+        for i in range(len(data)):
+            writer.write(data[i : i + 1])
+            await writer.drain()
+            await asyncio.sleep(2)
+
+    async def _reset(self, writer: asyncio.StreamWriter) -> None:
+        # Headers and part of the body, then RST (SO_LINGER 0 makes close() abort the connection).
+        writer.write(_response(200, b"", [], SOAP_TYPE, length=4096) + wsman.ENV_OPEN.encode()[:200])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    async def _oversize(self, writer: asyncio.StreamWriter) -> None:
+        # A 200 MB reply streamed in 1 MB chunks, never built in memory.
+        head = (wsman.ENV_OPEN + "><s:Header/><s:Body><p:Filler>").encode()
+        tail = b"</p:Filler></s:Body></s:Envelope>"
+        writer.write(_response(200, b"", [], SOAP_TYPE, length=OVERSIZE_BYTES) + head)
+        chunk = b"A" * (1 << 20)
+        left = OVERSIZE_BYTES - len(head) - len(tail)
+        while left > 0:
+            n = min(left, len(chunk))
+            writer.write(chunk[:n])
+            left -= n
+            await writer.drain()
+        writer.write(tail)
+        await writer.drain()
+
+
+class Lab:
+    """All listeners of one estate in one asyncio loop."""
+
+    def __init__(
+        self,
+        estate: Estate,
+        *,
+        bind: str = "127.0.0.1",
+        port_base: int | None = None,
+        workdir: Path | None = None,
+        ca_dir: Path | None = None,
+    ) -> None:
+        if not _is_loopback(bind):
+            raise LabError(f"refusing to bind {bind}: the lab listens on loopback only")
+        self.estate = estate
+        self.hosts = estate.resolved()
+        self.bind = bind
+        self.port_base = port_base
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="natt-lab-"))
+        self.ca_dir = ca_dir or self.workdir
+        self.ca_path: Path | None = None
+        self.servers: list[asyncio.AbstractServer] = []
+        self.refused: list[socket.socket] = []
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.requests = 0
+        self.endpoints: list[HostEndpoint] = []
+        self._basic = [(a.username.encode(), a.password.get_secret_value().encode()) for a in estate.accounts]
+        self._cred_file: Path | None = None
+
+    def check_basic(self, token: bytes) -> bool:
+        """Check a Basic token against the estate accounts in constant time."""
+        user, sep, pw = token.partition(b":")
+        ok = False
+        for u, p in self._basic:
+            ok |= bool(sep) and hmac.compare_digest(user.lower(), u.lower()) and hmac.compare_digest(pw, p)
+        return ok
+
+    async def start(self) -> list[HostEndpoint]:
+        """Bind every listener; return the endpoints in estate order."""
+        raise_nofile(len(self.hosts) + 256)
+        self._cred_file = write_credential_file(self.estate.accounts, self.workdir)
+        now = datetime.now(UTC)
+        tls: ssl.SSLContext | None = None
+        https_names = [h.name for h in self.hosts if h.scheme == "https"]
+        if https_names:
+            from scanner.lab.tls import make_server_context
+
+            tls, self.ca_path = make_server_context(https_names, self.ca_dir, self.workdir)
+        picker = _PortPicker(self.bind)
+        for index, host in enumerate(self.hosts):
+            try:
+                if self.port_base is None:
+                    sock = picker.next()
+                else:
+                    sock = _bind(self.bind, self.port_base + index, reuse=True)
+            except OSError as exc:
+                await self.stop()
+                want = "a free port" if self.port_base is None else f"port {self.port_base + index}"
+                raise LabError(
+                    f"cannot bind {self.bind} {want} for host {host.name}: {exc.strerror}"
+                ) from None
+            port = sock.getsockname()[1]
+            if host.fault and host.fault.kind == "refuse":
+                # Bound but not listening: connections get RST (refused) and nobody else can take the port.
+                self.refused.append(sock)
+            else:
+                hs = HostServer(self, host, index, now)
+                srv = await asyncio.start_server(
+                    hs.connection,
+                    sock=sock,
+                    limit=MAX_HEAD,
+                    backlog=128,
+                    ssl=tls if host.scheme == "https" else None,
+                )
+                self.servers.append(srv)
+            self.endpoints.append(
+                HostEndpoint(
+                    host.name,
+                    self.bind,
+                    port,
+                    host.scheme,
+                    host.tags,
+                    None if host.fault is None else _fault_text(host),
+                )
+            )
+        return self.endpoints
+
+    async def stop(self) -> None:
+        """Close every listener and connection."""
+        for srv in self.servers:
+            srv.close()
+        for w in list(self.writers):
+            w.transport.abort()
+        for s in self.refused:
+            s.close()
+        self.servers.clear()
+        self.refused.clear()
+        if self._cred_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._cred_file.unlink()
+            self._cred_file = None
+
+
+def _bind(addr: str, port: int, *, reuse: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((addr, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _PortPicker:
+    """Hand out free ports below the ephemeral range (10000-32767), so clients keep their source ports.
+
+    bind(port 0) makes the kernel search the ephemeral range, which gets slow with thousands of
+    listeners and competes with the scanner's outgoing connections; walking our own range is fast.
+    No SO_REUSEADDR: a port held by anyone else (another lab included) is skipped.
+    """
+
+    LOW, HIGH = 10000, 32768
+
+    def __init__(self, addr: str) -> None:
+        self.addr = addr
+        self.next_port = self.LOW + int.from_bytes(os.urandom(2), "big") % (self.HIGH - self.LOW)
+        self.tried = 0
+
+    def next(self) -> socket.socket:
+        while self.tried < self.HIGH - self.LOW:
+            port = self.next_port
+            self.next_port = self.LOW if port + 1 >= self.HIGH else port + 1
+            self.tried += 1
+            try:
+                return _bind(self.addr, port, reuse=False)
+            except OSError as exc:
+                if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                    raise
+        return _bind(self.addr, 0, reuse=False)
+
+
+def _fault_text(host: Host) -> str:
+    assert host.fault is not None
+    return host.fault.kind + (f":{host.fault.arg}" if host.fault.kind in ("slow", "soap-fault") else "")
+
+
+def _is_loopback(addr: str) -> bool:
+    return addr.startswith("127.") or addr in ("::1", "localhost")
+
+
+def raise_nofile(needed: int) -> None:
+    """Raise RLIMIT_NOFILE to the hard limit; fail clearly when even that is too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, needed * 2)
+    if soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft < needed:
+        raise LabError(
+            f"need at least {needed} open files for {needed - 256} hosts but RLIMIT_NOFILE is {soft}"
+            f" (hard {hard});"
+            " raise the hard limit (ulimit -Hn / LimitNOFILE=) or serve fewer hosts"
+        )
+
+
+def write_inventory(path: Path, endpoints: list[HostEndpoint], ca: Path | None) -> None:
+    """Write the scanner inventory atomically (temp file + rename); JSON strings are valid YAML scalars."""
+    lines = [
+        "# written by natt-audit lab; one entry per simulated host",
+        "defaults: {transport: ntlm, scheme: http}",
+    ]
+    if ca is not None:
+        lines.append(f"# HTTPS hosts are signed by the lab CA: {ca.name}")
+    lines.append("hosts:")
+    for ep in endpoints:
+        extra = ", scheme: https, transport: basic" if ep.scheme == "https" else ""
+        tags = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(ep.tags.items()))
+        lines.append(
+            f"  - {{name: {json.dumps(ep.name)}, address: {ep.address}, port: {ep.port}{extra},"
+            f" tags: {{{tags}}}}}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".inventory-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def serve(
+    estate: Estate, inventory_out: Path, *, port_base: int | None = None, bind: str = "127.0.0.1"
+) -> int:
+    """Serve the estate until SIGINT/SIGTERM; return the exit code (0 on a signal)."""
+    return asyncio.run(_serve(estate, inventory_out, port_base=port_base, bind=bind))
+
+
+async def _serve(estate: Estate, inventory_out: Path, *, port_base: int | None, bind: str) -> int:
+    started = time.monotonic()
+    inventory_out = inventory_out.resolve()
+    with tempfile.TemporaryDirectory(prefix="natt-lab-") as work:
+        lab = Lab(estate, bind=bind, port_base=port_base, workdir=Path(work), ca_dir=inventory_out.parent)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            eps = await lab.start()
+        except LabError as exc:
+            print(f"natt-audit lab: {exc}", file=sys.stderr)  # noqa: T201 - CLI diagnostics
+            return 2
+        write_inventory(inventory_out, eps, lab.ca_path)
+        ports = sorted(e.port for e in eps)
+        span = f"{ports[0]}-{ports[-1]}" if ports else "-"
+        ca = f"; CA at {lab.ca_path}" if lab.ca_path else ""
+        print(  # noqa: T201 - the one ready line
+            f"natt-audit lab: serving {len(eps)} hosts on {bind}:{span}; inventory at {inventory_out}{ca}"
+            f" (started in {time.monotonic() - started:.2f}s)",
+            file=sys.stderr,
+            flush=True,
+        )
+        await stop.wait()
+        await lab.stop()
+    return 0
