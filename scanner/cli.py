@@ -1,0 +1,226 @@
+"""Command line: `main(argv) -> int`; only `entry_point` exits the process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn, cast
+
+from reports.formats import Format
+from rules.results import Severity
+from scanner import __version__
+from scanner.exitcodes import ExitCode
+
+log = logging.getLogger("natt_audit")
+
+
+class UsageError(Exception):
+    """The command line or a configuration input is wrong; exit 2 with this message."""
+
+
+class _ParserExit(Exception):
+    """argparse wanted to exit (e.g. --help); carry the status back to main."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser that reports errors as UsageError instead of exiting."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        # No abbreviations: `--passw SECRET` must never be taken for `--password-file SECRET`.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise _ParserExit(status)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options shared by `scan` (and later the config file)."""
+    parser.add_argument("-i", "--inventory", required=True, help="inventory file: YAML, CSV, or text")
+    parser.add_argument(
+        "-p",
+        "--policy",
+        action="append",
+        default=[],
+        metavar="POLICY",
+        help="built-in policy name (baseline, strict) or policy file; repeatable; default: baseline",
+    )
+    parser.add_argument(
+        "-f",
+        "--format",
+        choices=[f.value for f in Format],
+        default=Format.CONSOLE.value,
+        help="report format (default: console)",
+    )
+    parser.add_argument("-o", "--output", help="write the report to this file (atomically) instead of stdout")
+    parser.add_argument("--concurrency", type=_positive_int, default=64, help="hosts in flight (default 64)")
+    parser.add_argument(
+        "--host-timeout",
+        type=_positive_float,
+        default=30.0,
+        help="hard wall-clock deadline per host in seconds, trickling peers included (default 30)",
+    )
+    parser.add_argument(
+        "--connect-timeout", type=_positive_float, default=5.0, help="TCP connect timeout (default 5)"
+    )
+    parser.add_argument(
+        "--fail-on",
+        choices=[s.value for s in Severity],
+        default=Severity.LOW.value,
+        help="lowest severity of a failing result that makes the exit status 1 (default low)",
+    )
+    parser.add_argument(
+        "--min-coverage",
+        type=_fraction,
+        default=1.0,
+        help="fraction of hosts that must be read, else exit 3 (default 1.0)",
+    )
+    parser.add_argument("--password-file", help="read the password from this file's first line")
+    parser.add_argument("--ca-bundle", help="PEM file of CA certificates for HTTPS hosts")
+    parser.add_argument(
+        "--insecure-skip-tls-verify",
+        action="store_true",
+        help="do NOT verify HTTPS certificates (logged as a warning on every run)",
+    )
+    parser.add_argument(
+        "--color", choices=["auto", "always", "never"], default="auto", help="console colours"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the whole command tree."""
+    from rules import cli as policy_cli
+    from scanner.lab import cli as lab_cli
+
+    parser = _Parser(prog="natt-audit", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"natt-audit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, parser_class=_Parser),
+    )
+
+    scan = sub.add_parser("scan", help="scan an inventory and report")
+    add_scan_arguments(scan)
+
+    demo = sub.add_parser("demo", help="start a simulated estate on loopback and scan it")
+    demo.add_argument(
+        "--out", default="natt-audit-demo", help="folder for the JSON report (default ./natt-audit-demo)"
+    )
+    demo.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+
+    schema = sub.add_parser("schema", help="print a JSON Schema")
+    schema.add_argument("what", choices=["report", "policy", "waivers"])
+
+    lab_cli.register(sub)
+    policy_cli.register(sub)
+    return parser
+
+
+def _use_color(choice: str) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty()
+
+
+def _schema(what: str) -> int:
+    if what == "report":
+        from reports.schema import report_json_schema
+
+        doc = report_json_schema()
+    elif what == "policy":
+        from rules.loader import policy_json_schema
+
+        doc = policy_json_schema()
+    else:
+        from rules.waivers import waivers_json_schema
+
+        doc = waivers_json_schema()
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return ExitCode.OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run natt-audit with `argv` and return the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    from scanner.logsetup import setup_logging
+
+    try:
+        from scanner.credentials import CredentialError, reject_secret_arguments
+
+        reject_secret_arguments(args_list)
+        parser = build_parser()
+        args = parser.parse_args(args_list)
+    except _ParserExit as exc:
+        return exc.status
+    except (UsageError, CredentialError) as exc:
+        sys.stderr.write(f"natt-audit: error: {exc}\n")
+        return ExitCode.USAGE
+    setup_logging(verbose=args.verbose)
+    try:
+        if args.command == "scan":
+            from scanner.scancmd import run_scan_command
+
+            return run_scan_command(args)
+        if args.command == "demo":
+            from scanner.demo import run_demo
+
+            return run_demo(out=args.out, color=_use_color(args.color))
+        if args.command == "schema":
+            return _schema(args.what)
+        if args.command == "lab":
+            from scanner.lab import cli as lab_cli
+
+            return lab_cli.run(args)
+        if args.command == "policy":
+            from rules import cli as policy_cli
+
+            return policy_cli.run(args)
+    except UsageError as exc:
+        sys.stderr.write(f"natt-audit: error: {exc}\n")
+        return ExitCode.USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("natt-audit: interrupted\n")
+        return ExitCode.INTERRUPTED
+    raise UsageError(f"unknown command {args.command!r}")  # unreachable: argparse restricts choices
+
+
+def entry_point() -> None:
+    """Console-script entry: the one place that exits."""
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Exit-code precedence, atomic writes and one-line escaping."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scanner.atomic import write_atomic
+from scanner.exitcodes import ExitCode, combine
+from scanner.textsafe import one_line
+
+
+def test_precedence_usage_over_incomplete_over_findings() -> None:
+    assert combine(ExitCode.FINDINGS, ExitCode.INCOMPLETE) is ExitCode.INCOMPLETE
+    assert combine(ExitCode.INCOMPLETE, ExitCode.USAGE, ExitCode.FINDINGS) is ExitCode.USAGE
+    assert combine(ExitCode.OK, ExitCode.FINDINGS) is ExitCode.FINDINGS
+    assert combine() is ExitCode.OK
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    write_atomic(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert os.listdir(tmp_path) == ["report.json"]
+
+
+def test_atomic_write_failure_keeps_previous(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("old")
+
+    with pytest.raises(TypeError):
+        write_atomic(target, 12345)  # type: ignore[arg-type]
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["report.json"]
+
+
+@given(st.text())
+def test_one_line_never_contains_controls(text: str) -> None:
+    out = one_line(text, limit=10_000)
+    assert "\n" not in out and "\r" not in out and "\x1b" not in out
+    assert not any(
+        0x80 <= ord(c) <= 0x9F or 0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069 for c in out
+    )
+
+
+def test_one_line_shows_escapes() -> None:
+    assert one_line("a\nb\x1b[31m") == "a\\nb\\u001b[31m"
