@@ -238,7 +238,12 @@ def _evidence_cell(host: HostReport) -> Text:
         line.append(": ")
         line.append_text(safe_text(host.error.message, limit=MESSAGE_LIMIT))
         lines.append(line)
-    if host.status is not Status.PASS:
+    if host.error is not None and all(r.status is Status.ERROR for r in host.results):
+        # Every rule is in error for the reason just shown: say so once instead of repeating it.
+        if host.results:
+            ids = ", ".join(r.rule_id for r in host.results)
+            lines.append(Text(f"{ids}: error (host not read)", style="dim"))
+    elif host.status is not Status.PASS:
         lines.extend(_result_lines(host.results))
         if host.setting is not None:
             lines.extend(_setting_lines(host.setting))

@@ -461,7 +461,7 @@ def decide(rs: RuleSet, facts: Facts) -> list[Decision]:
             d = c.memo.get(("scope", out))
             if d is None:
                 d = c.memo[("scope", out)] = Decision(
-                    Status.NOT_APPLICABLE, f"not applicable: outside the rule's scope ({', '.join(out)})", out
+                    Status.NOT_APPLICABLE, f"outside the rule's scope ({', '.join(out)})", out
                 )
             decisions[i] = d
             continue
@@ -474,7 +474,7 @@ def decide(rs: RuleSet, facts: Facts) -> list[Decision]:
             d = c.memo.get(("by", by))
             if d is None:
                 d = c.memo[("by", by)] = Decision(
-                    Status.NOT_APPLICABLE, f"not applicable: superseded by {by} (overrides)", (), by
+                    Status.NOT_APPLICABLE, f"superseded by {by} (overrides)", (), by
                 )
             decisions[i] = d
             continue
@@ -521,11 +521,11 @@ def _check(c: CompiledRule, facts: Facts, shown: dict[str, str]) -> Decision:
     values = [get(facts) for get in c.getters]
     if any(v is NOT_APPLICABLE for v in values):
         why = _NA_WHY.get(facts.get("os.family") or "", "the setting does not apply to this OS")
-        return Decision(Status.NOT_APPLICABLE, f"not applicable: {why}")
+        return Decision(Status.NOT_APPLICABLE, why)
     outcome = c.check.fn(facts)
     if outcome is True:
         # Kleene logic: True even with unknown facts means true whatever their real values are.
-        return Decision(Status.PASS, "pass: " + _evidence(facts, c.reads, shown))
+        return Decision(Status.PASS, _evidence(facts, c.reads, shown))
     context = [n for n in _context(facts) if facts[n] is not NOT_APPLICABLE]
     if outcome is None:
         unknown = [name for name, v in zip(c.reads, values, strict=True) if v is UNKNOWN]
@@ -535,9 +535,9 @@ def _check(c: CompiledRule, facts: Facts, shown: dict[str, str]) -> Decision:
         why = "; ".join(f"{', '.join(names)} unknown because {reason}" for reason, names in reasons.items())
         if "address_private" in unknown:
             context.append("address")
-        return Decision(Status.FAIL, f"fail (fail closed): {why}; " + _evidence(facts, context, shown))
+        return Decision(Status.FAIL, f"fail closed: {why}; " + _evidence(facts, context, shown))
     names = list(dict.fromkeys([*c.reads, *context]))
-    return Decision(Status.FAIL, "fail: " + _evidence(facts, names, shown))
+    return Decision(Status.FAIL, _evidence(facts, names, shown))
 
 
 def _unknown_reason(name: str, facts: Facts) -> str:
@@ -592,9 +592,9 @@ def _identity(host: str) -> bytes:
 def _error_message(observation: Observation) -> str:
     err = observation.error
     if err is None:
-        return "error: no OS facts were read, so nothing can be evaluated"
+        return "no OS facts were read, so nothing can be evaluated"
     text = err.message if len(err.message) <= 200 else err.message[:197] + "..."
-    return f"error: host could not be read ({err.stage.value}/{err.reason}): {text}"
+    return f"host could not be read ({err.stage.value}/{err.reason}): {text}"
 
 
 def evaluate(

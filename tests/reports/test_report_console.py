@@ -194,7 +194,7 @@ def test_evidence_for_every_non_pass_and_none_for_pass(report: ScanReport) -> No
     out = render_console(report, color=False, width=300)
     assert "connect/refused: connection refused" in out
     assert "timeout/host_deadline: no complete reply within 30 s" in out
-    assert "NATT-001 (high), NATT-002 (medium), NATT-003 (low) error: host could not be read" in out
+    assert "NATT-001, NATT-002, NATT-003: error (host not read)" in out
     assert "PolicyAgent: REG_DWORD 4294967295 (0xffffffff)" in out
     assert 'PolicyAgent: REG_SZ "2"' in out
     stray = 'stray IPsec: REG_DWORD 2 name "assumeudpencapsulationcontextonsendrule" (ignored by this OS)'

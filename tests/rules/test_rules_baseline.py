@@ -101,7 +101,7 @@ def test_fail_messages_carry_evidence():
     assert "outside the documented 0..2" in r1.message
     assert "raw_type='REG_DWORD'" in r2.message
     (r1, _, _) = evaluate(observe(XP_SP1), [builtin_policy("baseline")])
-    assert r1.message.startswith("fail: effective_mode=2")
+    assert r1.message.startswith("effective_mode=2")
 
 
 def test_untrusted_value_text_is_escaped_and_truncated_in_messages():

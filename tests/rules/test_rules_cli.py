@@ -121,7 +121,7 @@ def test_examples_take_the_real_path():
     # {raw_type: REG_DWORD, raw_value: 3} went through assess(): unknown mode, fail closed
     assert "fail closed" in by[("NATT-001", "fail", 1)].message
     assert by[("NATT-001", "not_applicable", 0)].message.startswith(
-        "not applicable: outside the rule's scope"
+        "outside the rule's scope"
     )
 
 

@@ -94,7 +94,7 @@ def test_out_of_scope_message_names_the_term():
     obs = host(tags={"role": "web"})
     scope = {"tags": {"role": {"equals": "vpn"}}, "os_family": {"in": ["vista-plus"]}}
     result = evaluate(obs, [policy(rule(scope=scope))])[0]
-    assert result.message == "not applicable: outside the rule's scope (tags.role)"
+    assert result.message == "outside the rule's scope (tags.role)"
 
 
 def test_unreadable_host_is_error_even_outside_scope():
@@ -132,7 +132,7 @@ def test_role_based_lab_on_private_and_public_addresses():
 def test_superseded_message_names_the_winner():
     obs = observe(WIN10, ("REG_DWORD", 1), tgt=target(tags={"role": "vpn-gateway"}))
     result = next(r for r in evaluate(obs, [load_policy(ROLE_BASED)]) if r.rule_id == "ROLE-ALL")
-    assert result.message == "not applicable: superseded by ROLE-VPN (overrides)"
+    assert result.message == "superseded by ROLE-VPN (overrides)"
 
 
 def chain(order: list[int]) -> list[dict[str, Any]]:

@@ -53,7 +53,7 @@ def test_covered_failure_is_waived_and_keeps_evidence(tmp_path):
     assert r.status is Status.WAIVED
     assert "waived by W-1 (ticket CHG-1, owner alice, approver bob, expires 2026-12-31)" in r.message
     assert "needed for the L2TP pilot" in r.message
-    assert "evidence: fail: effective_mode=2" in r.message
+    assert "evidence: effective_mode=2" in r.message
     assert (r.rule_id, r.finding_id, r.severity) == (
         results[0].rule_id,
         results[0].finding_id,
