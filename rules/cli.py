@@ -1,4 +1,4 @@
-"""`natt-audit policy validate|test`: check policy files before any host is scanned."""
+"""`natt-audit policy validate|test|explain`: check policy files, and explain results."""
 
 from __future__ import annotations
 
@@ -34,6 +34,13 @@ def register(subparsers: Any) -> None:
     test.add_argument(
         "files", nargs="+", metavar="FILE", help=f"policy file or built-in ({', '.join(BUILTINS)})"
     )
+    explain = sub.add_parser("explain", help="show how each result of one host in a JSON report was derived")
+    explain.add_argument("--report", required=True, help="a JSON report written by `natt-audit scan -f json`")
+    explain.add_argument("--host", required=True, help="the host's name as in the report")
+    explain.add_argument(
+        "-p", "--policy", action="append", default=[], metavar="POLICY",
+        help="explain against these policies instead of the ones the report names",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         return run_validate(args.files)
     if args.policy_command == "test":
         return run_test(args.files)
+    if args.policy_command == "explain":
+        from rules.explain_cmd import run_explain
+
+        return run_explain(args.report, args.host, args.policy, sys.stdout, sys.stderr)
     sys.stderr.write(f"natt-audit: error: unknown policy command {args.policy_command!r}\n")
     return ExitCode.USAGE
 

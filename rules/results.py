@@ -66,6 +66,19 @@ def event_uid(finding: str, scan_id: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{finding}|{scan_id}"))
 
 
+class WaiverNote(Frozen):
+    """The waiver that covered a failing result (applied) or would have (expired)."""
+
+    label: str  # the waiver's id, else its ticket, else FILE:LINE
+    state: str  # "applied" or "expired"
+    justification: str
+    owner: str | None = None
+    approver: str | None = None
+    ticket: str | None = None
+    expires: str  # ISO date, the last day in force (UTC)
+    source: str  # "waivers.yaml:12"
+
+
 class RuleResult(Frozen):
     """The outcome of one rule on one host, with the evidence a reader needs."""
 
@@ -75,3 +88,4 @@ class RuleResult(Frozen):
     status: Status
     message: str
     finding_id: str
+    waiver: WaiverNote | None = None  # set when a waiver applied to, or expired on, this failure

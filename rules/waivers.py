@@ -14,7 +14,7 @@ from pydantic import Field, StrictStr, model_validator
 
 from rules.evaluate import string_match
 from rules.models import RULE_ID, Strict, StringMatch
-from rules.results import RuleResult, Status, host_identity
+from rules.results import RuleResult, Status, WaiverNote, host_identity
 from scanner.models import Frozen, Target
 from scanner.yamlfile import FileError, load_file
 
@@ -166,6 +166,20 @@ def _describe(ref: WaiverRef) -> str:
     return f"{ref.label} ({who + ', ' if who else ''}expires {ref.expires.isoformat()})"
 
 
+def _note(w: CompiledWaiver, state: str) -> WaiverNote:
+    ref = w.ref
+    return WaiverNote(
+        label=ref.label,
+        state=state,
+        justification=ref.justification.strip(),
+        owner=ref.owner,
+        approver=ref.approver,
+        ticket=ref.ticket,
+        expires=ref.expires.isoformat(),
+        source=ref.source,
+    )
+
+
 def apply_waivers(
     target: Target, results: Sequence[RuleResult], waivers: WaiverSet | None, *, today: date
 ) -> list[RuleResult]:
@@ -186,10 +200,12 @@ def apply_waivers(
             message = (
                 f"waived by {_describe(w.ref)}: {w.waiver.justification.strip()} | evidence: {r.message}"
             )
-            out.append(r.model_copy(update={"status": Status.WAIVED, "message": message}))
+            note = _note(w, "applied")
+            out.append(r.model_copy(update={"status": Status.WAIVED, "message": message, "waiver": note}))
         else:
             w = max(covering, key=lambda c: (c.waiver.expires, c.ref.label))
-            out.append(r.model_copy(update={"message": f"{r.message} [waiver {_describe(w.ref)} expired]"}))
+            message = f"{r.message} [waiver {_describe(w.ref)} expired]"
+            out.append(r.model_copy(update={"message": message, "waiver": _note(w, "expired")}))
     return out
 
 
