@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reports.build import MODE_KEYS
-from reports.model import HostReport, ScanReport
+from reports.model import Drift, HostReport, ScanReport, WaiversSection
 from rules.results import STATUS_RANK, RuleResult, Status
 from scanner.models import VALUE_NAME
 from scanner.semantics import Integrity, Setting
@@ -91,6 +91,63 @@ def _join(parts: list[Text], separator: str) -> Text:
     return Text(separator).join(parts)
 
 
+def _waiver_lines(section: WaiversSection) -> Text:
+    lines = [safe_text(section.file, limit=NAME_LIMIT)]
+    for title, entries, style in (
+        (f"expiring within {section.warn_days} days", section.expiring, "yellow"),
+        ("expired (no effect)", section.expired, "red"),
+        ("match no host or rule", section.unmatched, "yellow"),
+    ):
+        for entry in entries:
+            line = Text(f"{title}: ", style=style)
+            line.append_text(safe_text(entry.label, limit=NAME_LIMIT))
+            line.append(f" ({', '.join(entry.rules)}) expires {entry.expires}")
+            if entry.owner:
+                line.append(", owner ")
+                line.append_text(safe_text(entry.owner, limit=NAME_LIMIT))
+            lines.append(line)
+    return _join(lines, "\n")
+
+
+DRIFT_LIMIT = 10  # hosts named per drift line; `natt-audit diff` lists them all
+
+
+def _names(names: list[str]) -> Text:
+    shown = [safe_text(name, limit=NAME_LIMIT) for name in names[:DRIFT_LIMIT]]
+    text = _join(shown, ", ")
+    if len(names) > DRIFT_LIMIT:
+        text.append(f" and {len(names) - DRIFT_LIMIT} more", style="dim")
+    return text
+
+
+def _drift_lines(drift: Drift) -> Text:
+    head = Text("since scan ")
+    head.append_text(safe_text(f"{drift.previous_scan_id[:8]} ({drift.previous_started_at})", limit=NAME_LIMIT))
+    lines = [head]
+    groups: list[tuple[str, str, list[str]]] = [
+        ("new failures", "bold yellow", [f"{f.host} {f.rule_id}" for f in drift.new_failures]),
+        ("resolved", "green", [f"{f.host} {f.rule_id}" for f in drift.resolved_failures]),
+        (
+            "setting changes",
+            "cyan",
+            [f"{c.host} {c.field} {c.before} -> {c.after}" for c in drift.changed_settings],
+        ),
+        ("newly unreachable", "bold red", [f"{h.host} ({h.reason})" for h in drift.newly_unreachable]),
+        ("reachable again", "green", [h.host for h in drift.reachable_again]),
+        ("joined", "", list(drift.joined)),
+        ("left", "dim", list(drift.left)),
+    ]
+    for title, style, names in groups:
+        if not names:
+            continue
+        line = Text(f"{len(names)} {title}: ", style=style)
+        line.append_text(_names(names))
+        lines.append(line)
+    if len(lines) == 1:
+        lines.append(Text("no change", style="dim"))
+    return _join(lines, "\n")
+
+
 def _summary_panel(report: ScanReport) -> Panel:
     summary = report.summary
     grid = Table.grid(padding=(0, 2))
@@ -132,6 +189,10 @@ def _summary_panel(report: ScanReport) -> Panel:
         grid.add_row("State", Text("INTERRUPTED: partial report", style="bold red"))
     if report.scan.inventory is not None:
         grid.add_row("Inventory", safe_text(report.scan.inventory, limit=NAME_LIMIT))
+    if report.waivers is not None:
+        grid.add_row("Waivers", _waiver_lines(report.waivers))
+    if report.drift is not None:
+        grid.add_row("Drift", _drift_lines(report.drift))
 
     title = safe_text(f"{report.tool.name} {report.tool.version} scan report", "bold", limit=NAME_LIMIT)
     return Panel(grid, title=title, title_align="left", box=box.ROUNDED, expand=True)

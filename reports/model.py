@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from rules.results import RuleResult, Status
+from rules.results import RuleResult, Severity, Status
 from scanner.models import Frozen, HostError, OsInfo
 from scanner.semantics import Setting
 
@@ -54,6 +54,70 @@ class HostReport(Frozen):
     results: list[RuleResult]
 
 
+class WaiverEntry(Frozen):
+    """A waiver named in the report's waiver section."""
+
+    label: str
+    rules: list[str]
+    expires: str  # ISO date, last day in force
+    owner: str | None = None
+    ticket: str | None = None
+    source: str
+
+
+class WaiversSection(Frozen):
+    """What the report says about the waivers file: soon-expiring, expired, and unmatched waivers."""
+
+    file: str
+    warn_days: int
+    expiring: list[WaiverEntry] = Field(default_factory=list)
+    expired: list[WaiverEntry] = Field(default_factory=list)
+    unmatched: list[WaiverEntry] = Field(default_factory=list)
+
+
+class FindingDrift(Frozen):
+    """One finding whose failing state changed between two scans (scanner/drift.py)."""
+
+    host: str
+    rule_id: str
+    finding_uid: str
+    severity: Severity
+    before: Status | None  # None: the host or the rule was not in the previous scan
+    after: Status | None  # None: the host or the rule is not in this scan
+
+
+class SettingDrift(Frozen):
+    """One field of a host's setting that differs between two scans where the host was read."""
+
+    host: str
+    field: str  # effective_mode, raw_type, raw_value, integrity, applicable_key, stray
+    before: str  # JSON text of the value, e.g. "1", "\"REG_DWORD\"", "null"
+    after: str
+
+
+class HostDrift(Frozen):
+    """A host whose readability changed: read before and not now, or the reverse."""
+
+    host: str
+    reason: str  # stage/reason of the error on the unread side, e.g. "connect/refused"
+
+
+class Drift(Frozen):
+    """What changed since the previous scan of the same inventory; lists sorted by host then rule."""
+
+    previous_scan_id: str
+    previous_started_at: str
+    new_failures: list[FindingDrift]
+    resolved_failures: list[FindingDrift]
+    # failing in both scans on a host whose setting changed: the finding's evidence changed
+    changed_failures: list[FindingDrift]
+    changed_settings: list[SettingDrift]
+    newly_unreachable: list[HostDrift]
+    reachable_again: list[HostDrift]
+    joined: list[str]  # hosts in this scan's inventory, not in the previous one's
+    left: list[str]  # hosts in the previous scan's inventory, not in this one's
+
+
 class ScanReport(Frozen):
     """The whole report: what `-f json` writes and what every other renderer reads."""
 
@@ -62,3 +126,7 @@ class ScanReport(Frozen):
     scan: ScanInfo
     summary: Summary
     hosts: list[HostReport]
+    # Optional so reports written before history existed still validate; null on a first scan,
+    # without a history database, or when no earlier scan of this inventory is recorded.
+    drift: Drift | None = None
+    waivers: WaiversSection | None = None  # present when the scan ran with --waivers

@@ -12,6 +12,7 @@ from rules.results import Status
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # A URN, not a URL: the schema is shipped with the tool and printed by `natt-audit schema report`;
 # nothing is ever fetched from it.
+OPTIONAL_SECTIONS = ("drift", "waivers")
 SCHEMA_ID = f"urn:natt-audit:schema:report:{SCHEMA_VERSION}"
 
 
@@ -45,6 +46,8 @@ def report_json_schema() -> dict[str, Any]:
     defs = schema["$defs"]
     # Tighten what the models only say in comments (reports/model.py, reports/build.py).
     schema["properties"]["schema_version"] = {"const": SCHEMA_VERSION, "type": "string"}
+    # Sections added after 1.0 stay optional, so reports written before them still validate.
+    schema["required"] = [name for name in schema["required"] if name not in OPTIONAL_SECTIONS]
     summary = defs["Summary"]["properties"]
     summary["hosts_by_status"] = _counts_object(
         tuple(status.value for status in Status), "hosts per status; every status is a key"

@@ -39,6 +39,12 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> NoReturn:
+        # argparse echoes unrecognised arguments verbatim: `--token S3cret` or a mistyped
+        # `--pasword S3cret` would print the secret. Show option names only (issue 8 item 3).
+        head, sep, rest = message.partition("unrecognized arguments: ")
+        if sep:
+            shown = [arg.split("=", 1)[0] if arg.startswith("-") else "..." for arg in rest.split(" ")]
+            message = f"{head}{sep}{' '.join(shown)} (values not shown)"
         raise UsageError(f"{self.prog}: {message}")
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
@@ -68,14 +74,31 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _duration(text: str) -> float:
+    from scanner.config import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _nonnegative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options shared by `scan` (and later the config file)."""
-    parser.add_argument("-i", "--inventory", required=True, help="inventory file: YAML, CSV, or text")
+    """Add the options of `scan`. Defaults are None: the config layering fills them (docs/config.md)."""
+    parser.add_argument("--config", metavar="FILE", help="TOML config file (default $NATT_AUDIT_CONFIG)")
+    parser.add_argument("-i", "--inventory", help="inventory file: YAML, CSV, or text")
     parser.add_argument(
         "-p",
         "--policy",
         action="append",
-        default=[],
+        default=None,
         metavar="POLICY",
         help="built-in policy name (baseline, strict) or policy file; repeatable; default: baseline",
     )
@@ -83,52 +106,114 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
         "-f",
         "--format",
         choices=[f.value for f in Format],
-        default=Format.CONSOLE.value,
+        default=None,
         help="report format (default: console)",
     )
     parser.add_argument("-o", "--output", help="write the report to this file (atomically) instead of stdout")
-    parser.add_argument("--concurrency", type=_positive_int, default=64, help="hosts in flight (default 64)")
+    parser.add_argument("--concurrency", type=_positive_int, help="hosts in flight (default 64)")
     parser.add_argument(
         "--host-timeout",
         type=_positive_float,
-        default=30.0,
         help="hard wall-clock deadline per host in seconds, trickling peers included (default 30)",
     )
+    parser.add_argument("--connect-timeout", type=_positive_float, help="TCP connect timeout (default 5)")
     parser.add_argument(
-        "--connect-timeout", type=_positive_float, default=5.0, help="TCP connect timeout (default 5)"
+        "--deadline",
+        type=_duration,
+        metavar="DURATION",
+        help="limit for the whole run (90s, 45m, 2h); hosts not reached get error timeout/deadline",
+    )
+    parser.add_argument(
+        "--grace",
+        type=_nonnegative_float,
+        metavar="SECONDS",
+        help="after SIGTERM/SIGINT or the deadline, how long in-flight hosts may finish (default 10)",
     )
     parser.add_argument(
         "--fail-on",
         choices=[s.value for s in Severity],
-        default=Severity.LOW.value,
+        default=None,
         help="lowest severity of a failing result that makes the exit status 1 (default low)",
     )
     parser.add_argument(
         "--min-coverage",
         type=_fraction,
-        default=1.0,
         help="fraction of hosts that must be read, else exit 3 (default 1.0)",
+    )
+    parser.add_argument(
+        "--waivers",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="waivers file: justified, expiring exceptions; repeatable",
+    )
+    parser.add_argument(
+        "--waiver-warn-days",
+        type=_positive_int,
+        help="list waivers that expire within this many days (default 14)",
     )
     parser.add_argument("--password-file", help="read the password from this file's first line")
     parser.add_argument("--ca-bundle", help="PEM file of CA certificates for HTTPS hosts")
     parser.add_argument(
         "--insecure-skip-tls-verify",
-        action="store_true",
+        action="store_const",
+        const=True,
+        default=None,
         help="do NOT verify HTTPS certificates (logged as a warning on every run)",
     )
+    parser.add_argument("--color", choices=["auto", "always", "never"], default=None, help="console colours")
     parser.add_argument(
-        "--color", choices=["auto", "always", "never"], default="auto", help="console colours"
+        "--db",
+        metavar="PATH",
+        help="history database (default $XDG_STATE_HOME/natt-audit/history.db)",
+    )
+    parser.add_argument(
+        "--no-history",
+        dest="history",
+        action="store_const",
+        const=False,
+        default=None,
+        help="do not record this scan, compute no drift, take no lock",
+    )
+    parser.add_argument(
+        "--inventory-id",
+        metavar="ID",
+        help="stable id of the inventory for drift and resume (default: its resolved path)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted scan of this database, skipping finished hosts",
+    )
+    parser.add_argument(
+        "--export",
+        action="append",
+        default=None,
+        metavar="DEST",
+        help="export destination carried in the configuration (see docs/config.md); repeatable",
+    )
+    parser.add_argument(
+        "--log-format", choices=["plain", "json"], default=None, help="stderr log format (default plain)"
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the whole command tree."""
+    from reports.export import cli as export_cli
     from rules import cli as policy_cli
+    from scanner import history_cli
     from scanner.lab import cli as lab_cli
 
     parser = _Parser(prog="natt-audit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"natt-audit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    parser.add_argument(
+        "--log-format",
+        dest="global_log_format",
+        choices=["plain", "json"],
+        default=None,
+        help="stderr log format for every command (default plain, or $NATT_AUDIT_LOG_FORMAT)",
+    )
     sub = cast(
         "argparse._SubParsersAction[argparse.ArgumentParser]",
         parser.add_subparsers(dest="command", required=True, parser_class=_Parser),
@@ -148,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab_cli.register(sub)
     policy_cli.register(sub)
+    history_cli.register(sub)
+    export_cli.register(sub)
     return parser
 
 
@@ -192,8 +279,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, CredentialError) as exc:
         sys.stderr.write(f"natt-audit: error: {exc}\n")
         return ExitCode.USAGE
-    setup_logging(verbose=args.verbose)
+    fmt = args.global_log_format or getattr(args, "log_format", None) or os.environ.get("NATT_AUDIT_LOG_FORMAT")
+    setup_logging(verbose=args.verbose, fmt="json" if fmt == "json" else "plain")
+    if args.global_log_format and getattr(args, "log_format", None) is None:
+        args.log_format = args.global_log_format
     try:
+        if args.command in ("history", "diff", "trend", "config"):
+            from scanner import history_cli
+
+            return history_cli.run(args)
         if args.command == "scan":
             from scanner.scancmd import run_scan_command
 
@@ -212,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from rules import cli as policy_cli
 
             return policy_cli.run(args)
+        if args.command in ("export", "ship"):
+            return int(args.func(args))
     except UsageError as exc:
         sys.stderr.write(f"natt-audit: error: {exc}\n")
         return ExitCode.USAGE

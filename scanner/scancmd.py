@@ -1,4 +1,10 @@
-"""`natt-audit scan`: load and validate every input before the first packet, then scan."""
+"""`natt-audit scan`: load and validate every input before the first packet, then scan.
+
+With history on (the default): take the database's lock (exit 4 when another scan holds it),
+journal every finished host (scanner/journal.py) so `--resume` can continue an interrupted run,
+compute drift against the previous complete scan of the same inventory, record the scan in one
+transaction, and only then drop the journal.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,36 @@ import argparse
 import logging
 import os
 import sys
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
+from reports.export.destinations import Destination, DestinationError, Kind, load_token, parse_destination
+from reports.export.ship import export_report
+from reports.export.spool import SpoolError, default_spool_dir
 from reports.formats import Format
 from reports.model import ScanReport
-from rules.loader import resolve_policies
-from rules.results import Severity
-from scanner.credentials import CredentialError, load_credentials
-from scanner.exitcodes import ExitCode
-from scanner.inventory import InventoryError, load_inventory
-from scanner.models import CollectOptions
-from scanner.run import ScanRequest, run_scan, write_report
+from rules.loader import Policy, PolicyError, resolve_policies
+from rules.waivers import WaiverSet, load_waivers
+from scanner.config import Config, ConfigError, database_path, format_duration, load_config
+from scanner.credentials import ENV_PASSWORD, ENV_USERNAME, CredentialError, load_credentials
+from scanner.drift import compute_drift, drift_counts
+from scanner.exitcodes import ExitCode, combine
+from scanner.inventory import Inventory, InventoryError, load_inventory
+from scanner.journal import (
+    Journal,
+    JournalError,
+    JournalHeader,
+    journal_path_for,
+    read_journal,
+    targets_digest,
+)
+from scanner.lock import LockedError, ScanLock
+from scanner.logsetup import say, setup_logging
+from scanner.models import CollectOptions, Credentials, Observation
+from scanner.run import ScanRequest, now_rfc3339, run_scan, write_report
+from scanner.store import StoreError, open_store
 from scanner.yamlfile import FileError
 
 log = logging.getLogger("natt_audit")
@@ -33,48 +59,298 @@ def summary_line(report: ScanReport, code: ExitCode) -> str:
     )
 
 
+def drift_line(report: ScanReport) -> str | None:
+    """Return the one-line drift summary, or None when there is no previous scan to compare."""
+    drift = report.drift
+    if drift is None:
+        return None
+    c = drift_counts(drift)
+    return (
+        f"natt-audit: since scan {drift.previous_scan_id[:8]} ({drift.previous_started_at}): "
+        f"{c['new_failures']} new failures, {c['resolved_failures']} resolved, "
+        f"{c['changed_settings']} hosts changed setting, {c['newly_unreachable']} newly unreachable, "
+        f"{c['reachable_again']} reachable again, {c['joined']} joined, {c['left']} left"
+    )
+
+
+def inventory_id_of(config: Config, inventory: Inventory) -> str:
+    """Return the inventory's identity for drift and resume: the configured id, else its real path."""
+    if config.inventory_id:
+        return config.inventory_id
+    return "path:" + str(Path(inventory.path).resolve())
+
+
+def _error(message: str, code: ExitCode = ExitCode.USAGE) -> int:
+    say(f"natt-audit: error: {message}", level=logging.ERROR)
+    return code
+
+
+def _load_waivers(paths: list[str]) -> WaiverSet | None:
+    """Load every waivers file into one set (the report names them all)."""
+    if not paths:
+        return None
+    sets = [load_waivers(path) for path in paths]
+    if len(sets) == 1:
+        return sets[0]
+    return WaiverSet(path=", ".join(w.path for w in sets), waivers=tuple(c for w in sets for c in w.waivers))
+
+
+def _credentials(config: Config, environ: Mapping[str, str]) -> Credentials:
+    env = dict(environ)
+    # The config may name other variables for the account; load_credentials reads the standard ones.
+    for standard, chosen in (
+        (ENV_USERNAME, config.credentials.username_env),
+        (ENV_PASSWORD, config.credentials.password_env),
+    ):
+        if chosen != standard:
+            env.pop(standard, None)
+            if chosen in environ:
+                env[standard] = environ[chosen]
+    return load_credentials(
+        password_file=config.credentials.password_file,
+        environ=env,
+        stdin_isatty=sys.stdin.isatty(),
+        username=config.credentials.username,
+    )
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    inventory: Inventory
+    policies: list[Policy]
+    waivers: WaiverSet | None
+    credentials: Credentials
+    destinations: list[Destination]
+
+
+def _load_inputs(config: Config) -> _Inputs:
+    if config.inventory is None:
+        raise ConfigError("no inventory: give -i/--inventory, `inventory` in the config file, or NATT_AUDIT_INVENTORY")
+    policies = resolve_policies(config.policies)
+    waivers = _load_waivers(config.waivers)
+    inventory = load_inventory(config.inventory)
+    credentials = _credentials(config, os.environ)
+    destinations = [parse_destination(text) for text in config.exports]
+    for destination in destinations:
+        if destination.is_network and destination.kind is Kind.HEC:
+            load_token(destination, os.environ)  # refuse a missing token now, not after the scan
+    return _Inputs(inventory, policies, waivers, credentials, destinations)
+
+
+class _SafeJournal:
+    """Append to the journal; a write failure disables it (with one warning) instead of the scan."""
+
+    def __init__(self, journal: Journal | None) -> None:
+        self.journal = journal
+
+    def append(self, observation: Observation) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.append(observation)
+        except OSError as exc:
+            log.warning(
+                "cannot write the checkpoint journal %s (%s): this scan cannot be resumed",
+                self.journal.path,
+                exc.strerror or type(exc).__name__,
+            )
+            self.journal.close()
+            self.journal = None
+
+
+def _export(report: ScanReport, destinations: list[Destination]) -> ExitCode:
+    """Spool the findings, then deliver them; what is not delivered stays spooled for `ship`."""
+    try:
+        summary = export_report(report, destinations, default_spool_dir())
+    except SpoolError as exc:
+        log.error("%s: nothing was exported", exc)
+        return ExitCode.UNDELIVERED
+    for line in summary.lines():
+        say(line)
+    return ExitCode.OK if summary.complete else ExitCode.UNDELIVERED
+
+
 def run_scan_command(args: argparse.Namespace) -> int:
     """Validate inputs (exit 2 on any problem), scan, write the report, return the exit code."""
     try:
-        policies = resolve_policies(args.policy)
-        inventory = load_inventory(args.inventory)
-        credentials = load_credentials(
-            password_file=args.password_file, environ=os.environ, stdin_isatty=sys.stdin.isatty()
-        )
-    except (FileError, InventoryError, CredentialError) as exc:
-        sys.stderr.write(f"natt-audit: error: {exc}\n")
-        return ExitCode.USAGE
+        loaded = load_config(path=getattr(args, "config", None), environ=os.environ, args=args)
+    except ConfigError as exc:
+        return _error(str(exc))
+    config = loaded.config
+    setup_logging(verbose=bool(getattr(args, "verbose", False)), fmt=config.log_format)
+    if config.inventory is None:
+        return _error("no inventory: give -i/--inventory, `inventory` in the config file, or NATT_AUDIT_INVENTORY")
+    lock: ScanLock | None = None
+    if config.history:
+        lock = ScanLock(database_path(config))
+        try:
+            lock.acquire()
+        except LockedError as exc:
+            return _error(str(exc), ExitCode.LOCKED)
+        except OSError as exc:
+            return _error(f"cannot create the lock file {lock.path}: {exc.strerror or exc}")
+    try:
+        return _scan(args, config)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _scan(args: argparse.Namespace, config: Config) -> int:
+    try:
+        inputs = _load_inputs(config)
+    except (ConfigError, FileError, PolicyError, InventoryError, CredentialError, DestinationError) as exc:
+        return _error(str(exc))
+    inventory = inputs.inventory
     for warning in inventory.warnings:
         log.warning("%s", warning)
-    if args.insecure_skip_tls_verify:
-        log.warning(
-            "TLS certificate verification is OFF (--insecure-skip-tls-verify): results can be spoofed"
-        )
+    if config.insecure_skip_tls_verify:
+        log.warning("TLS certificate verification is OFF (--insecure-skip-tls-verify): results can be spoofed")
+    inventory_id = inventory_id_of(config, inventory)
+    policy_names = tuple(p.name for p in inputs.policies)
+    store = None
+    journal: Journal | None = None
+    scan_id: str | None = None
+    started_at: str | None = None
+    done: tuple[Observation, ...] = ()
+    history_failed = False
+    if config.history:
+        db = database_path(config)
+        try:
+            store = open_store(db)
+        except StoreError as exc:
+            # The scan still runs and its report is written; only history/drift/resume are lost.
+            log.error("%s: this scan will not be recorded (the report is still written)", exc)
+            history_failed = True
+    if store is not None:
+        jpath = journal_path_for(db)
+        digest = targets_digest(inventory.targets)
+        try:
+            state = read_journal(jpath)
+        except JournalError as exc:
+            if getattr(args, "resume", False):
+                store.close()
+                return _error(f"{exc}; run without --resume to start a new scan")
+            log.warning("%s; starting a new scan", exc)
+            state = None
+        if state is not None and getattr(args, "resume", False):
+            head = state.header
+            if head.inventory_id != inventory_id or head.targets_digest != digest:
+                store.close()
+                return _error(
+                    f"cannot resume scan {head.scan_id}: it was a scan of another inventory or the "
+                    f"inventory changed since ({head.inventory_id}); run without --resume to start over"
+                )
+            if head.policies != policy_names:
+                store.close()
+                return _error(
+                    f"cannot resume scan {head.scan_id}: it ran with policies {list(head.policies)}, "
+                    f"not {list(policy_names)}; run without --resume to start over"
+                )
+            scan_id, started_at, done = head.scan_id, head.started_at, state.observations
+            say(
+                f"natt-audit: resuming scan {scan_id} (started {started_at}): "
+                f"{len(done)} of {len(inventory.targets)} hosts already done",
+                scan_id=scan_id,
+                done=len(done),
+            )
+        elif state is not None:
+            log.warning(
+                "discarding the checkpoint of interrupted scan %s (use --resume to continue it)",
+                state.header.scan_id,
+            )
+        elif getattr(args, "resume", False):
+            say("natt-audit: nothing to resume in this database; starting a new scan")
+        if scan_id is None:
+            scan_id, started_at = str(uuid.uuid4()), now_rfc3339()
+        assert started_at is not None
+        header = JournalHeader(scan_id, started_at, inventory_id, digest, policy_names)
+        try:
+            journal = Journal(jpath, header, fresh=not done)
+        except OSError as exc:
+            log.warning(
+                "cannot write the checkpoint journal %s (%s): this scan cannot be resumed",
+                jpath,
+                exc.strerror or type(exc).__name__,
+            )
+    sink = _SafeJournal(journal)
     options = CollectOptions(
-        host_timeout=args.host_timeout,
-        connect_timeout=min(args.connect_timeout, args.host_timeout),
-        ca_bundle=args.ca_bundle,
-        verify_tls=not args.insecure_skip_tls_verify,
+        host_timeout=config.timeouts.host,
+        connect_timeout=min(config.timeouts.connect, config.timeouts.host),
+        ca_bundle=config.ca_bundle,
+        verify_tls=not config.insecure_skip_tls_verify,
     )
     request = ScanRequest(
         inventory=inventory,
-        policies=policies,
-        credentials=credentials,
+        policies=inputs.policies,
+        credentials=inputs.credentials,
         options=options,
-        concurrency=args.concurrency,
-        fail_on=Severity(args.fail_on),
-        min_coverage=args.min_coverage,
-    )
-    outcome = run_scan(request)
-    color = args.color == "always" or (
-        args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        concurrency=config.concurrency,
+        fail_on=config.fail_on,
+        min_coverage=config.min_coverage,
+        waivers=inputs.waivers,
+        waiver_warn_days=config.waiver_warn_days,
+        deadline=config.timeouts.deadline,
+        grace=config.timeouts.grace,
+        scan_id=scan_id,
+        started_at=started_at,
+        done=done,
+        on_observation=sink.append,
+        progress=config.log_format == "plain",
     )
     try:
-        write_report(outcome.report, Format(args.format), args.output, color=color)
-    except OSError as exc:
-        sys.stderr.write(
-            f"natt-audit: error: cannot write the report to {args.output}: {exc.strerror or exc}\n"
+        outcome = run_scan(request)
+    finally:
+        if sink.journal is not None:
+            sink.journal.close()
+    report = outcome.report
+    code = outcome.code
+    if outcome.deadline_reached:
+        deadline = config.timeouts.deadline or 0.0
+        log.warning(
+            "the scan deadline (%s) passed: hosts not reached are reported as error timeout/deadline",
+            format_duration(deadline),
         )
-        return ExitCode.USAGE
-    sys.stderr.write(summary_line(outcome.report, outcome.code) + "\n")
-    return outcome.code
+    if report.waivers is not None:
+        for entry in report.waivers.unmatched:
+            log.warning("waiver %s (%s) matches no host or no loaded rule", entry.label, entry.source)
+        for entry in report.waivers.expiring:
+            log.warning("waiver %s expires on %s (%s)", entry.label, entry.expires, entry.source)
+    if store is not None:
+        try:
+            previous = store.previous_report(inventory_id, before=report.scan.id)
+            if previous is not None:
+                report = report.model_copy(update={"drift": compute_drift(previous, report)})
+            store.record_scan(report, inventory_id=inventory_id, observations=outcome.observations)
+        except StoreError as exc:
+            log.error("%s: the scan is not recorded (the report is still written)", exc)
+            code = combine(code, ExitCode.USAGE)
+        else:
+            if journal is not None and not report.scan.interrupted:
+                journal.remove()  # recorded: nothing left to resume
+        finally:
+            store.close()
+    color = config.color == "always" or (
+        config.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    )
+    try:
+        write_report(report, Format(config.format), config.output, color=color)
+    except OSError as exc:
+        return _error(f"cannot write the report to {config.output}: {exc.strerror or exc}")
+    if history_failed:
+        code = combine(code, ExitCode.USAGE)
+    if inputs.destinations:
+        code = combine(code, _export(report, inputs.destinations))
+    say(
+        summary_line(report, code),
+        scan_id=report.scan.id,
+        hosts=report.summary.hosts_total,
+        coverage=report.summary.coverage,
+        by_status=dict(report.summary.hosts_by_status),
+        interrupted=report.scan.interrupted,
+        exit_code=int(code),
+    )
+    line = drift_line(report)
+    if line is not None and report.drift is not None:
+        say(line, previous_scan_id=report.drift.previous_scan_id, **drift_counts(report.drift))
+    return code

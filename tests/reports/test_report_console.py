@@ -151,7 +151,10 @@ def test_any_caption_renders_inert_and_visible(caption: str) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(
-    st.text(ALPHABET, min_size=1, max_size=40), st.text(ALPHABET, max_size=40), st.text(ALPHABET, max_size=40)
+    st.text(ALPHABET, min_size=1, max_size=40),
+    # rich trims whitespace at the edges of a wrapped cell line: edge spaces of a tag are not shown
+    st.text(ALPHABET, max_size=40).filter(lambda t: t == t.strip()),
+    st.text(ALPHABET, max_size=40),
 )
 def test_any_name_tag_and_error_message_render_inert(name: str, tag: str, message: str) -> None:
     observation = Observation(

@@ -37,6 +37,7 @@ def test_renderers_are_pure_and_end_with_a_newline(fmt: Format, sample_report: S
 
 
 def test_format_values_are_the_cli_names() -> None:
-    assert [f.value for f in Format] == ["console", "json", "jsonl", "csv", "cef", "ocsf", "ecs", "hec", "junit", "html"]
+    names = ["console", "json", "jsonl", "csv", "cef", "ocsf", "ecs", "hec", "junit", "html"]
+    assert [f.value for f in Format] == names
     assert Format("json") is Format.JSON
     assert str(Format.CONSOLE) == "console"

@@ -22,13 +22,13 @@ from tests.reports.sample import HOSTILE_CAPTION, SCAN, target
 
 SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 FIELDS = {
-    "": ["schema_version", "tool", "scan", "summary", "hosts"],
+    "": ["schema_version", "tool", "scan", "summary", "hosts", "drift", "waivers"],
     "tool": ["name", "version"],
     "scan": ["id", "started_at", "finished_at", "policies", "inventory", "interrupted"],
     "summary": ["hosts_total", "hosts_by_status", "coverage", "modes", "requests_total"],
     "host": ["name", "address", "port", "tags", "status", "requests", "os", "setting", "error", "results"],
     "os": ["version", "build", "service_pack", "caption"],
-    "result": ["rule_id", "title", "severity", "status", "message", "finding_id"],
+    "result": ["rule_id", "title", "severity", "status", "message", "finding_id", "waiver"],
     "error": ["stage", "reason", "message"],
 }
 

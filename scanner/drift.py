@@ -1,0 +1,206 @@
+"""Drift between two scans of one inventory, and the SIEM lifecycle events it implies. Pure.
+
+A finding is *open* while its result is `fail`; `waived` and `not_applicable` count as not
+failing (like the exit code). A result in `error` says nothing about the finding: a host that
+cannot be read keeps its findings as they were and shows up in `newly_unreachable` instead.
+
+- new failure: `fail` now; before pass / waived / not_applicable / absent (the host joined or
+  the rule is new) / error (the host could not be read last time).
+- resolved failure: `fail` before; now pass / waived / not_applicable / absent (the host left the
+  inventory or the rule was removed: the resource is gone, so the finding closes).
+- `fail` -> `error` and `error` -> anything but `fail` are no finding change.
+- changed settings: only for hosts read in both scans, one entry per differing field.
+
+Hosts are matched by `rules.results.host_identity` (lower-cased name), as `finding_uid` is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+
+from reports.build import host_sort_key
+from reports.model import Drift, FindingDrift, HostDrift, HostReport, ScanReport, SettingDrift
+from rules.results import Severity, Status, finding_uid, host_identity
+
+# Setting fields compared between two reads of a host, in report order.
+SETTING_FIELDS: tuple[str, ...] = (
+    "effective_mode",
+    "raw_type",
+    "raw_value",
+    "integrity",
+    "applicable_key",
+    "stray",
+)
+
+
+class Activity(IntEnum):
+    """OCSF Compliance Finding activity_id (SIEM.md "OCSF")."""
+
+    CREATE = 1
+    UPDATE = 2
+    CLOSE = 3
+
+
+@dataclass(frozen=True, order=True)
+class DriftEvent:
+    """One finding lifecycle event for a SIEM exporter: OCSF activity on `finding_uid`."""
+
+    host: str
+    rule_id: str
+    finding_uid: str
+    activity_id: Activity
+    severity: Severity
+    before: Status | None
+    after: Status | None
+
+
+def _index(report: ScanReport) -> dict[str, HostReport]:
+    return {host_identity(h.name): h for h in report.hosts}
+
+
+def _reason(host: HostReport) -> str:
+    if host.error is None:
+        return "error/unknown"
+    return f"{host.error.stage.value}/{host.error.reason}"
+
+
+def _is_read(host: HostReport) -> bool:
+    return host.error is None and host.setting is not None
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _setting_changes(before: HostReport, after: HostReport) -> list[SettingDrift]:
+    if before.setting is None or after.setting is None:
+        return []
+    old = before.setting.model_dump(mode="json")
+    new = after.setting.model_dump(mode="json")
+    return [
+        SettingDrift(host=after.name, field=name, before=_json(old.get(name)), after=_json(new.get(name)))
+        for name in SETTING_FIELDS
+        if old.get(name) != new.get(name)
+    ]
+
+
+def _finding_changes(
+    name: str, before: HostReport | None, after: HostReport | None
+) -> tuple[list[FindingDrift], list[FindingDrift], list[FindingDrift]]:
+    old = {r.rule_id: r for r in (before.results if before else [])}
+    new = {r.rule_id: r for r in (after.results if after else [])}
+    opened: list[FindingDrift] = []
+    closed: list[FindingDrift] = []
+    still: list[FindingDrift] = []
+    for rule_id in sorted(set(old) | set(new)):
+        was = old.get(rule_id)
+        now = new.get(rule_id)
+        was_status = was.status if was else None
+        now_status = now.status if now else None
+        ref = now or was
+        assert ref is not None  # rule_id comes from one of the two maps
+        drift = FindingDrift(
+            host=name,
+            rule_id=rule_id,
+            finding_uid=ref.finding_id or finding_uid(rule_id, name),
+            severity=ref.severity,
+            before=was_status,
+            after=now_status,
+        )
+        if now_status is Status.FAIL and was_status is not Status.FAIL:
+            opened.append(drift)
+        elif was_status is Status.FAIL and now_status not in (Status.FAIL, Status.ERROR):
+            closed.append(drift)
+        elif was_status is Status.FAIL and now_status is Status.FAIL:
+            still.append(drift)
+    return opened, closed, still
+
+
+def _sorted_names(names: Iterable[str]) -> list[str]:
+    return sorted(names, key=host_sort_key)
+
+
+def compute_drift(previous: ScanReport, current: ScanReport) -> Drift:
+    """Return what changed from `previous` to `current` (two scans of the same inventory)."""
+    old = _index(previous)
+    new = _index(current)
+    new_failures: list[FindingDrift] = []
+    resolved: list[FindingDrift] = []
+    changed_failures: list[FindingDrift] = []
+    settings: list[SettingDrift] = []
+    unreachable: list[HostDrift] = []
+    back: list[HostDrift] = []
+    for key in sorted(set(old) | set(new)):
+        before = old.get(key)
+        after = new.get(key)
+        name = after.name if after is not None else before.name if before is not None else key
+        opened, closed, still = _finding_changes(name, before, after)
+        new_failures += opened
+        resolved += closed
+        if before is None or after is None:
+            continue
+        if _is_read(before) and not _is_read(after):
+            unreachable.append(HostDrift(host=name, reason=_reason(after)))
+        elif not _is_read(before) and _is_read(after):
+            back.append(HostDrift(host=name, reason=_reason(before)))
+        changes = _setting_changes(before, after)
+        settings += changes
+        if changes:
+            changed_failures += still
+
+    def by_host(item: FindingDrift | SettingDrift | HostDrift) -> tuple[tuple[str, str], str]:
+        return host_sort_key(item.host), getattr(item, "rule_id", getattr(item, "field", ""))
+
+    return Drift(
+        previous_scan_id=previous.scan.id,
+        previous_started_at=previous.scan.started_at,
+        new_failures=sorted(new_failures, key=by_host),
+        resolved_failures=sorted(resolved, key=by_host),
+        changed_failures=sorted(changed_failures, key=by_host),
+        changed_settings=sorted(
+            settings, key=lambda s: (host_sort_key(s.host), SETTING_FIELDS.index(s.field))
+        ),
+        newly_unreachable=sorted(unreachable, key=by_host),
+        reachable_again=sorted(back, key=by_host),
+        joined=_sorted_names(new[k].name for k in set(new) - set(old)),
+        left=_sorted_names(old[k].name for k in set(old) - set(new)),
+    )
+
+
+def drift_counts(drift: Drift) -> dict[str, int]:
+    """Return the number of entries per drift list, for summaries and history."""
+    return {
+        "new_failures": len(drift.new_failures),
+        "resolved_failures": len(drift.resolved_failures),
+        "changed_failures": len(drift.changed_failures),
+        "changed_settings": len({s.host for s in drift.changed_settings}),
+        "newly_unreachable": len(drift.newly_unreachable),
+        "reachable_again": len(drift.reachable_again),
+        "joined": len(drift.joined),
+        "left": len(drift.left),
+    }
+
+
+def drift_events(drift: Drift) -> list[DriftEvent]:
+    """Return the OCSF lifecycle events of a drift: Create, Update or Close per finding_uid.
+
+    Create (1): a new failure that was pass/waived/n.a./absent before. Update (2): a failure
+    seen after an unread night (the finding may already be open), or a failure whose evidence
+    changed (`changed_failures`). Close (3): a resolved failure. Sorted by host, rule, activity.
+    """
+    events: list[DriftEvent] = []
+    for f in drift.new_failures:
+        activity = Activity.UPDATE if f.before is Status.ERROR else Activity.CREATE
+        events.append(DriftEvent(f.host, f.rule_id, f.finding_uid, activity, f.severity, f.before, f.after))
+    for f in drift.changed_failures:
+        events.append(
+            DriftEvent(f.host, f.rule_id, f.finding_uid, Activity.UPDATE, f.severity, f.before, f.after)
+        )
+    for f in drift.resolved_failures:
+        events.append(
+            DriftEvent(f.host, f.rule_id, f.finding_uid, Activity.CLOSE, f.severity, f.before, f.after)
+        )
+    return sorted(events, key=lambda e: (host_sort_key(e.host), e.rule_id, e.activity_id))

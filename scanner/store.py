@@ -1,0 +1,400 @@
+"""Scan history: the `HistoryStore` interface and its SQLite implementation (one file, WAL).
+
+Schema (version 2; `schema_version` holds the version, `MIGRATIONS` move any older file forward):
+
+- `scans`: one row per scan id: inventory id and path, times, interrupted flag, host counts per
+  status, coverage, requests, policies (JSON), the whole JSON report (`report`), and
+  `recorded_at`. A resumed scan replaces its interrupted row (same id).
+- `hosts`: one row per (scan, host): status, address, tags (JSON), effective mode, integrity,
+  error stage/reason, and the raw `Observation` as JSON (the facts, re-evaluable later).
+- `results`: one row per (scan, host, rule): finding_uid, severity, status, message.
+
+Every scan is written in one transaction (`BEGIN IMMEDIATE` ... `COMMIT`): a reader sees all of
+it or none. A server database can be added behind the same `HistoryStore` protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+from reports.build import is_covered
+from reports.json_report import render_json
+from reports.model import ScanReport
+from rules.results import Status
+from scanner.models import Observation
+
+SCHEMA_VERSION = 2
+
+
+class StoreError(Exception):
+    """The history database cannot be opened, read or written; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ScanRow:
+    """One scan as listed by `natt-audit history`."""
+
+    id: str
+    inventory_id: str
+    inventory: str | None
+    started_at: str
+    finished_at: str
+    interrupted: bool
+    hosts_total: int
+    coverage: float
+    compliance: float  # compliant hosts / read hosts, 4 decimals; 0.0 when no host was read
+    by_status: Mapping[str, int]
+    requests_total: int
+    policies: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HostRow:
+    """One host of one scan, as the HTML history report charts it."""
+
+    name: str
+    status: str
+    effective_mode: str | None
+    tags: Mapping[str, str]
+
+
+class HistoryStore(Protocol):
+    """Where scans are kept. Implementations write each scan atomically."""
+
+    def record_scan(
+        self, report: ScanReport, *, inventory_id: str, observations: Sequence[Observation]
+    ) -> None:
+        """Store (or replace, for a resumed scan) one scan with its observations and results."""
+
+    def scans(self, *, inventory_id: str | None = None, limit: int = 20) -> list[ScanRow]:
+        """Return recent scans, newest first, optionally of one inventory only."""
+
+    def find_scan(self, ref: str) -> ScanRow:
+        """Return the scan whose id is `ref` or starts with `ref`; StoreError if none or many."""
+
+    def load_report(self, scan_id: str) -> ScanReport:
+        """Return the JSON report stored for a scan."""
+
+    def previous_report(self, inventory_id: str, *, before: str) -> ScanReport | None:
+        """Return the newest complete scan of `inventory_id` started before `before`, other than it."""
+
+    def hosts(self, scan_id: str) -> list[HostRow]:
+        """Return the hosts of one scan."""
+
+    def close(self) -> None:
+        """Release the database."""
+
+
+# --- migrations: each entry moves the schema from version N-1 to N; never edit a shipped one.
+_V1 = """
+CREATE TABLE scans (
+    id TEXT PRIMARY KEY,
+    inventory_id TEXT NOT NULL,
+    inventory TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    interrupted INTEGER NOT NULL,
+    hosts_total INTEGER NOT NULL,
+    hosts_pass INTEGER NOT NULL,
+    hosts_fail INTEGER NOT NULL,
+    hosts_waived INTEGER NOT NULL,
+    hosts_error INTEGER NOT NULL,
+    hosts_not_applicable INTEGER NOT NULL,
+    coverage REAL NOT NULL,
+    requests_total INTEGER NOT NULL,
+    policies TEXT NOT NULL,
+    tool_version TEXT NOT NULL,
+    report TEXT NOT NULL
+);
+CREATE TABLE hosts (
+    scan_id TEXT NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    address TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    effective_mode TEXT,
+    integrity TEXT,
+    error_stage TEXT,
+    error_reason TEXT,
+    observation TEXT,
+    PRIMARY KEY (scan_id, name)
+);
+CREATE TABLE results (
+    scan_id TEXT NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
+    host TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    finding_uid TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (scan_id, host, rule_id)
+);
+"""
+
+_V2 = """
+ALTER TABLE scans ADD COLUMN compliance REAL NOT NULL DEFAULT 0;
+ALTER TABLE scans ADD COLUMN recorded_at TEXT NOT NULL DEFAULT '';
+CREATE INDEX scans_by_inventory ON scans (inventory_id, started_at);
+CREATE INDEX results_by_finding ON results (finding_uid);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+def compliance_of(report: ScanReport) -> float:
+    """Return compliant hosts (pass, waived, n.a.) / read hosts, rounded down to 4 decimals."""
+    read = [h for h in report.hosts if is_covered(h)]
+    if not read:
+        return 0.0
+    ok = sum(1 for h in read if h.status in (Status.PASS, Status.WAIVED, Status.NOT_APPLICABLE))
+    return (ok * 10_000 // len(read)) / 10_000
+
+
+def _migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> None:
+    """Apply every migration between the file's version and `target`, each in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        current = int(row[0]) if row else 0
+        if row is None:
+            conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"the history database has schema version {current}, newer than this natt-audit "
+                f"understands ({SCHEMA_VERSION}); upgrade natt-audit"
+            )
+        for version in range(current + 1, target + 1):
+            for statement in MIGRATIONS[version - 1].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("UPDATE schema_version SET version = ?", (version,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+class SqliteStore:
+    """The default `HistoryStore`: one SQLite file in WAL mode."""
+
+    def __init__(self, path: str | Path, *, migrate_to: int = SCHEMA_VERSION) -> None:
+        self.path = Path(path)
+        try:
+            if str(self.path.parent):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+            self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")  # a committed scan survives power loss
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            _migrate(self._conn, migrate_to)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the history database {self.path}: {exc}") from None
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def schema_version(self) -> int:
+        """Return the schema version of the open file."""
+        return int(self._conn.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], None]) -> None:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                work(self._conn)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the history database {self.path}: {exc}") from None
+
+    def record_scan(
+        self, report: ScanReport, *, inventory_id: str, observations: Sequence[Observation]
+    ) -> None:
+        """Store (or replace, for a resumed scan) one scan with its observations and results."""
+        by_name = {o.target.name: o for o in observations}
+        s = report.summary
+        scan = report.scan
+        recorded = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM scans WHERE id = ?", (scan.id,))
+            conn.execute(
+                "INSERT INTO scans (id, inventory_id, inventory, started_at, finished_at, interrupted,"
+                " hosts_total, hosts_pass, hosts_fail, hosts_waived, hosts_error, hosts_not_applicable,"
+                " coverage, requests_total, policies, tool_version, report, compliance, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    scan.id,
+                    inventory_id,
+                    scan.inventory,
+                    scan.started_at,
+                    scan.finished_at,
+                    int(scan.interrupted),
+                    s.hosts_total,
+                    *(s.hosts_by_status.get(st.value, 0) for st in _STATUS_COLUMNS),
+                    s.coverage,
+                    s.requests_total,
+                    json.dumps(scan.policies),
+                    report.tool.version,
+                    render_json(report),
+                    compliance_of(report),
+                    recorded,
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO hosts (scan_id, name, address, port, status, tags, effective_mode, integrity,"
+                " error_stage, error_reason, observation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        scan.id,
+                        h.name,
+                        h.address,
+                        h.port,
+                        h.status.value,
+                        json.dumps(h.tags, sort_keys=True),
+                        str(h.setting.effective_mode) if h.setting is not None else None,
+                        h.setting.integrity.value if h.setting is not None else None,
+                        h.error.stage.value if h.error is not None else None,
+                        h.error.reason if h.error is not None else None,
+                        by_name[h.name].model_dump_json() if h.name in by_name else None,
+                    )
+                    for h in report.hosts
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO results (scan_id, host, rule_id, finding_uid, severity, status, message)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (scan.id, h.name, r.rule_id, r.finding_id, r.severity.value, r.status.value, r.message)
+                    for h in report.hosts
+                    for r in h.results
+                ],
+            )
+
+        self._transaction(work)
+
+    def _rows(self, where: str, params: Sequence[object], limit: int) -> list[ScanRow]:
+        try:
+            # `where` is one of the fixed clauses of this class; values are bound parameters.
+            query = (
+                "SELECT id, inventory_id, inventory, started_at, finished_at, interrupted, hosts_total,"  # noqa: S608
+                " hosts_pass, hosts_fail, hosts_waived, hosts_error, hosts_not_applicable, coverage,"
+                " compliance, requests_total, policies FROM scans "
+                + where
+                + " ORDER BY started_at DESC, recorded_at DESC, id LIMIT ?"
+            )
+            cursor = self._conn.execute(
+                query,
+                (*params, limit),
+            )
+            rows = cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
+        return [
+            ScanRow(
+                id=r[0],
+                inventory_id=r[1],
+                inventory=r[2],
+                started_at=r[3],
+                finished_at=r[4],
+                interrupted=bool(r[5]),
+                hosts_total=r[6],
+                by_status={st.value: r[7 + i] for i, st in enumerate(_STATUS_COLUMNS)},
+                coverage=r[12],
+                compliance=r[13],
+                requests_total=r[14],
+                policies=tuple(json.loads(r[15])),
+            )
+            for r in rows
+        ]
+
+    def scans(self, *, inventory_id: str | None = None, limit: int = 20) -> list[ScanRow]:
+        """Return recent scans, newest first, optionally of one inventory only."""
+        if inventory_id is None:
+            return self._rows("", (), limit)
+        return self._rows("WHERE inventory_id = ?", (inventory_id,), limit)
+
+    def find_scan(self, ref: str) -> ScanRow:
+        """Return the scan whose id is `ref` or starts with `ref`; StoreError if none or many."""
+        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._rows("WHERE id = ? OR id LIKE ? ESCAPE '\\'", (ref, escaped + "%"), 3)
+        exact = [r for r in rows if r.id == ref]
+        if exact:
+            return exact[0]
+        if not rows:
+            raise StoreError(f"no scan with id {ref!r} in {self.path}")
+        if len(rows) > 1:
+            raise StoreError(f"scan id prefix {ref!r} is ambiguous in {self.path}; give more characters")
+        return rows[0]
+
+    def load_report(self, scan_id: str) -> ScanReport:
+        """Return the JSON report stored for a scan."""
+        try:
+            row = self._conn.execute("SELECT report FROM scans WHERE id = ?", (scan_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
+        if row is None:
+            raise StoreError(f"no scan with id {scan_id!r} in {self.path}")
+        return ScanReport.model_validate_json(row[0])
+
+    def previous_report(self, inventory_id: str, *, before: str) -> ScanReport | None:
+        """Return the newest complete scan of `inventory_id` that is not `before` (a scan id).
+
+        Interrupted scans are skipped: a partial scan is a poor baseline (every host it did not
+        reach would look newly unreachable).
+        """
+        rows = self._rows("WHERE inventory_id = ? AND id != ? AND interrupted = 0", (inventory_id, before), 1)
+        return self.load_report(rows[0].id) if rows else None
+
+    def hosts(self, scan_id: str) -> list[HostRow]:
+        """Return the hosts of one scan, by name."""
+        try:
+            rows = self._conn.execute(
+                "SELECT name, status, effective_mode, tags FROM hosts WHERE scan_id = ? ORDER BY name",
+                (scan_id,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
+        return [HostRow(name=r[0], status=r[1], effective_mode=r[2], tags=json.loads(r[3])) for r in rows]
+
+    def observations(self, scan_id: str) -> list[Observation]:
+        """Return the raw observations stored for a scan."""
+        rows = self._conn.execute(
+            "SELECT observation FROM hosts WHERE scan_id = ? AND observation IS NOT NULL ORDER BY name",
+            (scan_id,),
+        ).fetchall()
+        return [Observation.model_validate_json(r[0]) for r in rows]
+
+    def result_count(self, scan_id: str) -> int:
+        """Return how many rule results are stored for a scan."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM results WHERE scan_id = ?", (scan_id,)).fetchone()[0])
+
+
+_STATUS_COLUMNS = (Status.PASS, Status.FAIL, Status.WAIVED, Status.ERROR, Status.NOT_APPLICABLE)
+
+
+def open_store(path: str | Path) -> SqliteStore:
+    """Open (creating and migrating as needed) the history database at `path`."""
+    return SqliteStore(path)
