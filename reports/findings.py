@@ -60,6 +60,16 @@ def epoch_ms(rfc3339: str) -> int:
 RawValue = int | str | list[str] | None
 
 
+# OCSF activity of a finding whose state did not change since the previous scan.
+_STEADY: dict[Status, int] = {
+    Status.FAIL: 2,
+    Status.ERROR: 2,
+    Status.WAIVED: 2,
+    Status.PASS: 3,
+    Status.NOT_APPLICABLE: 3,
+}
+
+
 class Finding(Frozen):
     """One (host, rule) result with everything an export needs, flat and self-contained."""
 
@@ -102,6 +112,8 @@ class Finding(Frozen):
     error_stage: str | None
     error_reason: str | None
     error_message: str | None
+    # OCSF lifecycle from history: 1 Create, 2 Update, 3 Close; None when there is no previous scan
+    activity_id: int | None = None
 
     @property
     def observed(self) -> str | None:
@@ -197,9 +209,24 @@ def _finding(report: ScanReport, host: HostReport, result: RuleResult) -> Findin
     )
 
 
+def _activities(report: ScanReport) -> dict[str, int] | None:
+    """Return finding_uid -> OCSF activity from the report's drift, None without a previous scan."""
+    if report.drift is None:
+        return None
+    from scanner.drift import drift_events  # scanner.drift imports reports.model: import late
+
+    return {e.finding_uid: int(e.activity_id) for e in drift_events(report.drift)}
+
+
 def flatten(report: ScanReport) -> list[Finding]:
     """Return one Finding per (host, rule) result in report order: hosts by name, rules by id."""
-    return [_finding(report, host, result) for host in report.hosts for result in _host_results(host)]
+    activities = _activities(report)
+    findings = [_finding(report, host, result) for host in report.hosts for result in _host_results(host)]
+    if activities is None:
+        return findings
+    # With history, a finding's lifecycle is known: Create/Update/Close from the drift, and an
+    # unchanged open finding is an Update of itself, an unchanged passing one a Close (SIEM.md OCSF).
+    return [f.model_copy(update={"activity_id": activities.get(f.finding_uid, _STEADY[f.status])}) for f in findings]
 
 
 def to_record(finding: Finding) -> dict[str, JsonValue]:

@@ -37,6 +37,7 @@ WORKFLOW: dict[Status, tuple[int, str, int, str]] = {
     Status.PASS: (4, "Resolved", 3, "Close"),
     Status.NOT_APPLICABLE: (4, "Resolved", 3, "Close"),
 }
+ACTIVITY_NAME = {1: "Create", 2: "Update", 3: "Close"}
 OS_TYPE_WINDOWS = 100
 DEVICE_TYPE_UNKNOWN = 0  # server or desktop is not known from what is read
 ANALYTIC_RULE = 1
@@ -45,6 +46,8 @@ ANALYTIC_RULE = 1
 def event(finding: Finding) -> dict[str, JsonValue]:
     """Return the OCSF Compliance Finding event of one finding."""
     status_id, status_name, activity_id, activity_name = WORKFLOW[finding.status]
+    if finding.activity_id is not None:  # history knows better than one night's status (drift)
+        activity_id, activity_name = finding.activity_id, ACTIVITY_NAME[finding.activity_id]
     compliance_id, compliance_name = COMPLIANCE_STATUS[finding.status]
     severity_id = SEVERITY_ID[finding.severity]
     details: list[JsonValue] = [finding.message]

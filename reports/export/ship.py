@@ -24,6 +24,7 @@ EXIT_UNDELIVERED = ExitCode.UNDELIVERED
 # File destinations: the format follows the extension unless -f names one.
 SUFFIX_FORMATS: tuple[tuple[str, str], ...] = (
     (".ocsf.jsonl", "ocsf"),
+    (".ocsf", "ocsf"),
     (".ecs.jsonl", "ecs"),
     (".hec.jsonl", "hec"),
     (".junit.xml", "junit"),
@@ -34,6 +35,7 @@ SUFFIX_FORMATS: tuple[tuple[str, str], ...] = (
     (".xml", "junit"),
     (".html", "html"),
     (".htm", "html"),
+    (".json", "json"),
 )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,9 +22,7 @@ PASSWORD = "Lab-Passw0rd!"
 HOST_TIMEOUT = "4"
 
 
-def natt_audit(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
+def natt_audit(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("NATT_AUDIT_")}
     full_env.update(env or {})
     return subprocess.run(
@@ -235,3 +235,96 @@ def test_wrong_password_is_auth_error_and_never_printed(
     assert secret not in proc.stdout + proc.stderr + report
     assert json.loads(report)["summary"]["coverage"] == 0.0
     assert host(json.loads(report), "w10-mode0")["error"]["stage"] == "auth"
+
+
+def test_waivers_turn_failures_into_waived_and_expire(
+    scanned: tuple[Any, dict[str, Any], Path], tmp_path: Path
+) -> None:
+    _, _, inventory = scanned
+    today = dt.datetime.now(dt.UTC).date()
+    soon, past, later = (
+        today + dt.timedelta(days=5),
+        today - dt.timedelta(days=1),
+        today + dt.timedelta(days=90),
+    )
+    waivers = tmp_path / "waivers.yaml"
+    waivers.write_text(
+        "waivers:\n"
+        f"  - {{id: W-PILOT, rules: [NATT-001], hosts: {{names: [w2022-mode2]}}, justification: L2TP pilot,"
+        f" owner: net, ticket: CHG-1, expires: {soon}}}\n"
+        f"  - {{id: W-OLD, rules: [NATT-001], hosts: {{glob: 's2003-*'}}, justification: old, expires: {past}}}\n"
+        f"  - {{id: W-NONE, rules: [NATT-003], hosts: {{names: [nope]}}, justification: x, expires: {later}}}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "r.json"
+    proc = natt_audit(
+        "scan",
+        "-i",
+        str(inventory),
+        "-f",
+        "json",
+        "-o",
+        str(out),
+        "--host-timeout",
+        HOST_TIMEOUT,
+        "--waivers",
+        str(waivers),
+        env=CREDS,
+    )
+    report = json.loads(out.read_text(encoding="utf-8"))
+    pilot = next(r for r in host(report, "w2022-mode2")["results"] if r["rule_id"] == "NATT-001")
+    assert pilot["status"] == "waived"
+    assert pilot["waiver"]["label"] == "W-PILOT" and pilot["waiver"]["state"] == "applied"
+    assert "effective_mode=2" in pilot["message"]  # the evidence is kept
+    assert host(report, "w2022-mode2")["status"] == "waived"
+    old = next(r for r in host(report, "s2003-mode2")["results"] if r["rule_id"] == "NATT-001")
+    assert old["status"] == "fail"
+    assert old["waiver"]["state"] == "expired"
+    section = report["waivers"]
+    assert [w["label"] for w in section["expiring"]] == ["W-PILOT"]
+    assert [w["label"] for w in section["expired"]] == ["W-OLD"]
+    assert [w["label"] for w in section["unmatched"]] == ["W-NONE"]
+    assert "W-NONE" in proc.stderr
+    bad = tmp_path / "bad-waivers.yaml"
+    bad.write_text("waivers:\n  - {rules: [NATT-001], hosts: {glob: '*'}, expires: 2030-01-01}\n", encoding="utf-8")
+    proc = natt_audit("scan", "-i", str(inventory), "--waivers", str(bad), env=CREDS)
+    assert proc.returncode == 2
+    assert f"{bad}:2" in proc.stderr and "justification" in proc.stderr
+
+
+def test_scan_exports_to_a_file_and_spools_for_a_down_siem(
+    scanned: tuple[Any, dict[str, Any], Path], tmp_path: Path
+) -> None:
+    _, report, inventory = scanned
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: the SIEM is down for the whole run
+    spool = tmp_path / "spool"
+    out = tmp_path / "findings.ocsf.jsonl"
+    proc = natt_audit(
+        "scan",
+        "-i",
+        str(inventory),
+        "--host-timeout",
+        HOST_TIMEOUT,
+        "--no-history",
+        "-o",
+        str(tmp_path / "r.txt"),
+        "--export",
+        str(out),
+        "--export",
+        f"syslog+tcp://127.0.0.1:{port}",
+        env={**CREDS, "NATT_AUDIT_SPOOL": str(spool)},
+    )
+    assert proc.returncode == 5, proc.stderr  # undelivered beats incomplete and findings
+    events = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    expected = sum(len(h["results"]) for h in report["hosts"])
+    assert len(events) == expected
+    assert all(e["class_uid"] == 2003 for e in events)
+    spooled = [p for p in spool.rglob("*") if p.is_file()]
+    assert spooled, "findings must stay spooled when the destination is down"
+    assert f"syslog+tcp://127.0.0.1:{port}" in proc.stderr
+    proc = natt_audit("scan", "-i", str(inventory), "--no-history", "--export", "hec+https://127.0.0.1:1", env=CREDS)
+    assert proc.returncode == 2  # no HEC token: refused before scanning
+    assert "token" in proc.stderr.lower()
