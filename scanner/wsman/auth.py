@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import struct
 import threading
 from typing import Any
 
@@ -170,7 +171,9 @@ class Authenticator:
             raise CollectError(
                 Stage.AUTH, "transport_unavailable", f"{self.method.value}: {exc.name}"
             ) from None
-        except (ValueError, TypeError, OSError, SpnegoError) as exc:
+        except (ValueError, TypeError, OSError, SpnegoError, struct.error, LookupError, OverflowError) as exc:
+            # pyspnego parses the host's challenge with struct/dict lookups: a truncated or garbled
+            # token surfaces as struct.error or KeyError (issue 8 item 8: never an internal error).
             raise CollectError(
                 Stage.AUTH, "auth_failed", f"{self.method.value} token rejected ({type(exc).__name__})"
             ) from None
