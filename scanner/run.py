@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import signal
 import sys
 import threading
@@ -18,7 +17,7 @@ from types import FrameType
 
 from reports.build import build_report, exit_code
 from reports.formats import Format, render
-from reports.json_report import _UNSAFE, _escape, render_json, to_plain  # json_chunks: same escaping
+from reports.json_report import json_chunks
 from reports.model import ScanInfo, ScanReport, WaiverEntry, WaiversSection
 from reports.progress import Progress
 from rules.evaluate import evaluate
@@ -263,26 +262,6 @@ def _complete(
         seen.get(target.name, Observation(target=target, error=missing))
         for target in request.inventory.targets
     ]
-
-
-def json_chunks(report: ScanReport) -> Iterator[str]:
-    """Yield the exact text of `render_json(report)`, one host at a time."""
-    # json.dumps(indent=2) of the whole report holds every token of the document in one list
-    # (about 12 KB per host: 116 MB at 10,000 hosts); one host at a time keeps that flat
-    # (docs/performance.md). Same bytes: indent=2 puts a host at depth 2 and escapes newlines
-    # inside strings, so indenting every line of a host's own dump by four spaces places it
-    # exactly; the escaping of unsafe characters is the renderer's own, applied per host.
-    frame = render_json(report.model_copy(update={"hosts": []}))
-    if not report.hosts:
-        yield frame
-        return
-    before, after = frame.split('\n  "hosts": []', 1)  # the top-level key: only it sits at depth 1
-    yield before + '\n  "hosts": [\n'
-    for index, host in enumerate(report.hosts):
-        text = json.dumps(to_plain(host), indent=2, ensure_ascii=False, allow_nan=False)
-        text = _UNSAFE.sub(_escape, text.replace("\n", "\n    "))
-        yield ("    " if index == 0 else ",\n    ") + text
-    yield "\n  ]" + after
 
 
 def write_report(report: ScanReport, fmt: Format, output: str | None, *, color: bool) -> None:

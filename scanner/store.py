@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Protocol
 
 from reports.build import is_covered
-from reports.json_report import render_json
+from reports.json_report import json_chunks
 from reports.model import ScanReport
 from rules.results import Status
 from scanner.models import Observation
@@ -258,7 +258,7 @@ class SqliteStore:
                     s.requests_total,
                     json.dumps(scan.policies),
                     report.tool.version,
-                    render_json(report),
+                    "".join(json_chunks(report)),
                     compliance_of(report),
                     recorded,
                 ),

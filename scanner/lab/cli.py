@@ -32,6 +32,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument(
         "--bind", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)"
     )
+    serve.add_argument(
+        "--stats-out",
+        type=Path,
+        default=None,
+        metavar="STATS.json",
+        help="write request/connection counters here on SIGUSR1 and at exit (for benchmarks)",
+    )
     gen = sub.add_parser("generate", help="print a realistic estate file to stdout")
     gen.add_argument("--count", type=int, default=200, metavar="N")
     gen.add_argument("--seed", type=int, default=1, metavar="S")
@@ -60,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     except FileError as exc:
         print(f"natt-audit lab: {exc}", file=sys.stderr)  # noqa: T201
         return 2
-    return serve(estate, args.inventory_out, port_base=args.port_base, bind=args.bind)
+    return serve(
+        estate, args.inventory_out, port_base=args.port_base, bind=args.bind, stats_out=args.stats_out
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,6 +134,7 @@ class HostServer:
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve requests on one keep-alive connection until the client closes it."""
         self.lab.writers.add(writer)
+        self.lab.connections += 1
         conn = _Conn()
         try:
             if self.fault == "blackhole":
@@ -368,7 +369,8 @@ class Lab:
         self.servers: list[asyncio.AbstractServer] = []
         self.refused: list[socket.socket] = []
         self.writers: set[asyncio.StreamWriter] = set()
-        self.requests = 0
+        self.requests = 0  # HTTP requests served (benchmarks read it via --stats-out)
+        self.connections = 0  # TCP connections accepted
         self.endpoints: list[HostEndpoint] = []
         self._basic = [(a.username.encode(), a.password.get_secret_value().encode()) for a in estate.accounts]
         self._cred_file: Path | None = None
@@ -535,14 +537,30 @@ def write_inventory(path: Path, endpoints: list[HostEndpoint], ca: Path | None) 
     os.replace(tmp, path)
 
 
+def write_stats(path: Path, lab: Lab) -> None:
+    """Write the lab's counters as JSON, atomically (temp file + rename)."""
+    stats = {"requests": lab.requests, "connections": lab.connections, "hosts": len(lab.hosts)}
+    fd, tmp = tempfile.mkstemp(prefix=".stats-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(stats, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
 def serve(
-    estate: Estate, inventory_out: Path, *, port_base: int | None = None, bind: str = "127.0.0.1"
+    estate: Estate,
+    inventory_out: Path,
+    *,
+    port_base: int | None = None,
+    bind: str = "127.0.0.1",
+    stats_out: Path | None = None,
 ) -> int:
     """Serve the estate until SIGINT/SIGTERM; return the exit code (0 on a signal)."""
-    return asyncio.run(_serve(estate, inventory_out, port_base=port_base, bind=bind))
+    return asyncio.run(_serve(estate, inventory_out, port_base=port_base, bind=bind, stats_out=stats_out))
 
 
-async def _serve(estate: Estate, inventory_out: Path, *, port_base: int | None, bind: str) -> int:
+async def _serve(
+    estate: Estate, inventory_out: Path, *, port_base: int | None, bind: str, stats_out: Path | None = None
+) -> int:
     started = time.monotonic()
     inventory_out = inventory_out.resolve()
     with tempfile.TemporaryDirectory(prefix="natt-lab-") as work:
@@ -551,6 +569,10 @@ async def _serve(estate: Estate, inventory_out: Path, *, port_base: int | None, 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if stats_out is not None:
+            stats_path = stats_out.resolve()
+            # SIGUSR1: write the counters now (a benchmark reads them between two clients).
+            loop.add_signal_handler(signal.SIGUSR1, write_stats, stats_path, lab)
         try:
             eps = await lab.start()
         except LabError as exc:
@@ -568,4 +590,6 @@ async def _serve(estate: Estate, inventory_out: Path, *, port_base: int | None, 
         )
         await stop.wait()
         await lab.stop()
+        if stats_out is not None:
+            write_stats(stats_out.resolve(), lab)
     return 0

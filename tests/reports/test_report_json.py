@@ -208,3 +208,11 @@ def test_lone_surrogates_become_escapes_not_encoding_errors() -> None:
     text.encode("utf-8")
     assert '"message": "a\\ud800b\\udfffc"' in text
     assert json.loads(text)["hosts"][0]["name"] == "h\udc80"
+
+
+def test_streamed_chunks_equal_one_whole_dump(sample_report: ScanReport) -> None:
+    from reports.json_report import json_chunks, render_json_whole
+
+    assert "".join(json_chunks(sample_report)) == render_json_whole(sample_report)
+    empty = sample_report.model_copy(update={"hosts": []})
+    assert "".join(json_chunks(empty)) == render_json_whole(empty)
