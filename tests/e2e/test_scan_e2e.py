@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from tests.cliproc import LAB_CREDS, run_cli
 from tests.labfixture import start_lab
 
 HERE = Path(__file__).parent
@@ -22,20 +21,10 @@ PASSWORD = "Lab-Passw0rd!"
 HOST_TIMEOUT = "4"
 
 
-def natt_audit(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NATT_AUDIT_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-c", "from scanner.cli import entry_point; entry_point()", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        check=False,
-    )
+natt_audit = run_cli
 
 
-CREDS = {"NATT_AUDIT_USERNAME": "LAB\\auditor", "NATT_AUDIT_PASSWORD": PASSWORD}
+CREDS = LAB_CREDS
 
 
 @pytest.fixture(scope="module")

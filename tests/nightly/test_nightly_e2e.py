@@ -12,12 +12,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,27 +24,22 @@ from typing import Any
 import jsonschema
 import pytest
 
+from tests.cliproc import CLI, cli_env, run_cli
 from tests.labfixture import RunningLab, start_lab
 
 HERE = Path(__file__).parent
 PASSWORD = "Lab-Passw0rd!"
 CREDS = {"NATT_AUDIT_USERNAME": "LAB\\auditor", "NATT_AUDIT_PASSWORD": PASSWORD}
-CLI = [sys.executable, "-c", "from scanner.cli import entry_point; entry_point()"]
 
 
 def env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("NATT_AUDIT_")}
-    full.update(CREDS)
-    full.update(extra or {})
-    return full
+    return cli_env({**CREDS, **(extra or {})})
 
 
 def natt_audit(
     *args: str, timeout: float = 120, extra: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, env=env(extra), timeout=timeout, check=False
-    )
+    return run_cli(*args, env={**CREDS, **(extra or {})}, timeout=timeout)
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -194,13 +187,11 @@ def test_two_nights_drift_history_and_html(tmp_path: Path) -> None:
     config = tmp_path / "natt-audit.toml"
     config.write_text(
         f'inventory_id = "corp-estate"\ndatabase = "{db}"\nformat = "json"\nconcurrency = 8\n'
-        '[timeouts]\nhost = 5\nconnect = 2\n',
+        "[timeouts]\nhost = 5\nconnect = 2\n",
         encoding="utf-8",
     )
     with start_lab(HERE / "estate_night1.yaml", tmp_path / "lab1") as lab:
-        night1 = natt_audit(
-            "scan", "--config", str(config), "-i", str(lab.inventory), "-o", str(tmp_path / "n1.json")
-        )
+        night1 = natt_audit("scan", "--config", str(config), "-i", str(lab.inventory), "-o", str(tmp_path / "n1.json"))
     assert night1.returncode == 1, night1.stderr
     assert load(tmp_path / "n1.json")["drift"] is None  # first scan: nothing to compare with
     with start_lab(HERE / "estate_night2.yaml", tmp_path / "lab2") as lab:

@@ -7,9 +7,7 @@ Slow faults (blackhole, trickle) cost one host deadline each, so they all run in
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.cliproc import run_cli_bytes
 from tests.labfixture import RunningLab, start_lab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,11 +165,7 @@ def natt_audit(
     clean_env: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run the real CLI in a child process; capture every byte of stdout and stderr."""
-    full_env = {k: v for k, v in os.environ.items() if not (clean_env and k.startswith("NATT_AUDIT_"))}
-    full_env.update(env or {})
-    full_env["PYTHONPATH"] = str(REPO)
-    argv = [*(prefix or []), sys.executable, "-c", "from scanner.cli import entry_point; entry_point()", *args]
-    return subprocess.run(argv, capture_output=True, env=full_env, timeout=timeout, check=False, cwd=REPO)
+    return run_cli_bytes(*args, env=env, timeout=timeout, prefix=prefix or (), clean_env=clean_env)
 
 
 def write_inventory(path: Path, lab: RunningLab, names: list[str]) -> Path:
