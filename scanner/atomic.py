@@ -5,17 +5,22 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` via a temp file in the same folder, fsync, then rename over it."""
+def write_atomic(path: str | Path, data: bytes | Iterable[bytes]) -> None:
+    """Write `data` (bytes, or chunks of it) to `path` via a temp file, fsync, then rename over it."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, bytes):
+                handle.write(data)
+            else:
+                for chunk in data:  # a large report is written as it is rendered, never held whole
+                    handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)

@@ -274,4 +274,4 @@ def write_report(report: ScanReport, fmt: Format, output: str | None, *, color: 
             sys.stdout.write(chunk)
         sys.stdout.flush()
     else:
-        write_atomic(Path(output), b"".join(chunk.encode("utf-8") for chunk in chunks))
+        write_atomic(Path(output), (chunk.encode("utf-8") for chunk in chunks))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,18 @@ def test_one_line_never_contains_controls(text: str) -> None:
 
 def test_one_line_shows_escapes() -> None:
     assert one_line("a\nb\x1b[31m") == "a\\nb\\u001b[31m"
+
+
+def test_atomic_write_streams_chunks_and_a_failing_chunk_keeps_previous(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    write_atomic(target, (part.encode() for part in ["a", "b", "c"]))
+    assert target.read_bytes() == b"abc"
+
+    def broken() -> Iterator[bytes]:
+        yield b"half"
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        write_atomic(target, broken())
+    assert target.read_bytes() == b"abc"
+    assert os.listdir(tmp_path) == ["report.json"]
