@@ -6,8 +6,9 @@ cannot be read keeps its findings as they were and shows up in `newly_unreachabl
 
 - new failure: `fail` now; before pass / waived / not_applicable / absent (the host joined or
   the rule is new) / error (the host could not be read last time).
-- resolved failure: `fail` before; now pass / waived / not_applicable / absent (the host left the
-  inventory or the rule was removed: the resource is gone, so the finding closes).
+- resolved failure: `fail` before; now pass / waived / not_applicable on the same host and rule.
+  A host that left the inventory is listed in `left`, and a rule dropped from the policy is simply
+  no longer evaluated: neither was fixed, so neither is "resolved" nor closes its SIEM finding.
 - `fail` -> `error` and `error` -> anything but `fail` are no finding change.
 - changed settings: only for hosts read in both scans, one entry per differing field.
 
@@ -112,7 +113,10 @@ def _finding_changes(
         )
         if now_status is Status.FAIL and was_status is not Status.FAIL:
             opened.append(drift)
-        elif was_status is Status.FAIL and now_status not in (Status.FAIL, Status.ERROR):
+        elif was_status is Status.FAIL and now_status not in (None, Status.FAIL, Status.ERROR):
+            # Resolved only when the rule ran again on the host and did not fail. A rule dropped
+            # from the policy, or a host that left the inventory, was not fixed: it is no longer
+            # looked at (the host shows in `left`), and a SIEM must not close its finding.
             closed.append(drift)
         elif was_status is Status.FAIL and now_status is Status.FAIL:
             still.append(drift)

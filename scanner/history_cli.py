@@ -17,6 +17,7 @@ from rich.text import Text
 from reports.console import safe_text
 from reports.json_report import to_plain
 from reports.model import Drift, ScanReport
+from rules.results import Status
 from scanner.atomic import write_atomic
 from scanner.config import ConfigError, database_path, load_config, show_config
 from scanner.drift import compute_drift, drift_counts, drift_events
@@ -167,6 +168,11 @@ def _pick(store: SqliteStore, args: argparse.Namespace) -> tuple[ScanReport, Sca
     return previous, store.load_report(row.id)
 
 
+def _st(status: Status | None) -> str:
+    """Show a finding state; None means the host or rule was not in that scan."""
+    return "(not scanned)" if status is None else status.value
+
+
 def render_drift(drift: Drift, before: ScanReport, after: ScanReport) -> RenderableType:
     """Return a terminal rendering of a drift; all host text made inert."""
     parts: list[RenderableType] = []
@@ -181,12 +187,15 @@ def render_drift(drift: Drift, before: ScanReport, after: ScanReport) -> Rendera
         (
             "New failures",
             "bold yellow",
-            [(f.host, f"{f.rule_id} ({f.severity.value}): {f.before} -> {f.after}") for f in drift.new_failures],
+            [
+                (f.host, f"{f.rule_id} ({f.severity.value}): {_st(f.before)} -> {_st(f.after)}")
+                for f in drift.new_failures
+            ],
         ),
         (
             "Resolved failures",
             "green",
-            [(f.host, f"{f.rule_id}: {f.before} -> {f.after}") for f in drift.resolved_failures],
+            [(f.host, f"{f.rule_id}: {_st(f.before)} -> {_st(f.after)}") for f in drift.resolved_failures],
         ),
         ("Changed settings", "cyan", [(s.host, f"{s.field}: {s.before} -> {s.after}") for s in drift.changed_settings]),
         ("Newly unreachable", "bold red", [(h.host, h.reason) for h in drift.newly_unreachable]),
