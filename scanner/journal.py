@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ from pydantic import ValidationError
 from scanner.models import Observation, Target
 
 JOURNAL_FORMAT = 1
+
+
+SYNC_INTERVAL = 0.2  # seconds between fdatasync calls of the checkpoint journal (group commit)
 
 
 class JournalError(Exception):
@@ -132,6 +136,7 @@ class Journal:
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._synced_at = 0.0
         if not fresh:
             self._drop_torn_tail()
 
@@ -149,12 +154,20 @@ class Journal:
             if self._fd < 0:
                 return
             os.write(self._fd, payload)
-            os.fdatasync(self._fd)
+            # Group commit: hosts finish one at a time under collect_all's lock, so a sync per host
+            # would cap a scan at 1/sync-latency hosts per second (200/s on a 5 ms disk). A crash
+            # loses at most SYNC_INTERVAL of entries, and those hosts are simply scanned again.
+            now = time.monotonic()
+            if now - self._synced_at >= SYNC_INTERVAL:
+                os.fdatasync(self._fd)
+                self._synced_at = now
 
     def close(self) -> None:
         """Close the file, keeping it (an interrupted scan's checkpoint)."""
         with self._lock:
             if self._fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.fdatasync(self._fd)
                 os.close(self._fd)
                 self._fd = -1
 

@@ -75,6 +75,8 @@ class WsmanTransport:
             return self._handle(response)
 
     def _post(self, headers: list[tuple[str, str]], body: bytes) -> Response:
+        if not self._conn.connected:
+            self._conn.connect()  # a refused connection or failed TLS handshake sent no request
         self.requests += 1
         return self._conn.request(headers, body)
 

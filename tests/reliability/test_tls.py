@@ -43,8 +43,10 @@ def test_bad_certificate_is_tls_verify_and_nothing_is_sent(pki: Pki, kind: str, 
     assert server.accepted == 1
     assert [b[:1] for b in server.first_bytes] == [b"\x16"]
     assert server.requests == []
+    assert obs.requests == 0  # type: ignore[attr-defined]  # and none is counted
 
 
 def test_lab_https_host_without_its_ca_is_a_tls_error(scanned: Scanned) -> None:
     error = scanned.hosts["f-https"]["error"]
     assert (error["stage"], error["reason"]) == ("tls", "tls_verify")
+    assert scanned.hosts["f-https"]["requests"] == 0
