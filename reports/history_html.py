@@ -82,7 +82,10 @@ _SCRIPT = r"""
     });
     scans.forEach(function (scan, i) {
       if (scans.length <= 12 || i % Math.ceil(scans.length / 12) === 0 || i === scans.length - 1) {
-        label(root, x(i), H - B + 16, scan.started_at.slice(0, 10), "middle");
+        // First and last labels hug the plot edges so they are never clipped by the SVG box;
+        // the time of day is shown because several scans a day are common (reruns, resumes).
+        var edge = i === 0 ? "start" : (i === scans.length - 1 ? "end" : "middle");
+        label(root, x(i), H - B + 16, scan.started_at.slice(0, 16).replace("T", " "), edge);
       }
     });
     root.setAttribute("data-drawn", String(scans.length));
