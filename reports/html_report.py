@@ -69,7 +69,8 @@ def _row(finding: Finding) -> str:
         + (
             f"<br><small>{esc(finding.error_stage)}/{esc(finding.error_reason)}: "
             f"{esc(finding.error_message)}</small>"
-            if finding.error_stage is not None
+            # the rule's message usually already names the read error: say it once
+            if finding.error_stage is not None and (finding.error_message or "") not in finding.message
             else ""
         ),
         esc(finding.observed if finding.observed is not None else "-"),
