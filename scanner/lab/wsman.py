@@ -236,9 +236,7 @@ def _cim_datetime(dt: datetime, style: int) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def os_properties(
-    host: Host, index: int, now: datetime
-) -> dict[str, str | int | datetime | list[str] | None]:
+def os_properties(host: Host, index: int, now: datetime) -> dict[str, str | int | datetime | list[str] | None]:
     """Return Win32_OperatingSystem's properties for a host (stable per host index)."""
     o = host.os
     nt6 = o.nt >= (6, 0)
@@ -414,8 +412,7 @@ def _wmi_fault_check(st: HostState, req: Request) -> Reply | None:
 XML_BOMB = (
     b'<?xml version="1.0"?>\n<!DOCTYPE s:Envelope [\n<!ENTITY lol "lol">\n'
     + b"".join(
-        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">\n'.encode()
-        for i in range(1, 10)
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">\n'.encode() for i in range(1, 10)
     )
     + b"]>\n"
     + f'<s:Envelope xmlns:s="{NS_S}"><s:Body>&lol9;</s:Body></s:Envelope>'.encode()
@@ -470,41 +467,24 @@ def _class_from_uri(res: str) -> tuple[str, str] | None:
     return ns.lower(), cls
 
 
-def _namespace_fault(st: HostState, req: Request) -> Reply:
+# WMI provider errors as WinRM wraps them: (fault code, what WMI said, subcode, WBEM error code).
+_WMI_FAULTS = {
+    "namespace": (F_WMI_NAMESPACE, "invalid namespace", "w:InvalidResourceURI", 2147749902),
+    "class": (F_WMI_CLASS, "invalid class", "w:DestinationUnreachable", 2147749904),
+    "query": (F_WMI_CLASS, "invalid query", "w:CannotProcessFilter", 2147749911),
+}
+
+
+def _wmi_fault(kind: str, st: HostState, req: Request) -> Reply:
+    code, what, subcode, wmi_code = _WMI_FAULTS[kind]
     return fault(
         req.message_id,
-        F_WMI_NAMESPACE,
-        CANNOT + ". The WMI service returned an 'invalid namespace' error.",
+        code,
+        CANNOT + f". The WMI service returned an '{what}' error.",
         value="s:Sender",
-        subcode="w:InvalidResourceURI",
+        subcode=subcode,
         provider=True,
-        wmi_code=2147749902,
-        machine=st.machine,
-    )
-
-
-def _class_fault(st: HostState, req: Request) -> Reply:
-    return fault(
-        req.message_id,
-        F_WMI_CLASS,
-        CANNOT + ". The WMI service returned an 'invalid class' error.",
-        value="s:Sender",
-        subcode="w:DestinationUnreachable",
-        provider=True,
-        wmi_code=2147749904,
-        machine=st.machine,
-    )
-
-
-def _query_fault(st: HostState, req: Request) -> Reply:
-    return fault(
-        req.message_id,
-        F_WMI_CLASS,
-        CANNOT + ". The WMI service returned an 'invalid query' error.",
-        value="s:Sender",
-        subcode="w:CannotProcessFilter",
-        provider=True,
-        wmi_code=2147749911,
+        wmi_code=wmi_code,
         machine=st.machine,
     )
 
@@ -540,21 +520,21 @@ def _enumerate(st: HostState, req: Request) -> Reply:
         if res.rstrip("/") != WMI_CIMV2 + "*" and not res.lower().startswith((WMI_CIMV2 + "*").lower()):
             parsed = _class_from_uri(res)
             if parsed is None or parsed[0] != "root/cimv2":
-                return _namespace_fault(st, req)
+                return _wmi_fault("namespace", st, req)
         m = _WQL.match(filt.text or "")
         if not m:
-            return _query_fault(st, req)
+            return _wmi_fault("query", st, req)
         if m.group("cls").lower() != "win32_operatingsystem":
-            return _class_fault(st, req)
+            return _wmi_fault("class", st, req)
         item = _items_for(st, m.group("fields"))
         if item is None:
-            return _query_fault(st, req)
+            return _wmi_fault("query", st, req)
     else:
         parsed = _class_from_uri(res)
         if parsed is None or parsed[0] != "root/cimv2":
-            return _namespace_fault(st, req)
+            return _wmi_fault("namespace", st, req)
         if parsed[1].lower() != "win32_operatingsystem":
-            return _class_fault(st, req)
+            return _wmi_fault("class", st, req)
         item = st.os_xml.full
     if _child(body, "OptimizeEnumeration") is not None:
         out = (
@@ -589,9 +569,9 @@ def _pull(st: HostState, req: Request) -> Reply:
 def _get(st: HostState, req: Request) -> Reply:
     parsed = _class_from_uri(req.resource_uri)
     if parsed is None or parsed[0] != "root/cimv2":
-        return _namespace_fault(st, req)
+        return _wmi_fault("namespace", st, req)
     if parsed[1].lower() != "win32_operatingsystem":
-        return _class_fault(st, req)
+        return _wmi_fault("class", st, req)
     if req.selectors and {k.lower() for k in req.selectors} != {"name"}:
         return fault(
             req.message_id,
@@ -630,11 +610,11 @@ def _stdregprov(st: HostState, req: Request, method: str) -> Reply:
     res = req.resource_uri
     parsed = _class_from_uri(res)
     if parsed is None or parsed[0] not in ("root/default", "root/cimv2"):
-        return _namespace_fault(st, req)
+        return _wmi_fault("namespace", st, req)
     if parsed[1].lower() != "stdregprov":
-        return _class_fault(st, req)
+        return _wmi_fault("class", st, req)
     if parsed[0] == "root/cimv2" and st.host.os.nt < (6, 0):
-        return _class_fault(st, req)  # StdRegProv moved into root/cimv2 with Vista
+        return _wmi_fault("class", st, req)  # StdRegProv moved into root/cimv2 with Vista
     body = req.body
     if body is None or _local(body.tag) != f"{method}_INPUT" or (_ns(body.tag) and _ns(body.tag) != res):
         return fault(
