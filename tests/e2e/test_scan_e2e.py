@@ -27,6 +27,25 @@ natt_audit = run_cli
 CREDS = LAB_CREDS
 
 
+def scan_json(
+    inventory: Path, out: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Scan the inventory with the real CLI, JSON report to `out`, short host deadline."""
+    return natt_audit(
+        "scan",
+        "-i",
+        str(inventory),
+        "-f",
+        "json",
+        "-o",
+        str(out),
+        "--host-timeout",
+        HOST_TIMEOUT,
+        *extra,
+        env=CREDS if env is None else env,
+    )
+
+
 @pytest.fixture(scope="module")
 def scanned(
     tmp_path_factory: pytest.TempPathFactory,
@@ -34,20 +53,7 @@ def scanned(
     work = tmp_path_factory.mktemp("e2e")
     with start_lab(HERE / "estate.yaml", work) as lab:
         out = work / "report.json"
-        proc = natt_audit(
-            "scan",
-            "-i",
-            str(lab.inventory),
-            "-f",
-            "json",
-            "-o",
-            str(out),
-            "--host-timeout",
-            HOST_TIMEOUT,
-            "--connect-timeout",
-            "2",
-            env=CREDS,
-        )
+        proc = scan_json(lab.inventory, out, "--connect-timeout", "2")
         report = json.loads(out.read_text(encoding="utf-8"))
         yield proc, report, lab.inventory
 
@@ -208,18 +214,7 @@ def test_wrong_password_is_auth_error_and_never_printed(
     _, _, inventory = scanned
     secret = "Wr0ng-S3cret-Value"
     out = tmp_path / "r.json"
-    proc = natt_audit(
-        "scan",
-        "-i",
-        str(inventory),
-        "-f",
-        "json",
-        "-o",
-        str(out),
-        "--host-timeout",
-        HOST_TIMEOUT,
-        env={"NATT_AUDIT_USERNAME": "LAB\\auditor", "NATT_AUDIT_PASSWORD": secret},
-    )
+    proc = scan_json(inventory, out, env={"NATT_AUDIT_USERNAME": "LAB\\auditor", "NATT_AUDIT_PASSWORD": secret})
     report = out.read_text(encoding="utf-8")
     assert secret not in proc.stdout + proc.stderr + report
     assert json.loads(report)["summary"]["coverage"] == 0.0
@@ -246,20 +241,7 @@ def test_waivers_turn_failures_into_waived_and_expire(
         encoding="utf-8",
     )
     out = tmp_path / "r.json"
-    proc = natt_audit(
-        "scan",
-        "-i",
-        str(inventory),
-        "-f",
-        "json",
-        "-o",
-        str(out),
-        "--host-timeout",
-        HOST_TIMEOUT,
-        "--waivers",
-        str(waivers),
-        env=CREDS,
-    )
+    proc = scan_json(inventory, out, "--waivers", str(waivers))
     report = json.loads(out.read_text(encoding="utf-8"))
     pilot = next(r for r in host(report, "w2022-mode2")["results"] if r["rule_id"] == "NATT-001")
     assert pilot["status"] == "waived"
