@@ -44,7 +44,8 @@ def coverage_of(read: int, total: int) -> float:
     return (read * _COVERAGE_SCALE // total) / _COVERAGE_SCALE
 
 
-def _host_report(observation: Observation, results: Sequence[RuleResult]) -> HostReport:
+def host_report(observation: Observation, results: Sequence[RuleResult]) -> HostReport:
+    """Return one host's report entry: its facts, setting and results ordered by rule id."""
     target = observation.target
     setting = assess(observation)
     error = observation.error
@@ -92,25 +93,56 @@ def build_report(
     if unknown:
         raise ValueError(f"results for hosts that were not observed: {unknown[:5]!r}")
 
-    hosts = [_host_report(o, results.get(o.target.name, ())) for o in observations]
+    hosts = [host_report(o, results.get(o.target.name, ())) for o in observations]
     hosts.sort(key=lambda h: host_sort_key(h.name))
 
-    by_status = {status.value: 0 for status in Status}
-    modes = dict.fromkeys(MODE_KEYS, 0)
-    read = 0
+    tally = Tally()
     for host in hosts:
-        by_status[host.status.value] += 1
+        tally.add(host)
+    return ScanReport(tool=Tool(version=tool_version), scan=scan, summary=tally.summary(), hosts=hosts)
+
+
+class Tally:
+    """Running counts over host reports: the summary and the exit-code inputs, one host at a time.
+
+    A streamed scan (scanner/run.py) adds each host as it finishes, so neither the summary nor
+    the exit code needs every host in memory at the end.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_status = {status.value: 0 for status in Status}
+        self.modes = dict.fromkeys(MODE_KEYS, 0)
+        self.read = 0
+        self.requests = 0
+        self.covered = 0
+        self.fail_ranks: set[int] = set()  # severity ranks of `fail` results
+        self.rule_ids: set[str] = set()
+
+    def add(self, host: HostReport) -> None:
+        """Count one host."""
+        self.total += 1
+        self.by_status[host.status.value] += 1
+        self.requests += host.requests
         if host.setting is not None:
-            read += 1
-            modes[str(host.setting.effective_mode)] += 1
-    summary = Summary(
-        hosts_total=len(hosts),
-        hosts_by_status=by_status,
-        coverage=coverage_of(read, len(hosts)),
-        modes=modes,
-        requests_total=sum(h.requests for h in hosts),
-    )
-    return ScanReport(tool=Tool(version=tool_version), scan=scan, summary=summary, hosts=hosts)
+            self.read += 1
+            self.modes[str(host.setting.effective_mode)] += 1
+        if is_covered(host):
+            self.covered += 1
+        for result in host.results:
+            self.rule_ids.add(result.rule_id)
+            if result.status is Status.FAIL:
+                self.fail_ranks.add(result.severity.rank)
+
+    def summary(self) -> Summary:
+        """Return the report's headline counts."""
+        return Summary(
+            hosts_total=self.total,
+            hosts_by_status=dict(self.by_status),
+            coverage=coverage_of(self.read, self.total),
+            modes=dict(self.modes),
+            requests_total=self.requests,
+        )
 
 
 def is_covered(host: HostReport) -> bool:
@@ -130,20 +162,26 @@ def exit_code(report: ScanReport, *, fail_on: Severity, min_coverage: float) -> 
     nothing); FINDINGS when a result is `fail` at or above `fail_on` (waived never counts).
     USAGE never comes from a report: a bad `min_coverage` raises ValueError for the CLI to map.
     """
+    tally = Tally()
+    for host in report.hosts:
+        tally.add(host)
+    return exit_code_of(tally, interrupted=report.scan.interrupted, fail_on=fail_on, min_coverage=min_coverage)
+
+
+def exit_code_of(tally: Tally, *, interrupted: bool, fail_on: Severity, min_coverage: float) -> ExitCode:
+    """Return the exit code of `exit_code` from running counts (a streamed scan's)."""
     if not 0.0 <= min_coverage <= 1.0:
         raise ValueError(f"min_coverage must be between 0 and 1, got {min_coverage!r}")
     codes: list[ExitCode] = [ExitCode.OK]
-    if report.scan.interrupted:
+    if interrupted:
         codes.append(ExitCode.INTERRUPTED)
-    total = len(report.hosts)
-    covered = sum(1 for host in report.hosts if is_covered(host))
+    total = tally.total
+    covered = tally.covered
     # Exact rational comparison: float division would let 0.95 vs 19/20 fall either way, and the
     # summary's rounded coverage would hide one unread host in a large estate.
     fraction = Fraction(covered, total) if total else Fraction(0)
     if fraction < Fraction(repr(min_coverage)):
         codes.append(ExitCode.INCOMPLETE)
-    threshold = fail_on.rank
-    failing = (r for host in report.hosts for r in host.results if r.status is Status.FAIL)
-    if any(r.severity.rank >= threshold for r in failing):
+    if any(rank >= fail_on.rank for rank in tally.fail_ranks):
         codes.append(ExitCode.FINDINGS)
     return combine(*codes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from io import StringIO
 
 from rich import box
@@ -11,7 +12,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from reports.build import MODE_KEYS
+from reports.build import MODE_KEYS, host_sort_key
+from reports.hostspill import HostList
 from reports.model import Drift, HostReport, ScanReport, WaiversSection
 from rules.results import STATUS_RANK, RuleResult, Status
 from scanner.models import VALUE_NAME
@@ -374,10 +376,18 @@ def render_console(
         legacy_windows=False,
         _environ={},  # ignore COLUMNS, NO_COLOR, TERM...: same report, same text
     )
-    hosts = sorted(report.hosts, key=host_order_key)
-    passing = sum(1 for host in hosts if host.status is Status.PASS)
-    if passing > max_pass_rows:
-        hosts = [host for host in hosts if host.status is not Status.PASS]
+    ordered: Iterable[HostReport]
+    if isinstance(report.hosts, HostList):
+        # A streamed scan's hosts are on disk: order them by index and read only the rows shown.
+        passing = report.hosts.count_status(Status.PASS)
+        ordered = report.hosts.worst_first(host_sort_key)
+        if passing > max_pass_rows:
+            ordered = ordered.without(Status.PASS)
+    else:
+        ordered = sorted(report.hosts, key=host_order_key)
+        passing = sum(1 for host in report.hosts if host.status is Status.PASS)
+    hide_passing = passing > max_pass_rows
+    hosts = [host for host in ordered if not (hide_passing and host.status is Status.PASS)]
 
     parts: list[RenderableType] = [_summary_panel(report)]
     if hosts:

@@ -131,6 +131,7 @@ def collect_all(
     concurrency: int = 64,
     on_result: Callable[[Observation], None] | None = None,
     stop: threading.Event | None = None,
+    keep: bool = True,
 ) -> list[Observation]:
     """Read every target with at most `concurrency` in flight; return results in inventory order.
 
@@ -138,11 +139,13 @@ def collect_all(
     order. When `stop` is set, hosts not yet started are not started; hosts in flight finish
     (each within its own deadline) and only the finished hosts are returned, in inventory order.
     If `on_result` raises, the scan stops the same way and the exception is re-raised here.
+    With `keep=False` nothing is kept and the list is empty: a caller that streams with
+    `on_result` then holds no observation per host (docs/performance.md, memory).
     """
     material = AuthMaterial(credentials)
     material.nt_hash()  # derive once, before the workers share it
     stop_event = stop if stop is not None else threading.Event()
-    results: list[Observation | None] = [None] * len(targets)
+    results: list[Observation | None] = [None] * len(targets) if keep else []
     next_index = iter(range(len(targets)))
     dispatch_lock = threading.Lock()
     result_lock = threading.Lock()
@@ -157,7 +160,8 @@ def collect_all(
             if index is None:
                 return
             observation = _collect(targets[index], material, options)
-            results[index] = observation
+            if keep:
+                results[index] = observation
             if on_result is not None:
                 with result_lock:
                     if failures:

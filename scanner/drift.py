@@ -18,11 +18,12 @@ Hosts are matched by `rules.results.host_identity` (lower-cased name), as `findi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
 from reports.build import host_sort_key
+from reports.hostspill import HostList
 from reports.model import Drift, FindingDrift, HostDrift, HostReport, ScanReport, SettingDrift
 from rules.results import Severity, Status, finding_uid, host_identity
 
@@ -131,26 +132,77 @@ def compute_drift(previous: ScanReport, current: ScanReport) -> Drift:
     """Return what changed from `previous` to `current` (two scans of the same inventory)."""
     old = _index(previous)
     new = _index(current)
+    return drift_between(
+        previous.scan.id,
+        previous.scan.started_at,
+        (old[key] for key in sorted(old)),
+        (new[key] for key in sorted(new)),
+    )
+
+
+def by_identity(hosts: Sequence[HostReport]) -> Iterable[HostReport]:
+    """Return `hosts` ordered by `host_identity`, read one at a time when they are on disk."""
+    if isinstance(hosts, HostList):
+        return hosts.reordered(host_identity)
+    return sorted(hosts, key=lambda h: host_identity(h.name))
+
+
+def _merge(
+    before: Iterable[HostReport], after: Iterable[HostReport]
+) -> Iterator[tuple[str, HostReport | None, HostReport | None]]:
+    """Join two host streams sorted by identity: (identity, before or None, after or None)."""
+    olds, news = iter(before), iter(after)
+    old, new = next(olds, None), next(news, None)
+    while old is not None or new is not None:
+        old_key = host_identity(old.name) if old is not None else None
+        new_key = host_identity(new.name) if new is not None else None
+        if new_key is None or (old_key is not None and old_key < new_key):
+            assert old_key is not None
+            yield old_key, old, None
+            old = next(olds, None)
+        elif old_key is None or new_key < old_key:
+            yield new_key, None, new
+            new = next(news, None)
+        else:
+            yield new_key, old, new
+            old, new = next(olds, None), next(news, None)
+
+
+def drift_between(
+    previous_scan_id: str,
+    previous_started_at: str,
+    before: Iterable[HostReport],
+    after: Iterable[HostReport],
+) -> Drift:
+    """Return the drift between two host streams, each sorted by `host_identity`, one per identity.
+
+    Only one host of each side is in memory at a time (a history scan of 10,000 hosts is read
+    from the database row by row); the result holds the changes only.
+    """
     new_failures: list[FindingDrift] = []
     resolved: list[FindingDrift] = []
     changed_failures: list[FindingDrift] = []
     settings: list[SettingDrift] = []
     unreachable: list[HostDrift] = []
     back: list[HostDrift] = []
-    for key in sorted(set(old) | set(new)):
-        before = old.get(key)
-        after = new.get(key)
-        name = after.name if after is not None else before.name if before is not None else key
-        opened, closed, still = _finding_changes(name, before, after)
+    joined: list[str] = []
+    left: list[str] = []
+    for key, before_host, after_host in _merge(before, after):
+        name = after_host.name if after_host is not None else before_host.name if before_host is not None else key
+        opened, closed, still = _finding_changes(name, before_host, after_host)
         new_failures += opened
         resolved += closed
-        if before is None or after is None:
+        if before_host is None:
+            joined.append(name)
             continue
-        if _is_read(before) and not _is_read(after):
-            unreachable.append(HostDrift(host=name, reason=_reason(after)))
-        elif not _is_read(before) and _is_read(after):
-            back.append(HostDrift(host=name, reason=_reason(before)))
-        changes = _setting_changes(before, after)
+        if after_host is None:
+            left.append(name)
+            continue
+        if _is_read(before_host) and not _is_read(after_host):
+            unreachable.append(HostDrift(host=name, reason=_reason(after_host)))
+        elif not _is_read(before_host) and _is_read(after_host):
+            back.append(HostDrift(host=name, reason=_reason(before_host)))
+        changes = _setting_changes(before_host, after_host)
         settings += changes
         if changes:
             changed_failures += still
@@ -159,8 +211,8 @@ def compute_drift(previous: ScanReport, current: ScanReport) -> Drift:
         return host_sort_key(item.host), getattr(item, "rule_id", getattr(item, "field", ""))
 
     return Drift(
-        previous_scan_id=previous.scan.id,
-        previous_started_at=previous.scan.started_at,
+        previous_scan_id=previous_scan_id,
+        previous_started_at=previous_started_at,
         new_failures=sorted(new_failures, key=by_host),
         resolved_failures=sorted(resolved, key=by_host),
         changed_failures=sorted(changed_failures, key=by_host),
@@ -169,8 +221,8 @@ def compute_drift(previous: ScanReport, current: ScanReport) -> Drift:
         ),
         newly_unreachable=sorted(unreachable, key=by_host),
         reachable_again=sorted(back, key=by_host),
-        joined=_sorted_names(new[k].name for k in set(new) - set(old)),
-        left=_sorted_names(old[k].name for k in set(old) - set(new)),
+        joined=_sorted_names(joined),
+        left=_sorted_names(left),
     )
 
 

@@ -15,14 +15,15 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
 
-from reports.build import build_report, exit_code
+from reports.build import Tally, exit_code_of, host_report, host_sort_key
 from reports.formats import Format, render
+from reports.hostspill import HostSpill
 from reports.json_report import json_chunks
-from reports.model import ScanInfo, ScanReport, WaiverEntry, WaiversSection
+from reports.model import SCHEMA_VERSION, ScanInfo, ScanReport, Tool, WaiverEntry, WaiversSection
 from reports.progress import Progress
 from rules.evaluate import evaluate
 from rules.loader import Policy
-from rules.results import RuleResult, Severity
+from rules.results import Severity
 from rules.waivers import EXPIRY_WARNING_DAYS, WaiverRef, WaiverSet, apply_waivers, summarize
 from scanner import __version__
 from scanner.atomic import write_atomic
@@ -64,8 +65,16 @@ class ScanOutcome:
 
     report: ScanReport
     code: ExitCode
-    observations: tuple[Observation, ...] = ()  # one per inventory host, in inventory order
+    # Empty for a streamed scan: each host's observation is kept in the spill with its report
+    # (`report.hosts.with_observations()`), not in memory.
+    observations: tuple[Observation, ...] = ()
     deadline_reached: bool = False
+    spill: HostSpill | None = None
+
+    def close(self) -> None:
+        """Delete the temp file the report's hosts are read from; the report is unusable after."""
+        if self.spill is not None:
+            self.spill.close()
 
 
 def now_rfc3339() -> str:
@@ -96,14 +105,21 @@ def _stop_on_signals(stop: threading.Event, hurry: threading.Event) -> Iterator[
 class _Collector:
     """Run collect_all in a thread so the caller can stop waiting after the grace period."""
 
-    def __init__(self, request: ScanRequest, targets: Sequence[Target], progress: Progress) -> None:
+    def __init__(
+        self,
+        request: ScanRequest,
+        targets: Sequence[Target],
+        progress: Progress,
+        sink: Callable[[Observation], None],
+    ) -> None:
         self.request = request
         self.targets = targets
         self.progress = progress
+        self.sink = sink  # evaluates and spills one host: no observation is kept here
         self.stop = threading.Event()
         self.hurry = threading.Event()
         self.deadline_reached = threading.Event()
-        self.finished: dict[str, Observation] = {}
+        self.finished: set[str] = set()
         self.closed = False
         self.lock = threading.Lock()
         self.failure: BaseException | None = None
@@ -113,9 +129,10 @@ class _Collector:
         with self.lock:
             if self.closed:
                 return  # finished after the grace period: the report already counts it as unreached
-            self.finished[observation.target.name] = observation
+            self.finished.add(observation.target.name)
             if self.request.on_observation is not None:
                 self.request.on_observation(observation)
+            self.sink(observation)
         self.progress.advance(observation)
 
     def _run(self) -> None:
@@ -127,6 +144,7 @@ class _Collector:
                 concurrency=self.request.concurrency,
                 on_result=self._on_result,
                 stop=self.stop,
+                keep=False,
             )
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread in wait()
             self.failure = exc
@@ -136,8 +154,8 @@ class _Collector:
             self.deadline_reached.set()
             self.stop.set()
 
-    def wait(self) -> dict[str, Observation]:
-        """Collect until done, or until the grace period after a stop ends; return what finished."""
+    def wait(self) -> set[str]:
+        """Collect until done, or until the grace period after a stop ends; return who finished."""
         timer: threading.Timer | None = None
         if self.request.deadline is not None:
             timer = threading.Timer(self.request.deadline, self._on_deadline)
@@ -161,32 +179,54 @@ class _Collector:
                 self.closed = True
         if self.failure is not None:
             raise self.failure
-        return dict(self.finished)
+        return set(self.finished)
 
 
 def run_scan(request: ScanRequest) -> ScanOutcome:
-    """Scan every inventory host, evaluate every policy, and build the report."""
+    """Scan every inventory host, evaluate every policy, and build the report.
+
+    Hosts stream: each is evaluated as it finishes and written to a `HostSpill` (a temp file),
+    and only running counts stay in memory, so memory does not grow with the estate
+    (docs/performance.md). The report's `hosts` reads them back from the spill, by name;
+    call `ScanOutcome.close()` when done with the report.
+    """
     started = request.started_at or now_rfc3339()
-    done = {obs.target.name: obs for obs in request.done}
-    todo = [target for target in request.inventory.targets if target.name not in done]
-    # Progress draws only on a terminal; a StringIO (not a TTY) turns it off for JSON logs.
-    stream = sys.stderr if request.progress else io.StringIO()
-    with Progress(total=len(request.inventory.targets), stream=stream) as progress:
-        for observation in done.values():
-            progress.advance(observation)
-        collector = _Collector(request, todo, progress)
-        with _stop_on_signals(collector.stop, collector.hurry):
-            finished = collector.wait()
-    deadline_reached = collector.deadline_reached.is_set()
-    interrupted = collector.stop.is_set() and not deadline_reached
-    observations = _complete({**done, **finished}, request, deadline_reached=deadline_reached)
     today = datetime.now(UTC).date()
-    results: dict[str, list[RuleResult]] = {}
-    for observation in observations:
+    spill = HostSpill()
+    tally = Tally()
+
+    def record(observation: Observation) -> None:
         evaluated = evaluate(observation, request.policies)
-        results[observation.target.name] = apply_waivers(
-            observation.target, evaluated, request.waivers, today=today
-        )
+        results = apply_waivers(observation.target, evaluated, request.waivers, today=today)
+        host = host_report(observation, results)
+        spill.append(host, observation.model_dump_json())
+        tally.add(host)
+
+    try:
+        # Resumed hosts (already in memory, from the journal): the last read of each inventory host.
+        in_inventory = {target.name for target in request.inventory.targets}
+        resumed = {obs.target.name: obs for obs in request.done if obs.target.name in in_inventory}
+        for observation in resumed.values():
+            record(observation)
+        done = set(resumed)
+        del resumed
+        todo = [target for target in request.inventory.targets if target.name not in done]
+        # Progress draws only on a terminal; a StringIO (not a TTY) turns it off for JSON logs.
+        stream = sys.stderr if request.progress else io.StringIO()
+        with Progress(total=len(request.inventory.targets), stream=stream) as progress:
+            for observation in request.done:
+                if observation.target.name in done:
+                    progress.advance(observation)
+            collector = _Collector(request, todo, progress, record)
+            with _stop_on_signals(collector.stop, collector.hurry):
+                finished = collector.wait()
+        deadline_reached = collector.deadline_reached.is_set()
+        interrupted = collector.stop.is_set() and not deadline_reached
+        for observation in _missing(done | finished, request, deadline_reached=deadline_reached):
+            record(observation)
+    except BaseException:
+        spill.close()
+        raise
     scan = ScanInfo(
         id=request.scan_id or str(uuid.uuid4()),
         started_at=started,
@@ -197,16 +237,24 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
         inventory=request.inventory.path,
         interrupted=interrupted,
     )
-    report = build_report(observations, results, scan, tool_version=__version__)
-    if request.waivers is not None:
-        section = _waivers_section(request, results, today)
-        report = report.model_copy(update={"waivers": section})
-    code = exit_code(report, fail_on=request.fail_on, min_coverage=request.min_coverage)
+    waivers = _waivers_section(request, tally.rule_ids, today) if request.waivers is not None else None
+    # model_construct: the hosts were validated one by one as they were built; validating the
+    # report would copy every host from the spill into an in-memory list (reports/hostspill.py).
+    report = ScanReport.model_construct(
+        schema_version=SCHEMA_VERSION,
+        tool=Tool(version=__version__),
+        scan=scan,
+        summary=tally.summary(),
+        hosts=spill.by_name(host_sort_key),
+        drift=None,
+        waivers=waivers,
+    )
+    code = exit_code_of(
+        tally, interrupted=interrupted, fail_on=request.fail_on, min_coverage=request.min_coverage
+    )
     if interrupted:
         code = combine(code, ExitCode.INTERRUPTED)
-    return ScanOutcome(
-        report=report, code=code, observations=tuple(observations), deadline_reached=deadline_reached
-    )
+    return ScanOutcome(report=report, code=code, deadline_reached=deadline_reached, spill=spill)
 
 
 def _waiver_entry(ref: WaiverRef) -> WaiverEntry:
@@ -220,12 +268,9 @@ def _waiver_entry(ref: WaiverRef) -> WaiverEntry:
     )
 
 
-def _waivers_section(
-    request: ScanRequest, results: dict[str, list[RuleResult]], today: date
-) -> WaiversSection:
+def _waivers_section(request: ScanRequest, rule_ids: set[str], today: date) -> WaiversSection:
     """Return the report's waiver section: expiring soon, expired, and matching nothing."""
     assert request.waivers is not None
-    rule_ids = {r.rule_id for host_results in results.values() for r in host_results}
     summary = summarize(
         request.waivers,
         request.inventory.targets,
@@ -242,10 +287,8 @@ def _waivers_section(
     )
 
 
-def _complete(
-    seen: dict[str, Observation], request: ScanRequest, *, deadline_reached: bool
-) -> list[Observation]:
-    """Return exactly one observation per inventory host, in inventory order."""
+def _missing(seen: set[str], request: ScanRequest, *, deadline_reached: bool) -> Iterator[Observation]:
+    """Yield an error observation for every inventory host not in `seen`, in inventory order."""
     # An interrupted or deadline-cut run lacks the hosts it never reached (or that were still in
     # flight when the grace period ended): they are errors, never passes (DOMAIN.md section 2).
     if deadline_reached:
@@ -258,10 +301,9 @@ def _complete(
         missing = HostError(
             stage=Stage.TIMEOUT, reason="interrupted", message="scan interrupted before this host"
         )
-    return [
-        seen.get(target.name, Observation(target=target, error=missing))
-        for target in request.inventory.targets
-    ]
+    for target in request.inventory.targets:
+        if target.name not in seen:
+            yield Observation(target=target, error=missing)
 
 
 def write_report(report: ScanReport, fmt: Format, output: str | None, *, color: bool) -> None:

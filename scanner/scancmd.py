@@ -23,10 +23,11 @@ from reports.export.spool import SpoolError, default_spool_dir
 from reports.formats import Format
 from reports.model import ScanReport
 from rules.loader import Policy, PolicyError, resolve_policies
+from rules.results import host_identity
 from rules.waivers import WaiverSet, load_waivers
 from scanner.config import Config, ConfigError, database_path, format_duration, load_config
 from scanner.credentials import ENV_PASSWORD, ENV_USERNAME, CredentialError, load_credentials
-from scanner.drift import compute_drift, drift_counts
+from scanner.drift import by_identity, drift_between, drift_counts
 from scanner.exitcodes import ExitCode, combine
 from scanner.inventory import Inventory, InventoryError, load_inventory
 from scanner.journal import (
@@ -40,8 +41,8 @@ from scanner.journal import (
 from scanner.lock import LockedError, ScanLock
 from scanner.logsetup import say, setup_logging
 from scanner.models import CollectOptions, Credentials, Observation
-from scanner.run import ScanRequest, now_rfc3339, run_scan, write_report
-from scanner.store import StoreError, open_store
+from scanner.run import ScanOutcome, ScanRequest, now_rfc3339, run_scan, write_report
+from scanner.store import SqliteStore, StoreError, open_store
 from scanner.yamlfile import FileError
 
 log = logging.getLogger("natt_audit")
@@ -303,6 +304,22 @@ def _scan(args: argparse.Namespace, config: Config) -> int:
     finally:
         if sink.journal is not None:
             sink.journal.close()
+    try:
+        return _finish(config, inputs, outcome, store, journal, inventory_id, history_failed)
+    finally:
+        outcome.close()  # the report's hosts live in a temp file until here
+
+
+def _finish(
+    config: Config,
+    inputs: _Inputs,
+    outcome: ScanOutcome,
+    store: SqliteStore | None,
+    journal: Journal | None,
+    inventory_id: str,
+    history_failed: bool,
+) -> int:
+    """Record the scan in history (with drift), write the report, export, and say the summary."""
     report = outcome.report
     code = outcome.code
     if outcome.deadline_reached:
@@ -318,9 +335,16 @@ def _scan(args: argparse.Namespace, config: Config) -> int:
             log.warning("waiver %s expires on %s (%s)", entry.label, entry.expires, entry.source)
     if store is not None:
         try:
-            previous = store.previous_report(inventory_id, before=report.scan.id)
+            # Host by host from both sides: neither scan is held whole (docs/performance.md).
+            previous = store.previous_scan(inventory_id, before=report.scan.id)
             if previous is not None:
-                report = report.model_copy(update={"drift": compute_drift(previous, report)})
+                drift = drift_between(
+                    previous.id,
+                    previous.started_at,
+                    store.host_reports(previous.id, host_identity),
+                    by_identity(report.hosts),
+                )
+                report = report.model_copy(update={"drift": drift})
             store.record_scan(report, inventory_id=inventory_id, observations=outcome.observations)
         except StoreError as exc:
             log.error("%s: the scan is not recorded (the report is still written)", exc)

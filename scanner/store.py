@@ -1,12 +1,16 @@
 """Scan history: the `HistoryStore` interface and its SQLite implementation (one file, WAL).
 
-Schema (version 2; `schema_version` holds the version, `MIGRATIONS` move any older file forward):
+Schema (version 3; `schema_version` holds the version, `MIGRATIONS` move any older file forward):
 
 - `scans`: one row per scan id: inventory id and path, times, interrupted flag, host counts per
-  status, coverage, requests, policies (JSON), the whole JSON report (`report`), and
-  `recorded_at`. A resumed scan replaces its interrupted row (same id).
+  status, coverage, requests, policies (JSON), the JSON report (`report`), and `recorded_at`.
+  A resumed scan replaces its interrupted row (same id). Since version 3 `report` is the report
+  without its hosts (`"hosts": []`) and each host's entry is in `hosts.report`, so a scan is
+  written and read one host at a time (docs/performance.md, memory); older rows keep the whole
+  report and are read as they are.
 - `hosts`: one row per (scan, host): status, address, tags (JSON), effective mode, integrity,
-  error stage/reason, and the raw `Observation` as JSON (the facts, re-evaluable later).
+  error stage/reason, the raw `Observation` as JSON (the facts, re-evaluable later) and (since
+  version 3) the host's report entry as JSON (`report`).
 - `results`: one row per (scan, host, rule): finding_uid, severity, status, message.
 
 Every scan is written in one transaction (`BEGIN IMMEDIATE` ... `COMMIT`): a reader sees all of
@@ -17,20 +21,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
-from reports.build import is_covered
-from reports.json_report import json_chunks
-from reports.model import ScanReport
+from reports.build import host_sort_key, is_covered
+from reports.hostspill import HostList
+from reports.json_report import render_json_whole
+from reports.model import HostReport, ScanReport
 from rules.results import Status
 from scanner.models import Observation
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StoreError(Exception):
@@ -69,7 +74,7 @@ class HistoryStore(Protocol):
     """Where scans are kept. Implementations write each scan atomically."""
 
     def record_scan(
-        self, report: ScanReport, *, inventory_id: str, observations: Sequence[Observation]
+        self, report: ScanReport, *, inventory_id: str, observations: Sequence[Observation] = ()
     ) -> None:
         """Store (or replace, for a resumed scan) one scan with its observations and results."""
 
@@ -146,17 +151,39 @@ CREATE INDEX scans_by_inventory ON scans (inventory_id, started_at);
 CREATE INDEX results_by_finding ON results (finding_uid);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# Each host's report entry, so neither writing nor reading a scan needs every host in memory.
+_V3 = """
+ALTER TABLE hosts ADD COLUMN report TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
 def compliance_of(report: ScanReport) -> float:
     """Return compliant hosts (pass, waived, n.a.) / read hosts, rounded down to 4 decimals."""
-    read = [h for h in report.hosts if is_covered(h)]
-    if not read:
+    counts = [0, 0]
+    for host in report.hosts:
+        _count_compliance(counts, host)
+    return _compliance(counts)
+
+
+_COMPLIANT = (Status.PASS, Status.WAIVED, Status.NOT_APPLICABLE)
+
+
+def _count_compliance(counts: list[int], host: HostReport) -> None:
+    """Add one host to [covered, compliant and covered]."""
+    if is_covered(host):
+        counts[0] += 1
+        if host.status in _COMPLIANT:
+            counts[1] += 1
+
+
+def _compliance(counts: list[int]) -> float:
+    covered, ok = counts
+    if not covered:
         return 0.0
-    ok = sum(1 for h in read if h.status in (Status.PASS, Status.WAIVED, Status.NOT_APPLICABLE))
-    return (ok * 10_000 // len(read)) / 10_000
+    return (ok * 10_000 // covered) / 10_000
 
 
 def _migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> None:
@@ -230,13 +257,26 @@ class SqliteStore:
             raise StoreError(f"cannot write to the history database {self.path}: {exc}") from None
 
     def record_scan(
-        self, report: ScanReport, *, inventory_id: str, observations: Sequence[Observation]
+        self, report: ScanReport, *, inventory_id: str, observations: Sequence[Observation] = ()
     ) -> None:
-        """Store (or replace, for a resumed scan) one scan with its observations and results."""
-        by_name = {o.target.name: o for o in observations}
+        """Store (or replace, for a resumed scan) one scan with its observations and results.
+
+        A streamed report (`HostList` hosts) brings each host's observation with it; otherwise
+        they come from `observations`. Hosts are written one at a time, never all at once.
+        """
         s = report.summary
         scan = report.scan
         recorded = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        frame = render_json_whole(report.model_copy(update={"hosts": []}))
+
+        def pairs() -> Iterator[tuple[HostReport, str | None]]:
+            if isinstance(report.hosts, HostList):
+                yield from report.hosts.with_observations()
+                return
+            by_name = {o.target.name: o for o in observations}
+            for host in report.hosts:
+                seen = by_name.get(host.name)
+                yield host, seen.model_dump_json() if seen is not None else None
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM scans WHERE id = ?", (scan.id,))
@@ -258,15 +298,18 @@ class SqliteStore:
                     s.requests_total,
                     json.dumps(scan.policies),
                     report.tool.version,
-                    "".join(json_chunks(report)),
-                    compliance_of(report),
+                    frame,
+                    0.0,  # set below, once every host has been counted
                     recorded,
                 ),
             )
-            conn.executemany(
-                "INSERT INTO hosts (scan_id, name, address, port, status, tags, effective_mode, integrity,"
-                " error_stage, error_reason, observation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
+            counts = [0, 0]
+            for h, observation in pairs():
+                _count_compliance(counts, h)
+                conn.execute(
+                    "INSERT INTO hosts (scan_id, name, address, port, status, tags, effective_mode,"
+                    " integrity, error_stage, error_reason, observation, report)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         scan.id,
                         h.name,
@@ -278,20 +321,19 @@ class SqliteStore:
                         h.setting.integrity.value if h.setting is not None else None,
                         h.error.stage.value if h.error is not None else None,
                         h.error.reason if h.error is not None else None,
-                        by_name[h.name].model_dump_json() if h.name in by_name else None,
-                    )
-                    for h in report.hosts
-                ],
-            )
-            conn.executemany(
-                "INSERT INTO results (scan_id, host, rule_id, finding_uid, severity, status, message)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (scan.id, h.name, r.rule_id, r.finding_id, r.severity.value, r.status.value, r.message)
-                    for h in report.hosts
-                    for r in h.results
-                ],
-            )
+                        observation,
+                        h.model_dump_json(),
+                    ),
+                )
+                conn.executemany(
+                    "INSERT INTO results (scan_id, host, rule_id, finding_uid, severity, status, message)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (scan.id, h.name, r.rule_id, r.finding_id, r.severity.value, r.status.value, r.message)
+                        for r in h.results
+                    ],
+                )
+            conn.execute("UPDATE scans SET compliance = ? WHERE id = ?", (_compliance(counts), scan.id))
 
         self._transaction(work)
 
@@ -357,7 +399,43 @@ class SqliteStore:
             raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
         if row is None:
             raise StoreError(f"no scan with id {scan_id!r} in {self.path}")
-        return ScanReport.model_validate_json(row[0])
+        report = ScanReport.model_validate_json(row[0])
+        if report.hosts:
+            return report  # written before schema version 3: the whole report in one column
+        hosts = sorted(self.host_reports(scan_id), key=lambda h: host_sort_key(h.name))
+        return report.model_copy(update={"hosts": hosts})
+
+    def host_reports(self, scan_id: str, order: Callable[[str], Any] = host_sort_key) -> Iterator[HostReport]:
+        """Yield the report entries of one scan's hosts one at a time, sorted by `order(name)`.
+
+        Only the names are read up front. A scan recorded before schema version 3 has no
+        per-host entries: its whole report is loaded instead.
+        """
+        try:
+            names = [
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT name FROM hosts WHERE scan_id = ? AND report IS NOT NULL", (scan_id,)
+                ).fetchall()
+            ]
+            if not names:
+                row = self._conn.execute("SELECT report FROM scans WHERE id = ?", (scan_id,)).fetchone()
+                if row is not None:
+                    old = ScanReport.model_validate_json(row[0]).hosts
+                    yield from sorted(old, key=lambda h: order(h.name))
+                return
+            for name in sorted(names, key=order):
+                row = self._conn.execute(
+                    "SELECT report FROM hosts WHERE scan_id = ? AND name = ?", (scan_id, name)
+                ).fetchone()
+                yield HostReport.model_validate_json(row[0])
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
+
+    def previous_scan(self, inventory_id: str, *, before: str) -> ScanRow | None:
+        """Return the row of the newest complete scan of `inventory_id` that is not `before`."""
+        rows = self._rows("WHERE inventory_id = ? AND id != ? AND interrupted = 0", (inventory_id, before), 1)
+        return rows[0] if rows else None
 
     def previous_report(self, inventory_id: str, *, before: str) -> ScanReport | None:
         """Return the newest complete scan of `inventory_id` that is not `before` (a scan id).
@@ -365,8 +443,8 @@ class SqliteStore:
         Interrupted scans are skipped: a partial scan is a poor baseline (every host it did not
         reach would look newly unreachable).
         """
-        rows = self._rows("WHERE inventory_id = ? AND id != ? AND interrupted = 0", (inventory_id, before), 1)
-        return self.load_report(rows[0].id) if rows else None
+        row = self.previous_scan(inventory_id, before=before)
+        return self.load_report(row.id) if row is not None else None
 
     def hosts(self, scan_id: str) -> list[HostRow]:
         """Return the hosts of one scan, by name."""

@@ -1,0 +1,75 @@
+"""HostSpill/HostList: a streamed report renders, stores and drifts exactly like an in-memory one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reports.build import host_sort_key
+from reports.console import render_console
+from reports.hostspill import HostList, HostSpill
+from reports.json_report import render_json
+from reports.model import ScanReport
+from rules.results import Status, host_identity
+from scanner.drift import by_identity, compute_drift, drift_between
+from scanner.store import SqliteStore
+from tests.reports.sample import make_sample_report
+from tests.reports.sample import target as sample_target
+
+
+def spilled(report: ScanReport) -> tuple[ScanReport, HostSpill]:
+    """Return `report` with its hosts moved to a spill, appended in reverse (not report) order."""
+    spill = HostSpill()
+    for host in reversed(report.hosts):
+        spill.append(host, None)
+    lazy = ScanReport.model_construct(**{**dict(report), "hosts": spill.by_name(host_sort_key)})
+    return lazy, spill
+
+
+def test_spilled_report_renders_the_same_json_and_console() -> None:
+    report = make_sample_report()
+    lazy, spill = spilled(report)
+    try:
+        assert isinstance(lazy.hosts, HostList) and len(lazy.hosts) == len(report.hosts) > 3
+        assert list(lazy.hosts) == report.hosts and lazy.hosts == report.hosts
+        assert lazy.hosts[0] == report.hosts[0] and lazy.hosts[-1] == report.hosts[-1]
+        assert lazy.hosts[1:3] == report.hosts[1:3]
+        assert render_json(lazy) == render_json(report)
+        for limit in (0, 20):
+            assert render_console(lazy, color=False, max_pass_rows=limit) == render_console(
+                report, color=False, max_pass_rows=limit
+            )
+        assert lazy.hosts.count_status(Status.PASS) == sum(h.status is Status.PASS for h in report.hosts)
+    finally:
+        spill.close()
+
+
+def test_spill_keeps_the_observation_beside_its_host() -> None:
+    report = make_sample_report()
+    spill = HostSpill()
+    try:
+        spill.append(report.hosts[0], '{"x": 1}')
+        spill.append(report.hosts[1], None)
+        pairs = list(spill.by_name(host_sort_key).with_observations())
+        assert pairs == [(report.hosts[0], '{"x": 1}'), (report.hosts[1], None)]
+    finally:
+        spill.close()
+
+
+def test_streamed_drift_equals_whole_report_drift(tmp_path: Path) -> None:
+    report = make_sample_report()
+    renamed = [h.model_copy(update={"name": h.name.upper()}) for h in report.hosts[1:]]
+    extra = report.hosts[0].model_copy(update={"name": sample_target("zz-new").name})
+    after = report.model_copy(update={"hosts": sorted([*renamed, extra], key=lambda h: host_sort_key(h.name))})
+    lazy, spill = spilled(after)
+    try:
+        expected = compute_drift(report, after)
+        assert expected.joined and expected.left  # the case exercises both sides of the merge
+        got = drift_between(report.scan.id, report.scan.started_at, by_identity(report.hosts), by_identity(lazy.hosts))
+        assert got == expected
+        with SqliteStore(tmp_path / "h.db") as store:
+            store.record_scan(report, inventory_id="inv")
+            stored = store.host_reports(report.scan.id, host_identity)
+            assert drift_between(report.scan.id, report.scan.started_at, stored, by_identity(lazy.hosts)) == expected
+            assert store.load_report(report.scan.id) == report
+    finally:
+        spill.close()
