@@ -8,25 +8,42 @@ and keeps only its offsets, name and status rank in memory (well under 200 bytes
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import threading
 from array import array
 from collections.abc import Callable, Iterator
-from typing import Any, SupportsIndex, overload
+from typing import IO, Any, SupportsIndex, overload
 
 from reports.model import HostReport
 from rules.results import STATUS_RANK, Status
 
+log = logging.getLogger("natt_audit")
+
 
 class HostSpill:
-    """An append-only, anonymous temp file of host reports (each with its raw observation)."""
+    """An append-only, anonymous temp file of host reports (each with its raw observation).
+
+    Writes go through a small buffer. If the temp file cannot be created or written (disk full,
+    RLIMIT_FSIZE), the spill keeps the rest in memory and says so once: the scan and its report
+    must not fail because of the spill, only lose its memory saving.
+    """
+
+    _FLUSH_AT = 256 * 1024
 
     def __init__(self, directory: str | None = None) -> None:
-        # TemporaryFile is unlinked at once on POSIX: nothing is left behind, even after a crash.
-        self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed by close()
         self._lock = threading.Lock()
-        self._end = 0
+        self._fd: int | None = None
+        self._file: IO[bytes] | None = None
+        try:
+            # Unlinked at once on POSIX: nothing is left behind, even after a crash.
+            self._file = tempfile.TemporaryFile(dir=directory, buffering=0)  # noqa: SIM115 - closed by close()
+            self._fd = self._file.fileno()
+        except OSError as exc:
+            self._give_up(exc)
+        self._flushed = 0  # bytes [0, _flushed) are in the file, the rest in _buffer
+        self._buffer = bytearray()
         self._host_at = array("q")
         self._host_len = array("l")
         self._obs_len = array("l")  # the observation line follows its host line; -1: none
@@ -36,26 +53,52 @@ class HostSpill:
     def __len__(self) -> int:
         return len(self.names)
 
+    def _give_up(self, exc: OSError) -> None:
+        log.warning(
+            "cannot write the scan's temp file (%s): keeping the host reports in memory",
+            exc.strerror or type(exc).__name__,
+        )
+        self._fd = None
+
+    def _flush(self) -> None:
+        while self._buffer and self._fd is not None:
+            try:
+                written = os.write(self._fd, self._buffer)
+            except OSError as exc:
+                self._give_up(exc)
+                return
+            del self._buffer[:written]
+            self._flushed += written
+
     def append(self, host: HostReport, observation_json: str | None) -> None:
         """Write one host (and the JSON of its observation, when there is one) to the spill."""
         line = host.model_dump_json().encode("utf-8") + b"\n"
         extra = observation_json.encode("utf-8") + b"\n" if observation_json is not None else b""
         with self._lock:
-            self._file.write(line + extra)
-            self._host_at.append(self._end)
+            self._host_at.append(self._flushed + len(self._buffer))
             self._host_len.append(len(line) - 1)
             self._obs_len.append(len(extra) - 1 if extra else -1)
             self.rank.append(-STATUS_RANK[host.status])  # negated: worst sorts first
             self.names.append(host.name)
-            self._end += len(line) + len(extra)
+            self._buffer += line
+            self._buffer += extra
+            if len(self._buffer) >= self._FLUSH_AT:
+                self._flush()
 
     def _read(self, offset: int, length: int) -> bytes:
         with self._lock:
-            self._file.flush()
-        data = os.pread(self._file.fileno(), length, offset)
+            on_disk = max(0, min(offset + length, self._flushed) - offset)
+            data = os.pread(self._fd_for_read(), on_disk, offset) if on_disk else b""
+            start = offset + on_disk - self._flushed
+            data += bytes(self._buffer[start : start + length - on_disk])
         if len(data) != length:
-            raise OSError(f"the host spill file is truncated at offset {offset}")
+            raise OSError(f"the scan's temp file is truncated at offset {offset}")
         return data
+
+    def _fd_for_read(self) -> int:
+        if self._file is None:
+            raise OSError("the scan's temp file is closed")
+        return self._file.fileno()
 
     def host(self, index: int) -> HostReport:
         """Return the host stored at `index` (append order)."""
@@ -80,7 +123,11 @@ class HostSpill:
 
     def close(self) -> None:
         """Close (and so delete) the spill file."""
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._fd = None
+        self._buffer = bytearray()
 
 
 class HostList(list[HostReport]):

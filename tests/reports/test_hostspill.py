@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from reports.build import host_sort_key
 from reports.console import render_console
 from reports.hostspill import HostList, HostSpill
@@ -71,5 +73,33 @@ def test_streamed_drift_equals_whole_report_drift(tmp_path: Path) -> None:
             stored = store.host_reports(report.scan.id, host_identity)
             assert drift_between(report.scan.id, report.scan.started_at, stored, by_identity(lazy.hosts)) == expected
             assert store.load_report(report.scan.id) == report
+    finally:
+        spill.close()
+
+
+class _TinyBuffer(HostSpill):
+    _FLUSH_AT = 1  # every host goes to the file at once
+
+
+def test_spill_reads_back_from_file_buffer_or_memory(tmp_path: Path) -> None:
+    hosts = make_sample_report().hosts
+    for spill in (_TinyBuffer(), HostSpill(), HostSpill(str(tmp_path / "missing-folder"))):
+        try:
+            for host in hosts:
+                spill.append(host, host.name)
+            got = list(spill.by_name(host_sort_key).with_observations())
+            assert got == [(h, h.name) for h in hosts]
+        finally:
+            spill.close()
+
+
+def test_spill_without_a_temp_file_warns_and_keeps_hosts_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spill = HostSpill(str(tmp_path / "missing-folder"))
+    try:
+        assert "keeping the host reports in memory" in caplog.text
+        spill.append(make_sample_report().hosts[0], None)
+        assert spill.host(0) == make_sample_report().hosts[0]
     finally:
         spill.close()
