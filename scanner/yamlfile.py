@@ -28,46 +28,105 @@ class FileError(Exception):
         super().__init__(f"{where}: {message}")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses anchors and aliases while composing (no alias bombs)."""
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            problem = "anchors and aliases are not allowed"
-            raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
-        return super().compose_node(parent, index)
-
-
 _STANDARD_TAGS = {
     "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
 }
 
 
-def _walk(loader: _StrictLoader, node: yaml.Node, loc: Loc, positions: dict[Loc, tuple[int, int]]) -> Any:
-    positions[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if node.tag not in _STANDARD_TAGS:
-        mark = node.start_mark
-        raise FileError("", mark.line + 1, mark.column + 1, f"tag {node.tag!r} is not allowed")
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node)
-            if not isinstance(key, str | int | bool | float) or key is None:
-                mark = key_node.start_mark
-                raise FileError("", mark.line + 1, mark.column + 1, "mapping keys must be scalars")
-            if key in out:
-                raise FileError(
-                    "", key_node.start_mark.line + 1, key_node.start_mark.column + 1, f"duplicate key {key!r}"
-                )
-            child = (*loc, key if isinstance(key, str | int) else str(key))
-            positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            out[key] = _walk(loader, value_node, child, positions)
-            positions[child] = (value_node.start_mark.line + 1, value_node.start_mark.column + 1)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_walk(loader, item, (*loc, i), positions) for i, item in enumerate(node.value)]
-    return loader.construct_object(node)
+def _mark(event: Any) -> tuple[int, int]:
+    return (event.start_mark.line + 1, event.start_mark.column + 1)
+
+
+class _Builder:
+    """Build plain data straight from the parser's events, never holding a node tree.
+
+    PyYAML's composer keeps a node (with marks) for every value of the document and its
+    constructor caches every node: about 12 KB per inventory host, which was most of a
+    10,000-host scan's peak memory (docs/performance.md). Each value here is built from its
+    events and only its position is kept. Refused as before: anchors and aliases (no alias
+    bombs), tags outside the YAML core schema, non-scalar or duplicate mapping keys.
+    """
+
+    def __init__(self, loader: Any, positions: dict[Loc, tuple[int, int]]) -> None:
+        self.loader = loader
+        self.positions = positions
+
+    def _next(self) -> Any:
+        event = self.loader.get_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            problem = "anchors and aliases are not allowed"
+            raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
+        return event
+
+    def _scalar(self, event: Any) -> Any:
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+        constructors = self.loader.yaml_constructors
+        return constructors.get(tag, constructors[None])(self.loader, node)  # None: "undefined tag"
+
+    def _tag(self, event: Any, kind: type[yaml.Node]) -> str:
+        tag: str | None = getattr(event, "tag", None)
+        if tag is None or tag == "!":
+            value = event.value if isinstance(event, yaml.ScalarEvent) else None
+            tag = self.loader.resolve(kind, value, event.implicit)
+        assert tag is not None
+        if tag not in _STANDARD_TAGS:
+            line, column = _mark(event)
+            raise FileError("", line, column, f"tag {tag!r} is not allowed")
+        return tag
+
+    def value(self, loc: Loc) -> Any:
+        """Build the value whose first event comes next, recording its position under `loc`."""
+        event = self._next()
+        self.positions[loc] = _mark(event)
+        if isinstance(event, yaml.ScalarEvent):
+            self._tag(event, yaml.ScalarNode)
+            return self._scalar(event)
+        if isinstance(event, yaml.SequenceStartEvent):
+            self._tag(event, yaml.SequenceNode)
+            items: list[Any] = []
+            while not self.loader.check_event(yaml.SequenceEndEvent):
+                items.append(self.value((*loc, len(items))))
+            self.loader.get_event()
+            return items
+        if isinstance(event, yaml.MappingStartEvent):
+            self._tag(event, yaml.MappingNode)
+            out: dict[Any, Any] = {}
+            while not self.loader.check_event(yaml.MappingEndEvent):
+                key_event = self._next()
+                line, column = _mark(key_event)
+                key = self._scalar(key_event) if isinstance(key_event, yaml.ScalarEvent) else None
+                if not isinstance(key, str | int | bool | float) or key is None:
+                    raise FileError("", line, column, "mapping keys must be scalars")
+                if key in out:
+                    raise FileError("", line, column, f"duplicate key {key!r}")
+                out[key] = self.value((*loc, key if isinstance(key, str | int) else str(key)))
+            self.loader.get_event()
+            return out
+        raise yaml.composer.ComposerError(None, None, f"unexpected {type(event).__name__}", event.start_mark)
+
+    def document(self) -> tuple[bool, Any]:
+        """Build the single document of the stream: (False, None) for an empty stream."""
+        loader = self.loader
+        loader.get_event()  # the StreamStartEvent
+        if loader.check_event(yaml.StreamEndEvent):
+            loader.get_event()
+            return False, None
+        loader.get_event()  # DocumentStartEvent
+        data = self.value(())
+        loader.get_event()  # DocumentEndEvent
+        if not loader.check_event(yaml.StreamEndEvent):
+            event = loader.get_event()
+            raise yaml.composer.ComposerError(
+                "expected a single document in the stream",
+                None,
+                "but found another document",
+                event.start_mark,
+            )
+        loader.get_event()
+        return True, data
 
 
 class YamlDocument:
@@ -118,14 +177,13 @@ def load_text(text: str, path: str, *, max_bytes: int = MAX_BYTES) -> YamlDocume
     if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise FileError(path, None, None, f"file is larger than {max_bytes} bytes")
     try:
-        loader = _StrictLoader(text)
+        loader = yaml.SafeLoader(text)
     except yaml.reader.ReaderError as exc:  # raised by the constructor: a control character in the text
         where = text.count("\n", 0, exc.position) + 1
         raise FileError(path, where, None, f"character U+{exc.character:04X} is not allowed") from None
     try:
-        node = loader.get_single_node()
         positions: dict[Loc, tuple[int, int]] = {}
-        data = _walk(loader, node, (), positions) if node is not None else None
+        _, data = _Builder(loader, positions).document()
     except FileError as exc:
         raise FileError(path, exc.line, exc.column, exc.message) from None
     except yaml.MarkedYAMLError as exc:
