@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,12 @@ def test_spill_reads_back_from_file_buffer_or_memory(tmp_path: Path) -> None:
 def test_spill_without_a_temp_file_warns_and_keeps_hosts_in_memory(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    spill = HostSpill(str(tmp_path / "missing-folder"))
+    logger = logging.getLogger("natt_audit")  # setup_logging may have stopped its propagation
+    logger.addHandler(caplog.handler)
+    try:
+        spill = HostSpill(str(tmp_path / "missing-folder"))
+    finally:
+        logger.removeHandler(caplog.handler)
     try:
         assert "keeping the host reports in memory" in caplog.text
         spill.append(make_sample_report().hosts[0], None)
