@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 MAX_BYTES = 1024 * 1024  # far above any real policy; a 10 MB file is refused unread
 Loc = tuple[str | int, ...]
+SHALLOW_DEPTH = 2  # positions kept while loading: e.g. ("hosts", 17); deeper ones on demand
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -47,9 +48,10 @@ class _Builder:
     bombs), tags outside the YAML core schema, non-scalar or duplicate mapping keys.
     """
 
-    def __init__(self, loader: Any, positions: dict[Loc, tuple[int, int]]) -> None:
+    def __init__(self, loader: Any, positions: dict[Loc, tuple[int, int]], depth: int | None = None) -> None:
         self.loader = loader
         self.positions = positions
+        self.depth = depth  # record positions only this deep (None: all)
 
     def _next(self) -> Any:
         event = self.loader.get_event()
@@ -80,7 +82,8 @@ class _Builder:
     def value(self, loc: Loc) -> Any:
         """Build the value whose first event comes next, recording its position under `loc`."""
         event = self._next()
-        self.positions[loc] = _mark(event)
+        if self.depth is None or len(loc) <= self.depth:
+            self.positions[loc] = _mark(event)
         if isinstance(event, yaml.ScalarEvent):
             self._tag(event, yaml.ScalarNode)
             return self._scalar(event)
@@ -132,16 +135,44 @@ class _Builder:
 class YamlDocument:
     """Plain data from one YAML file plus the line and column of every value."""
 
-    def __init__(self, path: str, data: Any, positions: dict[Loc, tuple[int, int]]) -> None:
-        self.path, self.data, self.positions = path, data, positions
+    def __init__(
+        self,
+        path: str,
+        data: Any,
+        positions: dict[Loc, tuple[int, int]] | None = None,
+        *,
+        text: str = "",
+        shallow: dict[Loc, tuple[int, int]] | None = None,
+    ) -> None:
+        self.path, self.data = path, data
+        self._positions = positions
+        self._text = text
+        self._shallow = shallow or {}
+
+    @property
+    def positions(self) -> dict[Loc, tuple[int, int]]:
+        """Return the line and column of every value, parsing the text again the first time."""
+        # Positions are mostly needed to name the place of a problem. Kept for every value they
+        # were most of a 10,000-host inventory's memory (docs/performance.md), so only the first
+        # SHALLOW_DEPTH levels are kept (an inventory host's line) and the rest is rebuilt from
+        # the same text, by the same parser, when first asked for.
+        if self._positions is None:
+            self._positions = {}
+            loader = yaml.SafeLoader(self._text)
+            try:
+                _Builder(loader, self._positions).document()
+            finally:
+                loader.dispose()
+        return self._positions
 
     def where(self, loc: Loc) -> tuple[int | None, int | None]:
         """Return the line and column of `loc`, or of its nearest known parent."""
+        positions = self.positions if self._positions is not None or len(loc) > SHALLOW_DEPTH else self._shallow
         while loc:
-            if loc in self.positions:
-                return self.positions[loc]
+            if loc in positions:
+                return positions[loc]
             loc = loc[:-1]
-        return self.positions.get((), (None, None))
+        return positions.get((), (None, None))
 
     def validate(self, model: type[M]) -> M:
         """Validate against `model`, turning the first errors into a FileError with file:line:col."""
@@ -182,8 +213,8 @@ def load_text(text: str, path: str, *, max_bytes: int = MAX_BYTES) -> YamlDocume
         where = text.count("\n", 0, exc.position) + 1
         raise FileError(path, where, None, f"character U+{exc.character:04X} is not allowed") from None
     try:
-        positions: dict[Loc, tuple[int, int]] = {}
-        _, data = _Builder(loader, positions).document()
+        shallow: dict[Loc, tuple[int, int]] = {}
+        _, data = _Builder(loader, shallow, SHALLOW_DEPTH).document()
     except FileError as exc:
         raise FileError(path, exc.line, exc.column, exc.message) from None
     except yaml.MarkedYAMLError as exc:
@@ -195,7 +226,7 @@ def load_text(text: str, path: str, *, max_bytes: int = MAX_BYTES) -> YamlDocume
         raise FileError(path, None, None, f"invalid YAML: {exc}") from None
     finally:
         loader.dispose()
-    return YamlDocument(path, data, positions)
+    return YamlDocument(path, data, text=text, shallow=shallow)
 
 
 def load_file(path: str | Path, *, max_bytes: int = MAX_BYTES) -> YamlDocument:
