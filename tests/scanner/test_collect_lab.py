@@ -277,3 +277,12 @@ def test_on_result_exception_is_reraised(lab: RunningLab) -> None:
 
     with pytest.raises(RuntimeError, match="sink failed"):
         collect_all([target(lab, "dword1")] * 3, CREDENTIALS, options(lab), concurrency=1, on_result=boom)
+
+
+def test_streaming_keeps_nothing_but_reports_every_host(lab: RunningLab) -> None:
+    targets = [target(lab, "dword0"), target(lab, "dword1"), target(lab, "absent")]
+    streamed: list[Observation] = []
+    kept = collect_all(targets, CREDENTIALS, options(lab), concurrency=2, on_result=streamed.append, keep=False)
+    assert kept == []  # a streaming caller (scanner.run) holds no observation list
+    assert sorted(o.target.name for o in streamed) == ["absent", "dword0", "dword1"]
+    assert all(o.error is None for o in streamed)
