@@ -603,6 +603,9 @@ def parse_inventory(
         except yamlfile.FileError as exc:
             raise InventoryError([str(exc)]) from None
         defaults, listed = _yaml_entries(doc, problems, defaults, max_hosts)
+        # The entries hold what they need; drop the parsed document (dicts for every host) before
+        # the targets are built, so both are never in memory together (docs/performance.md).
+        doc.data = None
         entries = iter(listed)
     elif fmt == "csv":
         entries = _csv_entries(text, path, problems, max_hosts)
