@@ -135,9 +135,9 @@ class HostList(list[HostReport]):
 
     It subclasses `list` so `ScanReport.hosts` keeps its type for isinstance checks and the
     renderers; the list storage itself stays empty. Build the report with
-    `ScanReport.model_construct` (validation would copy every host into a real list), and never
-    serialise it with pydantic's model_dump (it reads list storage directly): the renderers use
-    `to_plain`/`json_chunks`, which iterate.
+    `ScanReport.model_construct` (validation would copy every host into a real list). pydantic's
+    model_dump reads list storage directly, so ScanReport serialises `hosts` by iterating (correct,
+    but it loads every host); the renderers stream with `to_plain`/`json_chunks` instead.
     """
 
     def __init__(self, spill: HostSpill, order: array[int]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_serializer
 
 from rules.results import RuleResult, Severity, Status
 from scanner.models import Frozen, HostError, OsInfo
@@ -130,3 +130,10 @@ class ScanReport(Frozen):
     # without a history database, or when no earlier scan of this inventory is recorded.
     drift: Drift | None = None
     waivers: WaiversSection | None = None  # present when the scan ran with --waivers
+
+    @field_serializer("hosts")
+    def _serialize_hosts(self, hosts: list[HostReport]) -> list[HostReport]:
+        # A scan's hosts may be a HostList backed by a disk spill (reports/hostspill.py) whose list
+        # storage is empty; pydantic would read that storage and silently drop every host.
+        # Iterating is always correct (the renderers stream with json_chunks instead).
+        return list(hosts)

@@ -109,3 +109,13 @@ def test_spill_without_a_temp_file_warns_and_keeps_hosts_in_memory(
         assert spill.host(0) == make_sample_report().hosts[0]
     finally:
         spill.close()
+
+
+def test_pydantic_dump_of_a_spilled_report_keeps_every_host() -> None:
+    report = make_sample_report()
+    lazy, spill = spilled(report)
+    try:
+        assert lazy.model_dump(mode="json")["hosts"] == report.model_dump(mode="json")["hosts"]
+        assert ScanReport.model_validate_json(lazy.model_dump_json()).hosts == report.hosts
+    finally:
+        spill.close()
