@@ -6,7 +6,9 @@ import datetime as dt
 import ipaddress
 import os
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,8 +27,16 @@ def _name(cn: str) -> x509.Name:
     )
 
 
-def make_server_context(host_names: list[str], ca_dir: Path, workdir: Path) -> tuple[ssl.SSLContext, Path]:
-    """Create a CA (written to ca_dir/lab-ca.pem) and a server cert for localhost, 127.0.0.1, every name."""
+class Pem(NamedTuple):
+    """A CA certificate, a server certificate signed by it, and the server's private key (PEM)."""
+
+    ca: bytes
+    cert: bytes
+    key: bytes
+
+
+def issue_certificates(names: Sequence[str], *, days: int = 30) -> Pem:
+    """Create a throw-away CA and a server cert for localhost, 127.0.0.1 and `names`. Pure, no I/O."""
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
@@ -36,7 +46,7 @@ def make_server_context(host_names: list[str], ca_dir: Path, workdir: Path) -> t
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -60,7 +70,7 @@ def make_server_context(host_names: list[str], ca_dir: Path, workdir: Path) -> t
         x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
     ]
-    sans += [x509.DNSName(n) for n in sorted(set(host_names))]
+    sans += [x509.DNSName(n) for n in sorted(set(names) - {"localhost"})]
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name("localhost"))
@@ -68,32 +78,36 @@ def make_server_context(host_names: list[str], ca_dir: Path, workdir: Path) -> t
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    return Pem(
+        ca=ca_cert.public_bytes(serialization.Encoding.PEM),
+        cert=cert.public_bytes(serialization.Encoding.PEM),
+        key=key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+
+
+def make_server_context(host_names: list[str], ca_dir: Path, workdir: Path) -> tuple[ssl.SSLContext, Path]:
+    """Create a CA (written to ca_dir/lab-ca.pem) and a server cert for localhost, 127.0.0.1, every name."""
+    pem = issue_certificates(host_names)
     ca_dir.mkdir(parents=True, exist_ok=True)
     ca_path = ca_dir / CA_FILE
     tmp = ca_dir / f".{CA_FILE}.{os.getpid()}"
-    tmp.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    tmp.write_bytes(pem.ca)
     os.replace(tmp, ca_path)
     cert_path = workdir / "lab-server.pem"
     key_path = workdir / "lab-server.key"
-    cert_path.write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM)
-    )
+    cert_path.write_bytes(pem.cert + pem.ca)  # the chain, so clients can build the path
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
+        fh.write(pem.key)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert_path, key_path)
