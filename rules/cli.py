@@ -14,6 +14,8 @@ from rules.loader import BUILTINS, builtin_policy, load_policy
 from rules.models import Policy, PolicyError
 from rules.results import Status
 from scanner.exitcodes import ExitCode
+from scanner.logsetup import inert_lines
+from scanner.textsafe import one_line
 from scanner.yamlfile import FileError
 
 _BUCKETS = (("pass_", "pass", Status.PASS), ("fail", "fail", Status.FAIL))
@@ -25,20 +27,18 @@ def register(subparsers: Any) -> None:
     policy = subparsers.add_parser("policy", help="validate and test policy files")
     sub = policy.add_subparsers(dest="policy_command", required=True)
     validate = sub.add_parser("validate", help="load and validate policy files (exit 0 valid, 2 invalid)")
-    validate.add_argument(
-        "files", nargs="+", metavar="FILE", help=f"policy file or built-in ({', '.join(BUILTINS)})"
-    )
-    test = sub.add_parser(
-        "test", help="run every rule's pass/fail examples (exit 0 all as expected, 2 otherwise)"
-    )
-    test.add_argument(
-        "files", nargs="+", metavar="FILE", help=f"policy file or built-in ({', '.join(BUILTINS)})"
-    )
+    validate.add_argument("files", nargs="+", metavar="FILE", help=f"policy file or built-in ({', '.join(BUILTINS)})")
+    test = sub.add_parser("test", help="run every rule's pass/fail examples (exit 0 all as expected, 2 otherwise)")
+    test.add_argument("files", nargs="+", metavar="FILE", help=f"policy file or built-in ({', '.join(BUILTINS)})")
     explain = sub.add_parser("explain", help="show how each result of one host in a JSON report was derived")
     explain.add_argument("--report", required=True, help="a JSON report written by `natt-audit scan -f json`")
     explain.add_argument("--host", required=True, help="the host's name as in the report")
     explain.add_argument(
-        "-p", "--policy", action="append", default=[], metavar="POLICY",
+        "-p",
+        "--policy",
+        action="append",
+        default=[],
+        metavar="POLICY",
         help="explain against these policies instead of the ones the report names",
     )
 
@@ -64,14 +64,14 @@ def _load_all(specs: Sequence[str], err: TextIO) -> list[Policy] | None:
         try:
             policies.append(builtin_policy(spec) if spec in BUILTINS else load_policy(spec))
         except (FileError, PolicyError) as exc:
-            err.write(f"invalid: {exc}\n")
+            err.write(f"invalid: {inert_lines(str(exc))}\n")
             failed = True
     if failed:
         return None
     try:
         compile_policies(policies)  # the files as one set: duplicate ids across files, overrides, cycles
     except PolicyError as exc:
-        err.write(f"invalid: {exc}\n")
+        err.write(f"invalid: {inert_lines(str(exc))}\n")
         return None
     return policies
 
@@ -88,9 +88,7 @@ def run_validate(specs: Sequence[str], out: TextIO | None = None, err: TextIO | 
             if not rule.examples.pass_ or not rule.examples.fail:
                 line, _ = policy.rule_position(rule.id)
                 where = f"{policy.source}:{line}" if line else policy.source
-                err.write(
-                    f"note: {where}: rule {rule.id} lacks pass or fail examples (`policy test` refuses it)\n"
-                )
+                err.write(f"note: {where}: rule {rule.id} lacks pass or fail examples (`policy test` refuses it)\n")
     return ExitCode.OK
 
 
@@ -122,9 +120,7 @@ def run_examples(policies: Sequence[Policy]) -> list[ExampleOutcome]:
                     results = evaluate_facts(example_facts(example), policies)
                     result = next(r for r in results if r.rule_id == rule.id)
                     outcomes.append(
-                        ExampleOutcome(
-                            policy.source, rule.id, bucket, i, expected, result.status, result.message
-                        )
+                        ExampleOutcome(policy.source, rule.id, bucket, i, expected, result.status, result.message)
                     )
     return outcomes
 
@@ -158,7 +154,7 @@ def run_test(specs: Sequence[str], out: TextIO | None = None, err: TextIO | None
     for o in wrong:
         err.write(
             f"FAIL {o.rule_id} examples.{o.bucket}[{o.index}] ({o.policy}): expected {o.expected.value}, "
-            f"got {o.actual.value}: {o.message}\n"
+            f"got {o.actual.value}: {one_line(o.message)}\n"
         )
     rules = len({(o.policy, o.rule_id) for o in outcomes})
     out.write(f"{len(outcomes) - len(wrong)}/{len(outcomes)} examples as expected in {rules} rules\n")

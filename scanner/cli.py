@@ -223,9 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_scan_arguments(scan)
 
     demo = sub.add_parser("demo", help="start a simulated estate on loopback and scan it")
-    demo.add_argument(
-        "--out", default="natt-audit-demo", help="folder for the JSON report (default ./natt-audit-demo)"
-    )
+    demo.add_argument("--out", default="natt-audit-demo", help="folder for the JSON report (default ./natt-audit-demo)")
     demo.add_argument("--color", choices=["auto", "always", "never"], default="auto")
 
     schema = sub.add_parser("schema", help="print a JSON Schema")
@@ -266,7 +264,7 @@ def _schema(what: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run natt-audit with `argv` and return the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    from scanner.logsetup import setup_logging
+    from scanner.logsetup import inert_lines, setup_logging
 
     try:
         from scanner.credentials import CredentialError, reject_secret_arguments
@@ -277,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _ParserExit as exc:
         return exc.status
     except (UsageError, CredentialError) as exc:
-        sys.stderr.write(f"natt-audit: error: {exc}\n")
+        sys.stderr.write(f"natt-audit: error: {inert_lines(str(exc))}\n")
         return ExitCode.USAGE
     fmt = args.global_log_format or getattr(args, "log_format", None) or os.environ.get("NATT_AUDIT_LOG_FORMAT")
     setup_logging(verbose=args.verbose, fmt="json" if fmt == "json" else "plain")
@@ -309,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("export", "ship"):
             return int(args.func(args))
     except UsageError as exc:
-        sys.stderr.write(f"natt-audit: error: {exc}\n")
+        sys.stderr.write(f"natt-audit: error: {inert_lines(str(exc))}\n")
         return ExitCode.USAGE
     except KeyboardInterrupt:
         sys.stderr.write("natt-audit: interrupted\n")

@@ -59,10 +59,19 @@ def log_format() -> LogFormat:
     return _current
 
 
+def inert_lines(message: str) -> str:
+    """Escape controls, bidi and invisible characters on each line of a multi-line message.
+
+    Error messages quote inputs (inventory lines, policy keys, a server's reply): each line is made
+    inert, and the line breaks the message itself uses (one problem per line) are kept.
+    """
+    return "\n".join(one_line(line, limit=4000) for line in message.split("\n"))
+
+
 def say(message: str, *, level: int = logging.INFO, **fields: object) -> None:
     """Write a user-facing stderr line: as is in plain format, as a JSON log record in json format."""
     if _current == "json":
         logging.getLogger("natt_audit").log(level, "%s", message, extra={"fields": fields})
     else:
-        sys.stderr.write(message + "\n")  # the plain format keeps the historic stderr text
+        sys.stderr.write(inert_lines(message) + "\n")  # the plain format keeps the historic stderr text
         sys.stderr.flush()

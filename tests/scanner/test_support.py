@@ -66,3 +66,10 @@ def test_atomic_write_streams_chunks_and_a_failing_chunk_keeps_previous(tmp_path
         write_atomic(target, broken())
     assert target.read_bytes() == b"abc"
     assert os.listdir(tmp_path) == ["report.json"]
+
+
+def test_inert_lines_keeps_line_breaks_and_escapes_each_line() -> None:
+    from scanner.logsetup import inert_lines
+
+    out = inert_lines("inv.txt:1: bad\x1b[31m\ninv.txt:2: \u202eevil")
+    assert out.split("\n") == ["inv.txt:1: bad\\u001b[31m", "inv.txt:2: \\u202eevil"]
