@@ -9,7 +9,7 @@ from pathlib import Path
 from rules.evaluate import evaluate
 from rules.loader import builtin_policy, load_policy
 from rules.models import Policy
-from scanner.models import (
+from scanner.core.models import (
     IPSEC_KEY,
     POLICYAGENT_KEY,
     VALUE_NAME,
@@ -19,8 +19,8 @@ from scanner.models import (
     RegistryValue,
     Target,
 )
-from scanner.semantics import assess
-from scanner.yamlfile import load_text
+from scanner.core.semantics import assess
+from scanner.core.yamlfile import load_text
 
 HOSTS = 10_000
 ROOT = Path(__file__).resolve().parent.parent

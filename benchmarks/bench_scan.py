@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(f"lab: {args.hosts} hosts ready in {lab.ready_s:.1f} s, latency {args.latency_ms} ms per round trip")
             report_path = work / "report.json"
-            scan_argv = [sys.executable, "-c", "from scanner.cli import entry_point; entry_point()",
+            scan_argv = [sys.executable, "-c", "from scanner.cli.main import entry_point; entry_point()",
                          "scan", "-i", str(lab.inventory), "-f", "json", "-o", str(report_path)]  # fmt: skip
             if args.concurrency is not None:
                 scan_argv += ["--concurrency", str(args.concurrency)]

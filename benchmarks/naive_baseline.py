@@ -27,7 +27,7 @@ from typing import Any
 import requests.adapters
 import winrm
 
-from scanner.inventory import load_inventory
+from scanner.inputs.inventory import load_inventory
 
 SCRIPT = (
     "(Get-ItemProperty -Path 'HKLM:\\SYSTEM\\CurrentControlSet\\Services\\PolicyAgent' "

@@ -135,7 +135,7 @@ def main() -> int:
         argv = [
             sys.executable,
             "-c",
-            "from scanner.cli import entry_point; entry_point()",
+            "from scanner.cli.main import entry_point; entry_point()",
             "scan",
             "-i",
             str(lab.inventory),

@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
 from reports.model import HostReport, ScanInfo, ScanReport, Summary, Tool
-from rules.results import RuleResult, Severity, Status, worst
-from scanner.exitcodes import ExitCode, combine
-from scanner.models import HostError, Observation, Stage
-from scanner.semantics import assess
+from scanner.core.exitcodes import ExitCode, combine
+from scanner.core.models import HostError, Observation, Stage
+from scanner.core.results import RuleResult, Severity, Status, worst
+from scanner.core.semantics import assess
 
 # Keys of Summary.modes, always all present and in this order so the JSON shape never varies.
 MODE_KEYS: tuple[str, ...] = ("0", "1", "2", "unknown", "not_applicable")
@@ -105,7 +105,7 @@ def build_report(
 class Tally:
     """Running counts over host reports: the summary and the exit-code inputs, one host at a time.
 
-    A streamed scan (scanner/run.py) adds each host as it finishes, so neither the summary nor
+    A streamed scan (scanner/engine/run.py) adds each host as it finishes, so neither the summary nor
     the exit code needs every host in memory at the end.
     """
 

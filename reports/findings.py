@@ -7,9 +7,10 @@ import json
 import re
 from datetime import datetime
 
+from reports.lifecycle import drift_events
 from reports.model import HostReport, ScanReport
-from rules.results import RuleResult, Severity, Status, event_uid, finding_uid
-from scanner.models import VALUE_NAME, Frozen
+from scanner.core.models import VALUE_NAME, Frozen
+from scanner.core.results import RuleResult, Severity, Status, event_uid, finding_uid
 
 HIVE = "HKLM"
 # A host with no rule result at all (unread before any rule ran, or no rule applied) still reaches
@@ -213,7 +214,6 @@ def _activities(report: ScanReport) -> dict[str, int] | None:
     """Return finding_uid -> OCSF activity from the report's drift, None without a previous scan."""
     if report.drift is None:
         return None
-    from scanner.drift import drift_events  # scanner.drift imports reports.model: import late
 
     return {e.finding_uid: int(e.activity_id) for e in drift_events(report.drift)}
 

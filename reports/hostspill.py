@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any, SupportsIndex, overload
 
 from reports.model import HostReport
-from rules.results import STATUS_RANK, Status
+from scanner.core.results import STATUS_RANK, Status
 
 log = logging.getLogger("natt_audit")
 

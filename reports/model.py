@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, field_serializer
 
-from rules.results import RuleResult, Severity, Status
-from scanner.models import Frozen, HostError, OsInfo
-from scanner.semantics import Setting
+from scanner.core.models import Frozen, HostError, OsInfo
+from scanner.core.results import RuleResult, Severity, Status
+from scanner.core.semantics import Setting
 
 SCHEMA_VERSION = "1.0"
 
@@ -76,7 +76,7 @@ class WaiversSection(Frozen):
 
 
 class FindingDrift(Frozen):
-    """One finding whose failing state changed between two scans (scanner/drift.py)."""
+    """One finding whose failing state changed between two scans (scanner/history/drift.py)."""
 
     host: str
     rule_id: str

@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 
-from scanner.models import Observation
+from scanner.core.models import Observation
 
 
 class Progress:

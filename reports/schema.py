@@ -7,7 +7,7 @@ from typing import Any
 
 from reports.build import MODE_KEYS
 from reports.model import SCHEMA_VERSION, ScanReport
-from rules.results import Status
+from scanner.core.results import Status
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # A URN, not a URL: the schema is shipped with the tool and printed by `natt-audit schema report`;

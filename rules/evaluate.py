@@ -28,9 +28,9 @@ from rules.models import (
     fact_kind,
     version_tuple,
 )
-from rules.results import NAMESPACE, RuleResult, Severity, Status, host_identity
-from scanner.models import Frozen, Observation
-from scanner.semantics import OsFamily, Setting, StrayValue, assess
+from scanner.core.models import Frozen, Observation
+from scanner.core.results import NAMESPACE, RuleResult, Severity, Status, host_identity
+from scanner.core.semantics import OsFamily, Setting, StrayValue, assess
 
 Pred = Callable[[Facts], bool | None]  # None: unknown (Kleene logic), never a pass
 MAX_SHOWN = 80  # characters of one host-supplied value in a message; the report holds the full data

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 from rules.models import FACTS, TAG_PREFIX, Kind
-from scanner.models import (
+from scanner.core.models import (
     IPSEC_KEY,
     POLICYAGENT_KEY,
     VALUE_NAME,
@@ -18,7 +18,7 @@ from scanner.models import (
     RegistryValue,
     Target,
 )
-from scanner.semantics import Integrity, OsFamily, Setting, assess, os_family
+from scanner.core.semantics import Integrity, OsFamily, Setting, assess, os_family
 
 
 class Sentinel:

@@ -1,4 +1,4 @@
-"""Load and validate policy files strictly (scanner.yamlfile), and the built-in policies."""
+"""Load and validate policy files strictly (scanner.core.yamlfile), and the built-in policies."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from rules.evaluate import compile_policies, ruleset
 from rules.models import Policy, PolicyError
-from scanner.yamlfile import FileError, YamlDocument, load_file, load_text
+from scanner.core.yamlfile import FileError, YamlDocument, load_file, load_text
 
 BUILTINS = ("baseline", "strict")
 

@@ -19,8 +19,8 @@ from pydantic import (
     model_validator,
 )
 
-from rules.results import Severity
-from scanner.semantics import Integrity, OsFamily
+from scanner.core.results import Severity
+from scanner.core.semantics import Integrity, OsFamily
 
 Scalar = StrictBool | StrictInt | StrictStr | None
 RULE_ID = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"

@@ -14,9 +14,9 @@ from pydantic import Field, StrictStr, model_validator
 
 from rules.evaluate import string_match
 from rules.models import RULE_ID, Strict, StringMatch
-from rules.results import RuleResult, Status, WaiverNote, host_identity
-from scanner.models import Frozen, Target
-from scanner.yamlfile import FileError, load_file
+from scanner.core.models import Frozen, Target
+from scanner.core.results import RuleResult, Status, WaiverNote, host_identity
+from scanner.core.yamlfile import FileError, load_file
 
 EXPIRY_WARNING_DAYS = 14
 

@@ -11,11 +11,12 @@ from reports.export.hec import HecClient
 from reports.export.spool import Spool, SpoolError
 from reports.export.syslog import SyslogSender
 from reports.findings import Finding, JsonValue, flatten
-from reports.formats import EXPORT_FORMATS, Format, render
+from reports.formats import render
 from reports.model import ScanReport
-from scanner.atomic import write_atomic
-from scanner.exitcodes import ExitCode
-from scanner.textsafe import one_line
+from scanner.core.atomic import write_atomic
+from scanner.core.exitcodes import ExitCode
+from scanner.core.formats import EXPORT_FORMATS, Format
+from scanner.core.textsafe import one_line
 
 # Exit status of `export`/`ship` (and what `scan --export` adds): some finding did not reach a
 # destination (down, refused, dead-lettered). It stays in the spool; `natt-audit ship` resends it.

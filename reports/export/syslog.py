@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from reports import cef, jsonl
 from reports.export.destinations import Destination, Kind
 from reports.findings import Finding
-from rules.results import Severity
-from scanner.textsafe import one_line
+from reports.formats import cef, jsonl
+from scanner.core.results import Severity
+from scanner.core.textsafe import one_line
 
 APP_NAME = "natt-audit"
 SD_ID = "natt@32473"  # private SD-ID: name@PEN, 32473 is the documentation PEN (RFC 5612)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scanner.yamlfile import FileError
+from scanner.core.yamlfile import FileError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

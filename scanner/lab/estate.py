@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
-from scanner.yamlfile import FileError, YamlDocument, load_file
+from scanner.core.yamlfile import FileError, YamlDocument, load_file
 
 HKLM = 2147483650
 IPSEC_KEY = "SYSTEM\\CurrentControlSet\\Services\\IPsec"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reports.json_report import json_chunks, render_json_whole
+from reports.formats.json_report import json_chunks, render_json_whole
 from reports.model import ScanReport
 
 REPO = Path(__file__).resolve().parent.parent.parent

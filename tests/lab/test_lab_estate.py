@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from scanner.core.yamlfile import FileError
 from scanner.lab.estate import OS_PRESETS, POLICYAGENT_KEY, Recipe, expand_recipe, load_estate
 from scanner.lab.generate import generate_estate
 from scanner.lab.server import HostEndpoint, write_inventory
-from scanner.yamlfile import FileError
 
 REPO = Path(__file__).resolve().parents[2]
 HEAD = "accounts:\n  - {username: 'LAB\\auditor', password: 'Lab-Passw0rd!'}\n"

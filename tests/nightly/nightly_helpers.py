@@ -8,7 +8,7 @@ from reports.build import build_report
 from reports.model import ScanInfo, ScanReport
 from rules.evaluate import evaluate
 from rules.loader import resolve_policies
-from scanner.models import (
+from scanner.core.models import (
     IPSEC_KEY,
     POLICYAGENT_KEY,
     VALUE_NAME,

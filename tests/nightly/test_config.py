@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scanner.cli import build_parser
-from scanner.config import ConfigError, format_duration, load_config, parse_duration, redact, show_config
+from scanner.cli.main import build_parser
+from scanner.inputs.config import ConfigError, format_duration, load_config, parse_duration, redact, show_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "natt-audit.toml"
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reports.console import render_console
+from reports.formats.console import render_console
+from reports.lifecycle import Activity, drift_events
 from reports.model import ScanReport
-from rules.results import Status, finding_uid
-from scanner.drift import Activity, compute_drift, drift_counts, drift_events
+from scanner.core.results import Status, finding_uid
+from scanner.history.drift import compute_drift, drift_counts
 from tests.nightly.nightly_helpers import read, report, unreachable
 
 

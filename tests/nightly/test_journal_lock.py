@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from scanner.journal import Journal, JournalError, JournalHeader, read_journal, targets_digest
-from scanner.lock import LockedError, ScanLock
+from scanner.history.journal import Journal, JournalError, JournalHeader, read_journal, targets_digest
+from scanner.history.lock import LockedError, ScanLock
 from tests.nightly.nightly_helpers import read, target
 
 HEADER = JournalHeader("scan-1", "2026-11-27T01:00:00Z", "path:/inv", targets_digest([target("a")]), ("baseline",))
@@ -57,7 +57,7 @@ def test_the_lock_is_exclusive_across_processes_and_freed_on_exit(tmp_path: Path
         [
             sys.executable,
             "-c",
-            "import sys, time; from scanner.lock import ScanLock; "
+            "import sys, time; from scanner.history.lock import ScanLock; "
             f"lock = ScanLock({str(db)!r}); lock.acquire(); print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,

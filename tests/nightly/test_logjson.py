@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner import logsetup
+from scanner.core import logsetup
 
 HOSTILE = [
     'evil\n{"ts":"x","level":"error","msg":"forged","fields":{}}',

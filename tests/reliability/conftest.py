@@ -29,7 +29,7 @@ IPSEC = "SYSTEM\\CurrentControlSet\\Services\\IPsec"
 VALUE = "AssumeUDPEncapsulationContextOnSendRule"
 
 # Host-supplied text that tries every trick (issue 8 item 10). Raw ESC cannot travel in XML 1.0: the
-# lab writes it as &#x1B;, which the client turns back into ESC (scanner/wsman/xmlsafe.py).
+# lab writes it as &#x1B;, which the client turns back into ESC (scanner/collect/wsman/xmlsafe.py).
 HOSTILE = (
     "\x1b[2J\x1b[31mHACKED\x1b[0m \x1b]8;;https://evil.invalid/\x1b\\link\x1b]8;;\x1b\\ "
     "\x1b]0;pwned title\x07 \x9b31m C1-CSI \x85 NEL \u202eRIGHT-TO-LEFT\u202c \u2066iso\u2069 "

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from scanner.models import AuthMethod, Credentials, Scheme, Target
+from scanner.core.models import AuthMethod, Credentials, Scheme, Target
 
 HOSTNAME = "rawhost.test"  # the name the server certificates are issued for
 STDREGPROV = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/default/StdRegProv"

@@ -13,11 +13,11 @@ import spnego
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner.collect import collect_host
-from scanner.models import AuthMethod, CollectOptions, Target
-from scanner.wsman.auth import Authenticator, AuthMaterial
-from scanner.wsman.encryption import SPNEGO_ENCRYPTED, decrypt, encrypt
-from scanner.wsman.errors import CollectError
+from scanner.collect.collector import collect_host
+from scanner.collect.wsman.auth import Authenticator, AuthMaterial
+from scanner.collect.wsman.encryption import SPNEGO_ENCRYPTED, decrypt, encrypt
+from scanner.collect.wsman.errors import CollectError
+from scanner.core.models import AuthMethod, CollectOptions, Target
 from tests.reliability.rawserver import CREDENTIALS, RawConn, RawServer
 
 CHALLENGES = {

@@ -81,7 +81,7 @@ def test_report_over_the_file_size_limit(scanned: Scanned, tmp_path: Path) -> No
         [
             "python",
             "-c",
-            "from scanner.cli import entry_point; entry_point()",
+            "from scanner.cli.main import entry_point; entry_point()",
             "scan",
             "-i",
             str(scanned.lab.inventory),

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from reports import cef, csv_report
 from reports.export import syslog
 from reports.findings import flatten
+from reports.formats import cef, csv_report
 from reports.model import ScanReport
-from scanner.collect import collect_host
-from scanner.models import CollectOptions
+from scanner.collect.collector import collect_host
+from scanner.core.models import CollectOptions
 from tests.reliability.conftest import (
     CREDS,
     FORBIDDEN_ON_TERMINAL,

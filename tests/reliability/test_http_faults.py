@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from scanner.collect import collect_host
-from scanner.models import CollectOptions, Observation
+from scanner.collect.collector import collect_host
+from scanner.core.models import CollectOptions, Observation
 from tests.labfixture import RunningLab
 from tests.reliability.conftest import CREDS, Scanned, natt_audit, write_inventory
 from tests.reliability.rawserver import (

@@ -49,7 +49,7 @@ def test_sigterm_mid_scan_writes_a_partial_report_marked_interrupted(scanned: Sc
             [
                 sys.executable,
                 "-c",
-                "from scanner.cli import entry_point; entry_point()",
+                "from scanner.cli.main import entry_point; entry_point()",
                 "scan",
                 "-i",
                 str(inventory),
@@ -92,7 +92,7 @@ def test_sigterm_mid_scan_writes_a_partial_report_marked_interrupted(scanned: Sc
 # (data written, not yet renamed) or when it is about to be renamed over the final name.
 KILLER = r"""
 import os, signal, sys
-from scanner import atomic
+from scanner.core import atomic
 point = sys.argv[1]
 real_fsync, real_replace = os.fsync, os.replace
 def fsync(fd):
@@ -105,7 +105,7 @@ def replace(src, dst, *a, **k):
     return real_replace(src, dst, *a, **k)
 atomic.os.fsync = fsync
 atomic.os.replace = replace
-from scanner.cli import main
+from scanner.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.inventory import InventoryError, load_inventory
+from scanner.inputs.inventory import InventoryError, load_inventory
 from tests.reliability.conftest import CREDS, natt_audit
 
 # entry -> what the message must say. Each is refused in every format, with the entry's line.

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from scanner.collect import collect_all
-from scanner.models import AuthMethod, CollectOptions, Observation, Scheme, Target
+from scanner.core.models import AuthMethod, CollectOptions, Observation, Scheme, Target
+from scanner.engine.pool import collect_all
 from tests.reliability.conftest import CREDS, HOST_TIMEOUT, Scanned, natt_audit
 from tests.reliability.rawserver import (
     CREDENTIALS,

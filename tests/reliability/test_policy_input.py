@@ -12,7 +12,7 @@ import pytest
 
 from rules.loader import resolve_policies
 from rules.waivers import load_waivers
-from scanner.yamlfile import FileError
+from scanner.core.yamlfile import FileError
 from tests.reliability.conftest import CREDS, natt_audit
 
 RULE = """  - id: {id}

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scanner.collect import collect_all
-from scanner.models import CollectOptions, Observation
-from scanner.wsman import wmi
-from scanner.wsman.errors import CollectError, HttpStatusError
+from scanner.collect.wsman import wmi
+from scanner.collect.wsman.errors import CollectError, HttpStatusError
+from scanner.core.models import CollectOptions, Observation
+from scanner.engine.pool import collect_all
 from tests.reliability.conftest import Scanned
 from tests.reliability.rawserver import (
     CREDENTIALS,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.collect import collect_host
-from scanner.models import CollectOptions
+from scanner.collect.collector import collect_host
+from scanner.core.models import CollectOptions
 from tests.reliability.conftest import Scanned
 from tests.reliability.rawserver import CREDENTIALS, Pki, RawServer, normal_reply, winrm_handler
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scanner.collect import collect_host
-from scanner.models import AuthMethod, CollectOptions, Scheme, Target
+from scanner.collect.collector import collect_host
+from scanner.core.models import AuthMethod, CollectOptions, Scheme, Target
 from tests.reliability.conftest import CREDS, natt_audit
 from tests.reliability.rawserver import CREDENTIALS, HOSTNAME, Pki, RawServer, normal_reply, winrm_handler
 

@@ -21,8 +21,8 @@ CHILD = r"""
 import json, resource, socket, sys, time, tracemalloc
 from pathlib import Path
 from tests.reliability.rawserver import CREDENTIALS, Pki, RawServer, envelope, http, normal_reply, winrm_handler
-from scanner.collect import collect_host
-from scanner.models import CollectOptions
+from scanner.collect.collector import collect_host
+from scanner.core.models import CollectOptions
 
 MB = 1024 * 1024
 LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'

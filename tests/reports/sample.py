@@ -6,8 +6,7 @@ from pathlib import Path
 
 from reports.build import build_report
 from reports.model import ScanInfo, ScanReport
-from rules.results import RuleResult, Severity, Status, finding_uid
-from scanner.models import (
+from scanner.core.models import (
     IPSEC_KEY,
     POLICYAGENT_KEY,
     VALUE_NAME,
@@ -19,6 +18,7 @@ from scanner.models import (
     Stage,
     Target,
 )
+from scanner.core.results import RuleResult, Severity, Status, finding_uid
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 GOLDEN_WIDTH = 120  # console goldens are rendered without colour at this width

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from reports.build import host_sort_key
-from reports.console import render_console
+from reports.formats.console import render_console
+from reports.formats.json_report import render_json
 from reports.hostspill import HostList, HostSpill
-from reports.json_report import render_json
 from reports.model import ScanReport
-from rules.results import Status, host_identity
-from scanner.drift import by_identity, compute_drift, drift_between
-from scanner.store import SqliteStore
+from scanner.core.results import Status, host_identity
+from scanner.history.drift import by_identity, compute_drift, drift_between
+from scanner.history.store import SqliteStore
 from tests.reports.sample import make_sample_report
 from tests.reports.sample import target as sample_target
 

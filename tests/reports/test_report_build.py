@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from reports.build import build_report, coverage_of, exit_code
 from reports.model import ScanReport
-from rules.results import RuleResult, Severity, Status, finding_uid
-from scanner.exitcodes import ExitCode
-from scanner.models import POLICYAGENT_KEY, HostError, Observation, OsInfo, Stage
+from scanner.core.exitcodes import ExitCode
+from scanner.core.models import POLICYAGENT_KEY, HostError, Observation, OsInfo, Stage
+from scanner.core.results import RuleResult, Severity, Status, finding_uid
 from tests.reports.sample import SCAN, dword, make_sample_report, result, sample_inputs, target
 
 

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from rich.text import Text
 
 from reports.build import build_report
-from reports.console import render_console, safe_text, visible
+from reports.formats.console import render_console, safe_text, visible
 from reports.model import HostReport, ScanReport
-from rules.results import Status
-from scanner.models import HostError, Observation, OsInfo, Stage
+from scanner.core.models import HostError, Observation, OsInfo, Stage
+from scanner.core.results import Status
 from tests.reports.sample import CHINESE_CAPTION, HOSTILE_CAPTION, make_sample_report, target
 
 ESC = "\x1b"

@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from reports.formats import RENDERERS, Format, render
+from reports.formats import RENDERERS, render
 from reports.model import ScanReport
+from scanner.core.formats import Format
 from tests.reports.sample import GOLDEN_DIR, GOLDEN_WIDTH
 
 

@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reports.build import build_report
-from reports.json_report import render_json, to_plain
+from reports.formats.json_report import render_json, to_plain
 from reports.model import ScanReport
 from reports.schema import DRAFT, SCHEMA_ID, report_json_schema, report_json_schema_text
-from scanner.models import HostError, Observation, Stage
+from scanner.core.models import HostError, Observation, Stage
 from tests.reports.sample import HOSTILE_CAPTION, SCAN, target
 
 SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
@@ -211,7 +211,7 @@ def test_lone_surrogates_become_escapes_not_encoding_errors() -> None:
 
 
 def test_streamed_chunks_equal_one_whole_dump(sample_report: ScanReport) -> None:
-    from reports.json_report import json_chunks, render_json_whole
+    from reports.formats.json_report import json_chunks, render_json_whole
 
     assert "".join(json_chunks(sample_report)) == render_json_whole(sample_report)
     empty = sample_report.model_copy(update={"hosts": []})

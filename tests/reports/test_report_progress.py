@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from reports.progress import Progress
-from scanner.models import HostError, Observation, OsInfo, Stage
+from scanner.core.models import HostError, Observation, OsInfo, Stage
 from tests.reports.sample import HOSTILE_CAPTION, target
 
 

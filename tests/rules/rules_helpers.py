@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rules.models import Policy
-from scanner.models import (
+from scanner.core.models import (
     IPSEC_KEY,
     POLICYAGENT_KEY,
     VALUE_NAME,

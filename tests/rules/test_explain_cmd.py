@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reports.json_report import render_json
-from scanner.cli import main
+from reports.formats.json_report import render_json
+from scanner.cli.main import main
 from tests.reports.sample import make_sample_report
 
 BASE = make_sample_report()

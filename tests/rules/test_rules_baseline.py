@@ -6,8 +6,8 @@ import pytest
 
 from rules.evaluate import evaluate
 from rules.loader import builtin_policy, resolve_policies
-from rules.results import Severity, Status, finding_uid
-from scanner.models import Observation, Stage
+from scanner.core.models import Observation, Stage
+from scanner.core.results import Severity, Status, finding_uid
 from tests.rules.rules_helpers import GARBLED, WIN10, WIN2000, WIN2003, XP_SP1, XP_SP2, failed, observe
 
 P = "pass"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rules import cli
-from rules.cli import run_examples
 from rules.loader import builtin_policy
+from scanner.cli import policy as cli
+from scanner.cli.policy import run_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE_BASED = str(ROOT / "docs" / "examples" / "role-based-policy.yaml")
@@ -38,7 +38,7 @@ def policy_file(
 
 
 def invoke(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Parse argv with the sub-commands registered by rules.cli and run them."""
+    """Parse argv with the sub-commands registered by scanner.cli.policy and run them."""
     parser = argparse.ArgumentParser(prog="natt-audit")
     sub = parser.add_subparsers(dest="command", required=True)
     cli.register(sub)

@@ -11,7 +11,7 @@ import yaml
 
 from rules.loader import builtin_policy, load_policy, policy_json_schema, resolve_policies
 from rules.models import PolicyError
-from scanner.yamlfile import MAX_BYTES, FileError
+from scanner.core.yamlfile import MAX_BYTES, FileError
 
 GOOD = """\
 name: t

@@ -9,7 +9,7 @@ import pytest
 
 from rules.evaluate import evaluate, explain
 from rules.loader import builtin_policy, load_policy
-from rules.results import Status
+from scanner.core.results import Status
 from tests.rules.rules_helpers import (
     GARBLED,
     WIN10,

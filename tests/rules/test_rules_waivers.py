@@ -11,9 +11,9 @@ import yaml
 
 from rules.evaluate import evaluate
 from rules.loader import builtin_policy
-from rules.results import Status
 from rules.waivers import apply_waivers, load_waivers, summarize, waivers_json_schema
-from scanner.yamlfile import FileError
+from scanner.core.results import Status
+from scanner.core.yamlfile import FileError
 from tests.rules.rules_helpers import WIN10, failed, observe, target
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "waivers.yaml"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from scanner.collect import collect_all, collect_host
-from scanner.models import (
+from scanner.collect.collector import collect_host
+from scanner.core.models import (
     IPSEC_KEY,
     POLICYAGENT_KEY,
     VALUE_NAME,
@@ -27,7 +27,8 @@ from scanner.models import (
     Stage,
     Target,
 )
-from scanner.semantics import Integrity, OsFamily, assess
+from scanner.core.semantics import Integrity, OsFamily, assess
+from scanner.engine.pool import collect_all
 from tests.labfixture import RunningLab, start_lab
 
 ESTATE = Path(__file__).parent / "wsman" / "collect_estate.yaml"
@@ -283,6 +284,6 @@ def test_streaming_keeps_nothing_but_reports_every_host(lab: RunningLab) -> None
     targets = [target(lab, "dword0"), target(lab, "dword1"), target(lab, "absent")]
     streamed: list[Observation] = []
     kept = collect_all(targets, CREDENTIALS, options(lab), concurrency=2, on_result=streamed.append, keep=False)
-    assert kept == []  # a streaming caller (scanner.run) holds no observation list
+    assert kept == []  # a streaming caller (scanner.engine.run) holds no observation list
     assert sorted(o.target.name for o in streamed) == ["absent", "dword0", "dword1"]
     assert all(o.error is None for o in streamed)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scanner.credentials import (
+from scanner.inputs.credentials import (
     ENV_PASSWORD,
     ENV_USERNAME,
     CredentialError,
@@ -103,14 +103,14 @@ def test_password_file_readable_by_others_is_warned_about(
 ) -> None:
     environ = {ENV_USERNAME: USER}
     path = secret_file(tmp_path, SECRET.encode() + b"\n", mode=0o644)
-    with caplog.at_level(logging.WARNING, logger="scanner.credentials"):
+    with caplog.at_level(logging.WARNING, logger="scanner.inputs.credentials"):
         load_credentials(password_file=path, environ=environ, stdin_isatty=False, prompt=never)
     assert [r.getMessage() for r in caplog.records] == [
         f"password file {path!r} is accessible to group or others (mode 0o644); chmod 600 it"
     ]
     caplog.clear()
     os.chmod(path, 0o600)
-    with caplog.at_level(logging.WARNING, logger="scanner.credentials"):
+    with caplog.at_level(logging.WARNING, logger="scanner.inputs.credentials"):
         load_credentials(password_file=path, environ=environ, stdin_isatty=False, prompt=never)
     assert caplog.records == []
 

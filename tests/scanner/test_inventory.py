@@ -11,14 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scanner.inventory import (
+from scanner.core.models import AuthMethod, Scheme
+from scanner.inputs.inventory import (
     MAX_SHOWN_PROBLEMS,
     Format,
     InventoryError,
     load_inventory,
     parse_inventory,
 )
-from scanner.models import AuthMethod, Scheme
 
 DATA = Path(__file__).parent / "data"
 

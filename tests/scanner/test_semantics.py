@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scanner.models import (
+from scanner.core.models import (
     IPSEC_KEY,
     POLICYAGENT_KEY,
     VALUE_NAME,
@@ -18,7 +18,7 @@ from scanner.models import (
     Stage,
     Target,
 )
-from scanner.semantics import Integrity, OsFamily, assess, os_family
+from scanner.core.semantics import Integrity, OsFamily, assess, os_family
 
 TARGET = Target(name="h1", address="127.0.0.1", port=5985)
 WIN10 = OsInfo(version="10.0.19045", build=19045, service_pack=0, caption="Microsoft Windows 10 Enterprise")

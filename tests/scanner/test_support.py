@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scanner.atomic import write_atomic
-from scanner.exitcodes import ExitCode, combine
-from scanner.textsafe import one_line
+from scanner.core.atomic import write_atomic
+from scanner.core.exitcodes import ExitCode, combine
+from scanner.core.textsafe import one_line
 
 
 def test_precedence_usage_over_incomplete_over_findings() -> None:
@@ -69,7 +69,7 @@ def test_atomic_write_streams_chunks_and_a_failing_chunk_keeps_previous(tmp_path
 
 
 def test_inert_lines_keeps_line_breaks_and_escapes_each_line() -> None:
-    from scanner.logsetup import inert_lines
+    from scanner.core.logsetup import inert_lines
 
     out = inert_lines("inv.txt:1: bad\x1b[31m\ninv.txt:2: \u202eevil")
     assert out.split("\n") == ["inv.txt:1: bad\\u001b[31m", "inv.txt:2: \\u202eevil"]

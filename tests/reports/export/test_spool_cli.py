@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reports.export.cli import register
 from reports.export.destinations import DestinationError, Kind, parse_destination
 from reports.export.spool import Spool
 from reports.findings import flatten
-from reports.json_report import render_json
+from reports.formats.json_report import render_json
+from scanner.cli.export import register
 from tests.reports.export.conftest import TOKEN
 from tests.reports.export.servers import Rsyslog
 from tests.reports.sample import make_sample_report

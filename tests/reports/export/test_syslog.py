@@ -22,7 +22,7 @@ from reports.export.syslog import (
 )
 from reports.findings import Finding, flatten
 from reports.model import ScanReport
-from scanner.models import HostError, OsInfo, Stage
+from scanner.core.models import HostError, OsInfo, Stage
 from tests.reports.export.servers import Rsyslog
 from tests.reports.export.wire import parse_sd, parse_syslog
 from tests.reports.sample import make_sample_report

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reports import cef, csv_report, ecs, hec, html_report, jsonl, junit, ocsf
 from reports.findings import HOST_RULE_ID, Finding, flatten
-from reports.formats import Format, render
+from reports.formats import cef, csv_report, ecs, hec, html_report, jsonl, junit, ocsf, render
 from reports.model import ScanReport
-from rules.results import Status, event_uid, finding_uid
-from scanner.models import HostError, OsInfo, Stage
+from scanner.core.formats import Format
+from scanner.core.models import HostError, OsInfo, Stage
+from scanner.core.results import Status, event_uid, finding_uid
 from tests.reports.exports.cefparse import CefError, parse
 from tests.reports.sample import HOSTILE_CAPTION, make_sample_report
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from reports import ocsf
 from reports.findings import flatten
+from reports.formats import ocsf
 from reports.model import Drift, FindingDrift
-from rules.results import Status, finding_uid
+from scanner.core.results import Status, finding_uid
 from tests.reports.sample import make_sample_report
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scanner.wsman.encryption import BOUNDARY, SPNEGO_ENCRYPTED, content_type, decrypt, encrypt, is_encrypted
-from scanner.wsman.errors import CollectError
+from scanner.collect.wsman.encryption import BOUNDARY, SPNEGO_ENCRYPTED, content_type, decrypt, encrypt, is_encrypted
+from scanner.collect.wsman.errors import CollectError
 
 MESSAGE = b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body/></s:Envelope>'
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from scanner.models import Stage
-from scanner.wsman.errors import CollectError
-from scanner.wsman.http import Deadline, HttpConnection, resolve
+from scanner.collect.wsman.errors import CollectError
+from scanner.collect.wsman.http import Deadline, HttpConnection, resolve
+from scanner.core.models import Stage
 from tests.scanner.wsman.rawserver import read_request, serve
 
 

@@ -10,12 +10,12 @@ import pytest
 import spnego
 from pydantic import SecretStr
 
-from scanner.models import CollectOptions, Credentials, Stage, Target
-from scanner.wsman.auth import AuthMaterial
-from scanner.wsman.encryption import SPNEGO_ENCRYPTED, content_type, decrypt, encrypt
-from scanner.wsman.errors import CollectError
-from scanner.wsman.http import Deadline
-from scanner.wsman.transport import WsmanTransport
+from scanner.collect.wsman.auth import AuthMaterial
+from scanner.collect.wsman.encryption import SPNEGO_ENCRYPTED, content_type, decrypt, encrypt
+from scanner.collect.wsman.errors import CollectError
+from scanner.collect.wsman.http import Deadline
+from scanner.collect.wsman.transport import WsmanTransport
+from scanner.core.models import CollectOptions, Credentials, Stage, Target
 from tests.scanner.wsman.conftest import PASSWORD, USERNAME
 from tests.scanner.wsman.rawserver import read_request, serve
 
@@ -119,7 +119,7 @@ def test_503_twice_is_http_503(ntlm_user_file: Path) -> None:
 
 
 def test_fault_body_is_decrypted_for_the_caller(ntlm_user_file: Path) -> None:
-    from scanner.wsman.errors import HttpStatusError
+    from scanner.collect.wsman.errors import HttpStatusError
 
     with serve(peer(["fault"], [])) as port, pytest.raises(HttpStatusError) as info:
         transport(port).send_message("<m/>")

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from winrm.protocol import Protocol
 
-from scanner.collect import read_key
-from scanner.models import POLICYAGENT_KEY, VALUE_NAME, Stage
-from scanner.wsman import wmi
-from scanner.wsman.errors import CollectError, HttpStatusError
+from scanner.collect.collector import read_key
+from scanner.collect.wsman import wmi
+from scanner.collect.wsman.errors import CollectError, HttpStatusError
+from scanner.core.models import POLICYAGENT_KEY, VALUE_NAME, Stage
 
 S = "http://www.w3.org/2003/05/soap-envelope"
 A = "http://schemas.xmlsoap.org/ws/2004/08/addressing"

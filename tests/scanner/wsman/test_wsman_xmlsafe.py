@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scanner.models import Stage
-from scanner.wsman.errors import CollectError
-from scanner.wsman.xmlsafe import XSI_NS, parse
+from scanner.collect.wsman.errors import CollectError
+from scanner.collect.wsman.xmlsafe import XSI_NS, parse
+from scanner.core.models import Stage
 
 NS = "urn:example"
 

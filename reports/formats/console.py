@@ -1,0 +1,409 @@
+"""Render the ScanReport for a person at a terminal (rich), with all host text made inert."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from io import StringIO
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from reports.build import MODE_KEYS, host_sort_key
+from reports.hostspill import HostList
+from reports.model import Drift, HostReport, ScanReport, WaiversSection
+from scanner.core.models import VALUE_NAME
+from scanner.core.results import STATUS_RANK, RuleResult, Status
+from scanner.core.semantics import Integrity, Setting
+
+DEFAULT_WIDTH = 120
+# Above this many passing hosts the table lists none of them and prints one count line instead:
+# the console is for what needs attention; the JSON report always lists every host.
+PASS_ROWS_LIMIT = 20
+
+# Display caps for host-supplied text (characters before escaping); the JSON report keeps it all.
+NAME_LIMIT = 100
+CAPTION_LIMIT = 120
+MESSAGE_LIMIT = 400
+VALUE_LIMIT = 120
+
+# Every character that can change what a terminal shows or does, or hide itself (issue 8 item 10):
+# C0 and C1 controls and DEL (ESC/CSI/OSC start here), Unicode format characters (category Cf:
+# bidi embeddings/overrides U+202A-202E and isolates U+2066-2069, LRM/RLM/ALM, zero-width
+# space/joiners, word joiner, BOM, soft hyphen, tag characters), line/paragraph separators
+# (Zl/Zp) and lone surrogates (Cs: undecodable bytes). tests/reports check this class covers every
+# Cc/Cf/Cs/Zl/Zp code point of the running Python's Unicode database.
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u2028-\u202e\u2060-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def visible(s: str, limit: int | None = None) -> str:
+    """Return `s` with every control, format or invisible character spelled as an escape (`\\x1b`)."""
+    suffix = ""
+    if limit is not None and len(s) > limit:
+        suffix = f"… (+{len(s) - limit} chars)"
+        s = s[:limit]
+    return _UNSAFE.sub(_escape, s) + suffix
+
+
+def safe_text(s: str, style: str = "", *, limit: int | None = None) -> Text:
+    """Return host-supplied text as an inert rich Text: escaped, never parsed as markup."""
+    # Text() is never markup-parsed; visible() removes what a terminal would act on.
+    return Text(visible(s, limit), style=style)
+
+
+_STATUS_LABEL = {
+    Status.ERROR: ("ERROR", "bold red"),
+    Status.FAIL: ("FAIL", "bold yellow"),
+    Status.WAIVED: ("WAIVED", "cyan"),
+    Status.PASS: ("PASS", "green"),
+    Status.NOT_APPLICABLE: ("N/A", "dim"),
+}
+_SUMMARY_ORDER = (Status.ERROR, Status.FAIL, Status.WAIVED, Status.PASS, Status.NOT_APPLICABLE)
+_MODE_LABEL = {"0": "mode 0", "1": "mode 1", "2": "mode 2", "unknown": "unknown", "not_applicable": "n/a"}
+
+
+def _status_text(status: Status) -> Text:
+    label, style = _STATUS_LABEL[status]
+    return Text(label, style=style)
+
+
+def _join(parts: list[Text], separator: str) -> Text:
+    return Text(separator).join(parts)
+
+
+def _waiver_lines(section: WaiversSection) -> Text:
+    lines = [safe_text(section.file, limit=NAME_LIMIT)]
+    for title, entries, style in (
+        (f"expiring within {section.warn_days} days", section.expiring, "yellow"),
+        ("expired (no effect)", section.expired, "red"),
+        ("match no host or rule", section.unmatched, "yellow"),
+    ):
+        for entry in entries:
+            line = Text(f"{title}: ", style=style)
+            line.append_text(safe_text(entry.label, limit=NAME_LIMIT))
+            line.append(f" ({', '.join(entry.rules)}) expires {entry.expires}")
+            if entry.owner:
+                line.append(", owner ")
+                line.append_text(safe_text(entry.owner, limit=NAME_LIMIT))
+            lines.append(line)
+    return _join(lines, "\n")
+
+
+DRIFT_LIMIT = 10  # hosts named per drift line; `natt-audit diff` lists them all
+
+
+def _names(names: list[str]) -> Text:
+    shown = [safe_text(name, limit=NAME_LIMIT) for name in names[:DRIFT_LIMIT]]
+    text = _join(shown, ", ")
+    if len(names) > DRIFT_LIMIT:
+        text.append(f" and {len(names) - DRIFT_LIMIT} more", style="dim")
+    return text
+
+
+def _drift_lines(drift: Drift) -> Text:
+    head = Text("since scan ")
+    head.append_text(safe_text(f"{drift.previous_scan_id[:8]} ({drift.previous_started_at})", limit=NAME_LIMIT))
+    lines = [head]
+    groups: list[tuple[str, str, list[str]]] = [
+        ("new failures", "bold yellow", [f"{f.host} {f.rule_id}" for f in drift.new_failures]),
+        ("resolved", "green", [f"{f.host} {f.rule_id}" for f in drift.resolved_failures]),
+        (
+            "setting changes",
+            "cyan",
+            [f"{c.host} {c.field} {c.before} -> {c.after}" for c in drift.changed_settings],
+        ),
+        ("newly unreachable", "bold red", [f"{h.host} ({h.reason})" for h in drift.newly_unreachable]),
+        ("reachable again", "green", [h.host for h in drift.reachable_again]),
+        ("joined", "", list(drift.joined)),
+        ("left", "dim", list(drift.left)),
+    ]
+    for title, style, names in groups:
+        if not names:
+            continue
+        line = Text(f"{len(names)} {title}: ", style=style)
+        line.append_text(_names(names))
+        lines.append(line)
+    if len(lines) == 1:
+        lines.append(Text("no change", style="dim"))
+    return _join(lines, "\n")
+
+
+def _summary_panel(report: ScanReport) -> Panel:
+    summary = report.summary
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+
+    counts = [Text(f"{summary.hosts_total} total")]
+    for status in _SUMMARY_ORDER:
+        count = summary.hosts_by_status.get(status.value, 0)
+        label, style = _STATUS_LABEL[status]
+        counts.append(Text(f"{count} {label.lower()}", style=style if count else "dim"))
+    grid.add_row("Hosts", _join(counts, " · "))
+
+    read = sum(1 for host in report.hosts if host.setting is not None)
+    complete = read == len(report.hosts) and read > 0
+    coverage = Text()
+    coverage.append(f"{summary.coverage * 100:.2f} %", style="bold green" if complete else "bold red")
+    coverage.append(f"  ({read} of {summary.hosts_total} hosts read")
+    unread = summary.hosts_total - read
+    coverage.append(f"; {unread} could not be read)" if unread else ")")
+    grid.add_row("Coverage", coverage)
+
+    modes = [
+        safe_text(f"{_MODE_LABEL.get(key, key)}: {summary.modes[key]}", limit=NAME_LIMIT)
+        for key in (*MODE_KEYS, *sorted(set(summary.modes) - set(MODE_KEYS)))
+        if summary.modes.get(key)
+    ]
+    grid.add_row("Modes", _join(modes, " · ") if modes else Text("none (no host read)", style="dim"))
+    grid.add_row("Requests", Text(str(summary.requests_total)))
+    policies = [safe_text(p, limit=NAME_LIMIT) for p in report.scan.policies]
+    grid.add_row("Policies", _join(policies, ", ") if policies else Text("none", style="dim"))
+    scan = safe_text(report.scan.id, limit=NAME_LIMIT)
+    scan.append("  ")
+    scan.append_text(safe_text(report.scan.started_at, limit=40))
+    scan.append(" → ")
+    scan.append_text(safe_text(report.scan.finished_at, limit=40))
+    grid.add_row("Scan", scan)
+    if report.scan.interrupted:
+        grid.add_row("State", Text("INTERRUPTED: partial report", style="bold red"))
+    if report.scan.inventory is not None:
+        grid.add_row("Inventory", safe_text(report.scan.inventory, limit=NAME_LIMIT))
+    if report.waivers is not None:
+        grid.add_row("Waivers", _waiver_lines(report.waivers))
+    if report.drift is not None:
+        grid.add_row("Drift", _drift_lines(report.drift))
+
+    title = safe_text(f"{report.tool.name} {report.tool.version} scan report", "bold", limit=NAME_LIMIT)
+    return Panel(grid, title=title, title_align="left", box=box.ROUNDED, expand=True)
+
+
+def _host_cell(host: HostReport) -> Text:
+    cell = safe_text(host.name, "bold", limit=NAME_LIMIT)
+    if host.status is Status.PASS:
+        return cell  # passing rows stay one line: name, status, mode, OS version
+    address = f"[{host.address}]" if ":" in host.address else host.address
+    cell.append("\n")
+    cell.append_text(safe_text(f"{address}:{host.port}", "dim", limit=NAME_LIMIT))
+    if host.tags:
+        tags = [safe_text(f"{key}={host.tags[key]}", "dim", limit=NAME_LIMIT) for key in sorted(host.tags)]
+        cell.append("\n")
+        cell.append_text(_join(tags, " "))
+    return cell
+
+
+def _os_cell(host: HostReport) -> Text:
+    if host.os is None:
+        return Text("-", style="dim")
+    cell = safe_text(host.os.version, limit=40)
+    if host.os.service_pack:
+        cell.append(f" SP{host.os.service_pack}")
+    if host.status is Status.PASS:
+        return cell  # passing rows stay one line; the JSON report has family and caption
+    if host.setting is not None:
+        cell.append(f" ({host.setting.os_family.value})", style="dim")
+    if host.os.caption:
+        cell.append("\n")
+        cell.append_text(safe_text(host.os.caption, limit=CAPTION_LIMIT))
+    return cell
+
+
+def _raw_value(data: int | str | list[str] | None) -> Text:
+    if data is None:
+        return Text("(data not readable)", style="dim")
+    if isinstance(data, int):
+        return Text(str(data) if 0 <= data <= 9 else f"{data} (0x{data:x})")
+    if isinstance(data, str):
+        return safe_text(f'"{data}"', limit=VALUE_LIMIT)
+    return safe_text("[" + ", ".join(f'"{item}"' for item in data) + "]", limit=VALUE_LIMIT)
+
+
+def _key_name(key: str) -> str:
+    return key.rsplit("\\", 1)[-1]
+
+
+def _setting_lines(setting: Setting) -> list[Text]:
+    lines: list[Text] = []
+    if setting.applicable_key is not None:
+        line = safe_text(_key_name(setting.applicable_key), "dim")
+        line.append(": ", style="dim")
+        if setting.present:
+            line.append_text(safe_text(setting.raw_type or "?"))
+            line.append(" ")
+            line.append_text(_raw_value(setting.raw_value))
+            if not setting.name_canonical and setting.value_name is not None:
+                line.append(" name ")
+                line.append_text(safe_text(f'"{setting.value_name}"', limit=VALUE_LIMIT))
+        else:
+            line.append("no value" if setting.key_present else "key absent")
+            line.append(" (default 0)", style="dim")
+        lines.append(line)
+    for stray in setting.stray:
+        line = Text("stray ", style="yellow")
+        line.append_text(safe_text(_key_name(stray.key)))
+        line.append(": ")
+        line.append_text(safe_text(stray.type))
+        line.append(" ")
+        line.append_text(_raw_value(stray.data))
+        if stray.name != VALUE_NAME:
+            line.append(" name ")
+            line.append_text(safe_text(f'"{stray.name}"', limit=VALUE_LIMIT))
+        line.append(" (ignored by this OS)", style="dim")
+        lines.append(line)
+    return lines
+
+
+def _result_lines(results: list[RuleResult]) -> list[Text]:
+    # Rules with the same status and message (an unread host: every rule in error for the same
+    # reason) share one line, so one host's evidence stays a few lines long.
+    groups: dict[tuple[Status, str], list[RuleResult]] = {}
+    for result in results:
+        if result.status is not Status.PASS:
+            groups.setdefault((result.status, result.message), []).append(result)
+    lines: list[Text] = []
+    for (status, message), members in groups.items():
+        label, style = _STATUS_LABEL[status]
+        rules = [safe_text(f"{r.rule_id} ({r.severity.value})", limit=NAME_LIMIT) for r in members]
+        line = _join(rules, ", ")
+        line.append(f" {label.lower()}: ", style=style)
+        line.append_text(safe_text(message, limit=MESSAGE_LIMIT))
+        lines.append(line)
+    return lines
+
+
+def _evidence_cell(host: HostReport) -> Text:
+    lines: list[Text] = []
+    if host.error is not None:
+        line = Text(f"{host.error.stage.value}/", style="red")
+        line.append_text(safe_text(host.error.reason, "red", limit=NAME_LIMIT))
+        line.append(": ")
+        line.append_text(safe_text(host.error.message, limit=MESSAGE_LIMIT))
+        lines.append(line)
+    if host.error is not None and all(r.status is Status.ERROR for r in host.results):
+        # Every rule is in error for the reason just shown: say so once instead of repeating it.
+        if host.results:
+            ids = ", ".join(r.rule_id for r in host.results)
+            lines.append(Text(f"{ids}: error (host not read)", style="dim"))
+    elif host.status is not Status.PASS:
+        lines.extend(_result_lines(host.results))
+        if host.setting is not None:
+            lines.extend(_setting_lines(host.setting))
+    return _join(lines, "\n")
+
+
+def _mode_text(host: HostReport) -> Text:
+    if host.setting is None:
+        return Text("-", style="dim")
+    mode = host.setting.effective_mode
+    return Text(_MODE_LABEL[str(mode)].removeprefix("mode "), style="bold" if mode == 2 else "")
+
+
+def _integrity_text(host: HostReport) -> Text:
+    if host.setting is None:
+        return Text("-", style="dim")
+    integrity = host.setting.integrity
+    style = "dim" if integrity is Integrity.NOT_APPLICABLE else "" if integrity is Integrity.OK else "yellow"
+    label = "n/a" if integrity is Integrity.NOT_APPLICABLE else integrity.value
+    return Text(label, style=style)
+
+
+def host_order_key(host: HostReport) -> tuple[int, str, str]:
+    """Return the console ordering: worst status first, then name (case-insensitive, exact)."""
+    return (-STATUS_RANK[host.status], host.name.casefold(), host.name)
+
+
+def _hosts_table(hosts: list[HostReport]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, expand=True, show_edge=False, pad_edge=False)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Host", overflow="fold", ratio=2, min_width=10)
+    table.add_column("Mode", overflow="fold")
+    table.add_column("Integrity", overflow="fold")
+    table.add_column("OS", overflow="fold", ratio=2, min_width=10)
+    table.add_column("Evidence", overflow="fold", ratio=4, min_width=20)
+    for host in hosts:
+        table.add_row(
+            _status_text(host.status),
+            _host_cell(host),
+            _mode_text(host),
+            _integrity_text(host),
+            _os_cell(host),
+            _evidence_cell(host),
+        )
+    return table
+
+
+def render_console(
+    report: ScanReport,
+    *,
+    color: bool,
+    width: int | None = None,
+    max_pass_rows: int = PASS_ROWS_LIMIT,
+) -> str:
+    """Return the console report; a pure function of `report` (no environment, no clock)."""
+    buffer = StringIO()
+    console = Console(
+        file=buffer,
+        width=width or DEFAULT_WIDTH,
+        color_system="standard" if color else None,
+        force_terminal=color,
+        force_interactive=False,
+        no_color=not color,
+        markup=False,
+        emoji=False,
+        highlight=False,
+        legacy_windows=False,
+        _environ={},  # ignore COLUMNS, NO_COLOR, TERM...: same report, same text
+    )
+    ordered: Iterable[HostReport]
+    if isinstance(report.hosts, HostList):
+        # A streamed scan's hosts are on disk: order them by index and read only the rows shown.
+        passing = report.hosts.count_status(Status.PASS)
+        ordered = report.hosts.worst_first(host_sort_key)
+        if passing > max_pass_rows:
+            ordered = ordered.without(Status.PASS)
+    else:
+        ordered = sorted(report.hosts, key=host_order_key)
+        passing = sum(1 for host in report.hosts if host.status is Status.PASS)
+    hide_passing = passing > max_pass_rows
+    hosts = [host for host in ordered if not (hide_passing and host.status is Status.PASS)]
+
+    parts: list[RenderableType] = [_summary_panel(report)]
+    if hosts:
+        parts.append(_hosts_table(hosts))
+    if passing > max_pass_rows:
+        parts.append(
+            Text(
+                f"{passing} passing hosts are not listed; the JSON report (-f json) lists every host.",
+                style="dim",
+            )
+        )
+    elif not report.hosts:
+        parts.append(Text("No hosts in the inventory.", style="dim"))
+    console.print(Group(*parts))
+    text = buffer.getvalue()
+    if not color:
+        # Rich pads cells with spaces; trailing blanks only make diffs and goldens noisy.
+        text = "\n".join(line.rstrip() for line in text.split("\n"))
+    return text

@@ -1,0 +1,130 @@
+"""Render the report as one self-contained HTML page for a manager: no script, no external asset."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from reports.findings import Finding, flatten
+from reports.model import ScanReport
+from scanner.core.results import Status
+
+# Controls, bidi overrides/isolates, zero-width and other format characters, lone surrogates:
+# shown as visible escapes so host text cannot reorder or hide what the page says.
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+    "\ud800-\udfff\ufeff\ufff9-\ufffb]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r"}
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def esc(value: object) -> str:
+    """Return host text as inert HTML: invisible characters spelled out, then entity-escaped."""
+    return html.escape(_INVISIBLE.sub(_visible, str(value)), quote=True)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem;color:#1b1f24}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}
+table{border-collapse:collapse;width:100%;font-size:.9rem}
+th,td{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa}.s-fail{color:#9a6700;font-weight:bold}.s-error{color:#cf222e;font-weight:bold}
+.s-pass{color:#1a7f37}.s-waived{color:#0969da}.s-not_applicable{color:#57606a}
+.cards{display:flex;gap:1rem;flex-wrap:wrap}
+.card{border:1px solid #d0d7de;border-radius:6px;padding:.6rem 1rem}
+.card b{display:block;font-size:1.4rem}code{word-break:break-all}
+"""
+# No script, no remote fetch of any kind: the page is one file that works offline.
+_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+_ORDER = (Status.ERROR, Status.FAIL, Status.WAIVED, Status.PASS, Status.NOT_APPLICABLE)
+_LABEL = {
+    Status.ERROR: "Not assessed (error)",
+    Status.FAIL: "Failing",
+    Status.WAIVED: "Waived",
+    Status.PASS: "Passing",
+    Status.NOT_APPLICABLE: "Not applicable",
+}
+
+
+def _status(status: Status) -> str:
+    return f'<span class="s-{status.value}">{esc(status.value.upper().replace("_", " "))}</span>'
+
+
+def _row(finding: Finding) -> str:
+    cells = [
+        esc(finding.host),
+        esc(finding.rule_id),
+        esc(finding.rule_title),
+        esc(finding.rule_severity.value),
+        _status(finding.status),
+        esc(finding.message)
+        + (
+            f"<br><small>{esc(finding.error_stage)}/{esc(finding.error_reason)}: "
+            f"{esc(finding.error_message)}</small>"
+            # the rule's message usually already names the read error: say it once
+            if finding.error_stage is not None and (finding.error_message or "") not in finding.message
+            else ""
+        ),
+        esc(finding.observed if finding.observed is not None else "-"),
+    ]
+    ids = f'data-event-uid="{esc(finding.event_uid)}" data-finding-uid="{esc(finding.finding_uid)}"'
+    return f"<tr {ids}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>\n"
+
+
+def render(report: ScanReport) -> str:
+    """Return the HTML page: headline counts, hosts needing attention, then every finding."""
+    scan, summary = report.scan, report.summary
+    findings = flatten(report)
+    cards = "".join(
+        f'<div class="card">{esc(_LABEL[s])}<b>{summary.hosts_by_status.get(s.value, 0)}</b></div>'
+        for s in _ORDER
+    )
+    attention = [f for f in findings if f.status in (Status.ERROR, Status.FAIL)]
+    header = (
+        "<tr><th>Host</th><th>Rule</th><th>Title</th><th>Severity</th><th>Status</th>"
+        "<th>Details</th><th>Stored value</th></tr>\n"
+    )
+    hosts = "".join(
+        f"<tr><td>{esc(h.name)}</td><td>{esc(h.address)}:{h.port}</td><td>{_status(h.status)}</td>"
+        f"<td>{esc(h.os.caption or h.os.version) if h.os is not None else '-'}</td></tr>\n"
+        for h in report.hosts
+    )
+    interrupted = (
+        "<p><strong>This scan was interrupted: the report is partial.</strong></p>"
+        if scan.interrupted
+        else ""
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>natt-audit report {esc(scan.id)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>NAT-T compliance report</h1>\n{interrupted}"
+        f"<p>Scan <code>{esc(scan.id)}</code>, {esc(scan.started_at)} to {esc(scan.finished_at)}; "
+        f"policies: {esc(', '.join(scan.policies))}; "
+        f"tool {esc(report.tool.name)} {esc(report.tool.version)}.</p>\n"
+        f"<p>{summary.hosts_total} hosts; coverage {summary.coverage * 100:.2f}% "
+        "(hosts read successfully).</p>\n"
+        f'<div class="cards">{cards}</div>\n'
+        f"<h2>Needs attention ({len(attention)})</h2>\n"
+        + (
+            f"<table>\n{header}{''.join(_row(f) for f in attention)}</table>\n"
+            if attention
+            else "<p>Nothing.</p>\n"
+        )
+        + f"<h2>Hosts ({len(report.hosts)})</h2>\n<table>\n"
+        "<tr><th>Host</th><th>Address</th><th>Status</th><th>Operating system</th></tr>\n"
+        f"{hosts}</table>\n"
+        f"<h2>All findings ({len(findings)})</h2>\n"
+        f"<table>\n{header}{''.join(_row(f) for f in findings)}</table>\n"
+        "</body>\n</html>\n"
+    )

@@ -1,0 +1,161 @@
+"""`natt-audit policy validate|test|explain`: check policy files, and explain results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from rules.evaluate import compile_policies, evaluate_facts
+from rules.facts import example_facts
+from rules.loader import BUILTINS, builtin_policy, load_policy
+from rules.models import Policy, PolicyError
+from scanner.core.exitcodes import ExitCode
+from scanner.core.logsetup import inert_lines
+from scanner.core.results import Status
+from scanner.core.textsafe import one_line
+from scanner.core.yamlfile import FileError
+
+_BUCKETS = (("pass_", "pass", Status.PASS), ("fail", "fail", Status.FAIL))
+_OPTIONAL = (("not_applicable", "not_applicable", Status.NOT_APPLICABLE),)
+
+
+def register(subparsers: Any) -> None:
+    """Add `policy validate FILE...` and `policy test FILE...` to the top-level sub-commands."""
+    policy = subparsers.add_parser("policy", help="validate and test policy files")
+    sub = policy.add_subparsers(dest="policy_command", required=True)
+    validate = sub.add_parser("validate", help="load and validate policy files (exit 0 valid, 2 invalid)")
+    validate.add_argument("files", nargs="+", metavar="FILE", help=f"policy file or built-in ({', '.join(BUILTINS)})")
+    test = sub.add_parser("test", help="run every rule's pass/fail examples (exit 0 all as expected, 2 otherwise)")
+    test.add_argument("files", nargs="+", metavar="FILE", help=f"policy file or built-in ({', '.join(BUILTINS)})")
+    explain = sub.add_parser("explain", help="show how each result of one host in a JSON report was derived")
+    explain.add_argument("--report", required=True, help="a JSON report written by `natt-audit scan -f json`")
+    explain.add_argument("--host", required=True, help="the host's name as in the report")
+    explain.add_argument(
+        "-p",
+        "--policy",
+        action="append",
+        default=[],
+        metavar="POLICY",
+        help="explain against these policies instead of the ones the report names",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen `policy` sub-command and return its exit code."""
+    if args.policy_command == "validate":
+        return run_validate(args.files)
+    if args.policy_command == "test":
+        return run_test(args.files)
+    if args.policy_command == "explain":
+        from scanner.cli.explain import run_explain
+
+        return run_explain(args.report, args.host, args.policy, sys.stdout, sys.stderr)
+    sys.stderr.write(f"natt-audit: error: unknown policy command {args.policy_command!r}\n")
+    return ExitCode.USAGE
+
+
+def _load_all(specs: Sequence[str], err: TextIO) -> list[Policy] | None:
+    policies: list[Policy] = []
+    failed = False
+    for spec in specs:
+        try:
+            policies.append(builtin_policy(spec) if spec in BUILTINS else load_policy(spec))
+        except (FileError, PolicyError) as exc:
+            err.write(f"invalid: {inert_lines(str(exc))}\n")
+            failed = True
+    if failed:
+        return None
+    try:
+        compile_policies(policies)  # the files as one set: duplicate ids across files, overrides, cycles
+    except PolicyError as exc:
+        err.write(f"invalid: {inert_lines(str(exc))}\n")
+        return None
+    return policies
+
+
+def run_validate(specs: Sequence[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Validate policy files (alone and as one set); 0 when all are valid, 2 otherwise."""
+    out, err = out or sys.stdout, err or sys.stderr
+    policies = _load_all(specs, err)
+    if policies is None:
+        return ExitCode.USAGE
+    for policy in policies:
+        out.write(f"valid: {policy.source}: policy {policy.name!r}, {len(policy.rules)} rules\n")
+        for rule in policy.rules:
+            if not rule.examples.pass_ or not rule.examples.fail:
+                line, _ = policy.rule_position(rule.id)
+                where = f"{policy.source}:{line}" if line else policy.source
+                err.write(f"note: {where}: rule {rule.id} lacks pass or fail examples (`policy test` refuses it)\n")
+    return ExitCode.OK
+
+
+@dataclass(frozen=True)
+class ExampleOutcome:
+    """One example of one rule: the status it must give and the one it gave."""
+
+    policy: str
+    rule_id: str
+    bucket: str
+    index: int
+    expected: Status
+    actual: Status
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        """Return whether the rule gave the expected status."""
+        return self.expected is self.actual
+
+
+def run_examples(policies: Sequence[Policy]) -> list[ExampleOutcome]:
+    """Evaluate every example of every rule through the real path (Observation, assess, facts, rules)."""
+    outcomes = []
+    for policy in policies:
+        for rule in policy.rules:
+            for attr, bucket, expected in (*_BUCKETS, *_OPTIONAL):
+                for i, example in enumerate(getattr(rule.examples, attr)):
+                    results = evaluate_facts(example_facts(example), policies)
+                    result = next(r for r in results if r.rule_id == rule.id)
+                    outcomes.append(
+                        ExampleOutcome(policy.source, rule.id, bucket, i, expected, result.status, result.message)
+                    )
+    return outcomes
+
+
+def missing_examples(policies: Sequence[Policy]) -> list[str]:
+    """Return one message per rule that lacks pass or fail examples."""
+    problems = []
+    for policy in policies:
+        for rule in policy.rules:
+            lacking = [name for attr, name, _ in _BUCKETS if not getattr(rule.examples, attr)]
+            if lacking:
+                line, col = policy.rule_position(rule.id)
+                where = f"{policy.source}:{line}:{col}" if line else policy.source
+                problems.append(f"{where}: rule {rule.id}: examples.{' and examples.'.join(lacking)} missing")
+    return problems
+
+
+def run_test(specs: Sequence[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run every rule's examples; 0 when all give their expected status, 2 otherwise."""
+    out, err = out or sys.stdout, err or sys.stderr
+    policies = _load_all(specs, err)
+    if policies is None:
+        return ExitCode.USAGE
+    problems = missing_examples(policies)
+    for problem in problems:
+        err.write(f"refused: {problem}\n")
+    if problems:
+        return ExitCode.USAGE
+    outcomes = run_examples(policies)
+    wrong = [o for o in outcomes if not o.ok]
+    for o in wrong:
+        err.write(
+            f"FAIL {o.rule_id} examples.{o.bucket}[{o.index}] ({o.policy}): expected {o.expected.value}, "
+            f"got {o.actual.value}: {one_line(o.message)}\n"
+        )
+    rules = len({(o.policy, o.rule_id) for o in outcomes})
+    out.write(f"{len(outcomes) - len(wrong)}/{len(outcomes)} examples as expected in {rules} rules\n")
+    return ExitCode.USAGE if wrong else ExitCode.OK

@@ -1,0 +1,120 @@
+"""Read one host over WinRM/WMI into `Observation`s; never raise per host.
+
+Per host, shell-free (DOMAIN.md section 3), on one keep-alive connection:
+
+1. NTLM handshake, pre-emptive Negotiate (2 requests), then MS-WSMV message encryption on HTTP;
+2. WQL ``Enumerate`` of Win32_OperatingSystem (1 request);
+3. ``StdRegProv.GetDWORDValue`` of the NAT-T value at Services\\IPsec and Services\\PolicyAgent
+   (2 requests). Both keys are always read: one applies to the OS, the other can only hold a
+   stray value (on Windows 2000 / XP before SP2 neither applies: both are stray candidates).
+
+So the common case is exactly 5 HTTP requests. Only when a value exists with another type
+(ReturnValue 0x80041005) are ``EnumValues`` (stored name + type code) and the matching
+``Get*Value`` added for that key.
+
+Key presence (`KeyRead.key_present`): ReturnValue 0 and 0x80041005 prove the key exists. Windows
+returns 2 (ERROR_FILE_NOT_FOUND) for both a missing key and a missing value, so from one
+GetDWORDValue call the two cannot be told apart without another request: we report 2 as
+``key_present=False`` (meaning "not shown to exist") and 1 as ``key_present=True`` (a value-level
+"not found" in an opened key). Both are "absent" for the effective mode (DOMAIN.md section 2), so
+the rule changes no verdict. The stored spelling of the value name is known only when EnumValues
+was called; otherwise the canonical `VALUE_NAME` is reported.
+
+Failures become ``Observation(error=HostError(stage, reason, message))``; the reason codes are
+listed in `scanner.collect.wsman.errors`.
+"""
+
+from __future__ import annotations
+
+from scanner.collect.wsman import wmi
+from scanner.collect.wsman.auth import AuthMaterial
+from scanner.collect.wsman.errors import CollectError
+from scanner.collect.wsman.http import Deadline
+from scanner.collect.wsman.protocol import new_protocol
+from scanner.collect.wsman.transport import WsmanTransport
+from scanner.core.models import (
+    IPSEC_KEY,
+    POLICYAGENT_KEY,
+    VALUE_NAME,
+    CollectOptions,
+    Credentials,
+    HostError,
+    KeyRead,
+    Observation,
+    OsInfo,
+    RegistryValue,
+    Stage,
+    Target,
+)
+
+KEYS = (IPSEC_KEY, POLICYAGENT_KEY)
+
+
+def read_key(protocol: wmi.Sender, key: str) -> KeyRead:
+    """Read the NAT-T value at one HKLM key: DWORD in one call; any other type in three."""
+    rv, data = wmi.get_dword(protocol, key, VALUE_NAME)
+    if rv == wmi.RV_OK:
+        return KeyRead(
+            key=key, key_present=True, value=RegistryValue(name=VALUE_NAME, type="REG_DWORD", data=data)
+        )
+    if rv in wmi.RV_NOT_FOUND:
+        return KeyRead(key=key, key_present=rv == 1)
+    if rv == wmi.RV_ACCESS_DENIED:
+        raise wmi.access_denied("GetDWORDValue", key)
+    if rv != wmi.RV_TYPE_MISMATCH:
+        raise wmi.unexpected("GetDWORDValue", key, rv)
+    erv, entries = wmi.enum_values(protocol, key)
+    if erv == wmi.RV_ACCESS_DENIED:
+        raise wmi.access_denied("EnumValues", key)
+    if erv != wmi.RV_OK:
+        raise wmi.unexpected("EnumValues", key, erv)
+    # Registry names compare case-insensitively; KB 885407 says the name is case-sensitive for
+    # IPsec, so keep the stored spelling for the report.
+    wanted = VALUE_NAME.upper()
+    match = next(((name, code) for name, code in entries if name.upper() == wanted), None)
+    if match is None or match[1] == 4:
+        raise CollectError(
+            Stage.COLLECT,
+            "unexpected_return",
+            f"GetDWORDValue on HKLM\\{key} reported a type mismatch but EnumValues disagrees",
+        )
+    name, code = match
+    value = wmi.read_typed(protocol, key, name, code)
+    return KeyRead(
+        key=key, key_present=True, value=RegistryValue(name=name, type=wmi.type_name(code), data=value)
+    )
+
+
+def _read_host(protocol: wmi.Sender) -> tuple[OsInfo, tuple[KeyRead, ...]]:
+    os_info = wmi.read_os(protocol)
+    return os_info, tuple(read_key(protocol, key) for key in KEYS)
+
+
+def collect_with(target: Target, material: AuthMaterial, options: CollectOptions) -> Observation:
+    deadline = Deadline(options.host_timeout)
+    transport: WsmanTransport | None = None
+    try:
+        transport = WsmanTransport(target, material, options, deadline)
+        try:
+            os_info, keys = _read_host(new_protocol(target, options, transport))
+        finally:
+            transport.close()
+        return Observation(target=target, requests=transport.requests, os=os_info, keys=keys)
+    except CollectError as exc:
+        error = exc.to_host_error()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001
+        # Final guard, by contract: one host's bug must not stop the scan. Only the exception's
+        # TYPE is kept: its message could hold request data (never log str(exc) here).
+        error = HostError(
+            stage=Stage.COLLECT, reason="internal_error", message=f"internal error ({type(exc).__name__})"
+        )
+    return Observation(
+        target=target, requests=transport.requests if transport is not None else 0, error=error
+    )
+
+
+def collect_host(target: Target, credentials: Credentials, options: CollectOptions) -> Observation:
+    """Read one host; every failure becomes an error Observation (only KeyboardInterrupt/SystemExit pass)."""
+    return collect_with(target, AuthMaterial(credentials), options)

@@ -1,0 +1,72 @@
+"""Classified collection failures: one exception type carrying a stage and a stable reason code.
+
+Every failure while reading a host ends as ``HostError(stage, reason, message)``. The reason codes
+are part of the report format (JSON, SIEM exports): keep them stable, add new ones at the end.
+
+=========  ======================  ===========================================================
+stage      reason                  meaning
+=========  ======================  ===========================================================
+connect    dns                     the name did not resolve (or the resolver hung past the deadline)
+connect    refused                 TCP connection refused (RST to SYN)
+connect    unreachable             no route / network or host unreachable / other socket error
+connect    connect_timeout         no TCP connection within ``connect_timeout`` (SYN black-holed)
+connect    reset                   the peer reset an established connection
+connect    closed                  the peer closed the connection before a full reply
+tls        tls_verify              certificate not trusted, expired or for another name
+tls        tls_handshake           any other TLS failure
+auth       unauthorized            HTTP 401: bad credentials, or authenticated but not authorised
+auth       auth_failed             the authentication exchange itself broke (bad/missing token)
+auth       transport_unavailable   the auth method needs an extra that is not installed
+auth       insecure_basic          Basic requested over plain HTTP: refused, nothing sent
+collect    http_<status>           an HTTP status other than 200/401/500 (e.g. http_502, http_503)
+collect    wsman_fault             a SOAP fault not listed below; the WSManFault Code is in the message
+collect    quota                   fault 2150859173 / 2150859174 (shell / operation quota)
+collect    access_denied           fault code 5, or StdRegProv ReturnValue 5
+collect    wmi_class               fault 2150858752 / 2150858778 (WMI class or namespace problem)
+collect    operation_timeout       fault 2150858793 (WS-Man operation timeout)
+collect    unexpected_return       a StdRegProv ReturnValue or reply content we cannot interpret
+collect    internal_error          a bug in natt-audit; message holds the exception type name only
+parse      malformed_xml           the reply is not well-formed XML (or not UTF-8)
+parse      xml_forbidden           the reply holds a DOCTYPE / entity declaration (bombs, XXE)
+parse      xml_too_deep            element nesting deeper than the limit
+parse      oversize                headers or body larger than the caps
+parse      missing_element         a required element is absent or empty
+parse      relates_to              ``a:RelatesTo`` missing or not our ``a:MessageID``
+parse      bad_encryption          an unencrypted, badly framed or tampered reply on an encrypted session
+parse      bad_os_version          ``Win32_OperatingSystem.Version`` missing or not a version number
+parse      bad_http                a reply that is not HTTP/1.x
+timeout    deadline                the per-host wall-clock deadline passed
+=========  ======================  ===========================================================
+"""
+
+from __future__ import annotations
+
+from scanner.core.models import HostError, Stage
+
+
+class CollectError(Exception):
+    """A classified failure while reading one host; never carries a credential."""
+
+    def __init__(self, stage: Stage, reason: str, message: str) -> None:
+        super().__init__(f"{stage.value}/{reason}: {message}")
+        self.stage = stage
+        self.reason = reason
+        self.message = message
+
+    def to_host_error(self) -> HostError:
+        """Return the report form of this failure."""
+        return HostError(stage=self.stage, reason=self.reason, message=self.message)
+
+
+class HttpStatusError(CollectError):
+    """A reply whose HTTP status is not 200; `body` is the (decrypted) body for fault parsing."""
+
+    def __init__(self, status: int, body: bytes, message: str) -> None:
+        super().__init__(Stage.COLLECT, f"http_{status}", message)
+        self.status = status
+        self.body = body
+
+
+def deadline_error() -> CollectError:
+    """Return the error for a host whose wall-clock budget ran out."""
+    return CollectError(Stage.TIMEOUT, "deadline", "host deadline exceeded")

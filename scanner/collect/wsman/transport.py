@@ -1,0 +1,175 @@
+"""The transport we plug into ``winrm.protocol.Protocol``: auth, encryption, limits, our errors only.
+
+``Protocol.send_message`` calls ``transport.send_message(message)`` and, if that raises pywinrm's
+``WinRMTransportError``, re-parses the body with the standard library XML parser. This transport
+never raises that type: it raises only `CollectError` (an HTTP 500 arrives as `HttpStatusError`
+holding the decrypted body, which the caller parses with the hardened parser).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from scanner.collect.wsman.auth import Authenticator, AuthMaterial
+from scanner.collect.wsman.encryption import bad_encryption, content_type, decrypt, encrypt, is_encrypted
+from scanner.collect.wsman.errors import CollectError, HttpStatusError
+from scanner.collect.wsman.http import Deadline, HttpConnection, Response, tls_context
+from scanner.core.models import CollectOptions, Scheme, Stage, Target
+
+SOAP_CONTENT_TYPE = "application/soap+xml;charset=UTF-8"
+MAX_AUTH_LEGS = 8  # NTLM needs 2, Kerberos 1-2, CredSSP about 5
+RETRY_503_WAIT = 0.5  # seconds; Retry-After is honoured up to RETRY_503_MAX_WAIT
+RETRY_503_MAX_WAIT = 5.0
+
+
+def unauthorized(detail: str) -> CollectError:
+    """Return the error for an HTTP 401 (bad credentials, or not authorised on the host)."""
+    return CollectError(Stage.AUTH, "unauthorized", f"HTTP 401: {detail}")
+
+
+class WsmanTransport:
+    """One host's connection: authenticates once, encrypts on HTTP, counts requests."""
+
+    def __init__(
+        self, target: Target, material: AuthMaterial, options: CollectOptions, deadline: Deadline
+    ) -> None:
+        https = target.scheme is Scheme.HTTPS
+        self.requests = 0
+        self._deadline = deadline
+        self._auth = Authenticator(target.transport, material, hostname=target.name, https=https)
+        tls = None
+        if https:
+            try:
+                tls = tls_context(options.ca_bundle, options.verify_tls)
+            except (OSError, ValueError) as exc:
+                raise CollectError(
+                    Stage.TLS, "tls_verify", f"cannot load the CA bundle ({type(exc).__name__})"
+                ) from None
+        host = f"[{target.name}]" if ":" in target.name else target.name
+        self._conn = HttpConnection(
+            address=target.address,
+            port=target.port,
+            host_header=f"{host}:{target.port}",
+            deadline=deadline,
+            connect_timeout=options.connect_timeout,
+            max_body=options.max_response_bytes,
+            tls=tls,
+            server_hostname=target.name if https else None,
+        )
+        self._authenticated_connection = -1  # HttpConnection.connections value the context belongs to
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def send_message(self, message: str | bytes) -> bytes:
+        """Send one SOAP message and return the (decrypted) reply body of an HTTP 200."""
+        data = message.encode("utf-8") if isinstance(message, str) else message
+        retried = False
+        while True:
+            response = self._send(data)
+            if response.status == 503 and not retried and self._wait_for_retry(response):
+                retried = True
+                continue
+            return self._handle(response)
+
+    def _post(self, headers: list[tuple[str, str]], body: bytes) -> Response:
+        if not self._conn.connected:
+            self._conn.connect()  # a refused connection or failed TLS handshake sent no request
+        self.requests += 1
+        return self._conn.request(headers, body)
+
+    def _ensure_authenticated(self) -> None:
+        auth = self._auth
+        if not auth.handshake:
+            return
+        if self._conn.connected and self._authenticated_connection == self._conn.connections:
+            return
+        if not self._conn.connected:
+            self._conn.connect()
+        auth.new_context(self._conn.peer_certificate)
+        token = auth.step(None)
+        for _ in range(MAX_AUTH_LEGS):
+            if token is None:
+                raise CollectError(Stage.AUTH, "auth_failed", "authentication produced no token to send")
+            connection = self._conn.connections
+            response = self._post(
+                [
+                    ("Authorization", f"{auth.scheme} {base64.b64encode(token).decode('ascii')}"),
+                    ("Content-Type", SOAP_CONTENT_TYPE),
+                ],
+                b"",
+            )
+            server_token = auth.server_token(response.header("www-authenticate"))
+            if response.status == 200:
+                if server_token is not None and not auth.complete:
+                    auth.step(server_token)  # Kerberos mutual authentication
+                if not auth.complete:
+                    raise CollectError(
+                        Stage.AUTH, "auth_failed", "host accepted an unfinished authentication"
+                    )
+                if not self._conn.connected or self._conn.connections != connection:
+                    raise CollectError(
+                        Stage.AUTH, "auth_failed", "host closed the connection after authenticating"
+                    )
+                self._authenticated_connection = connection
+                return
+            if response.status == 401:
+                if server_token is None or auth.complete:
+                    raise unauthorized("credentials rejected or account not authorised")
+                if not self._conn.connected:
+                    raise CollectError(
+                        Stage.AUTH, "auth_failed", "host closed the connection mid-authentication"
+                    )
+                token = auth.step(server_token)
+                continue
+            raise self._status_error(response)
+        raise CollectError(
+            Stage.AUTH, "auth_failed", f"authentication did not finish in {MAX_AUTH_LEGS} legs"
+        )
+
+    def _send(self, data: bytes) -> Response:
+        self._ensure_authenticated()
+        auth = self._auth
+        if auth.encrypts:
+            body = encrypt(auth.context, auth.encryption_protocol, data)
+            headers = [("Content-Type", content_type(auth.encryption_protocol))]
+        else:
+            body = data
+            headers = [("Content-Type", SOAP_CONTENT_TYPE)]
+            if not auth.handshake:
+                headers.append(("Authorization", auth.basic_header()))
+        return self._post(headers, body)
+
+    def _wait_for_retry(self, response: Response) -> bool:
+        """Sleep before retrying a 503 if the deadline leaves room for the retry; else False."""
+        wait = RETRY_503_WAIT
+        retry_after = response.header("retry-after").strip()
+        if retry_after.isdigit():
+            wait = min(float(retry_after), RETRY_503_MAX_WAIT)
+        if self._deadline.remaining() <= wait + 1.0:
+            return False
+        time.sleep(wait)
+        return True
+
+    def _body(self, response: Response) -> bytes:
+        if not self._auth.encrypts or not response.body:
+            return response.body
+        if not is_encrypted(response.header("content-type"), self._auth.encryption_protocol):
+            raise bad_encryption("the host sent an unencrypted reply on an encrypted session")
+        return decrypt(self._auth.context, self._auth.encryption_protocol, response.body)
+
+    def _status_error(self, response: Response) -> HttpStatusError:
+        reason = "".join(ch for ch in response.reason[:80] if ch.isprintable())
+        return HttpStatusError(response.status, b"", f"HTTP {response.status} {reason}".rstrip())
+
+    def _handle(self, response: Response) -> bytes:
+        if response.status == 200:
+            return self._body(response)
+        if response.status == 401:
+            raise unauthorized("the host refused the authenticated request")
+        if response.status == 500:
+            return_body = self._body(response)
+            raise HttpStatusError(500, return_body, "HTTP 500 with no SOAP fault")
+        raise self._status_error(response)

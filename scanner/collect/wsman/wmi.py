@@ -1,0 +1,363 @@
+"""WS-Management WMI operations (DOMAIN.md section 3): WQL Enumerate/Pull and StdRegProv calls.
+
+Envelopes come from pywinrm's ``Protocol.build_wsman_header`` + ``xmltodict.unparse``, built once
+per distinct operation and cached as text with a MessageID placeholder (building one costs
+~0.1 ms; the cached copy costs a string replace). Replies are parsed with `xmlsafe`, matched by
+namespace + local name, and ``a:RelatesTo`` must echo our ``a:MessageID``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from typing import Any, Protocol
+
+import xmltodict  # type: ignore[import-untyped]
+
+from scanner.collect.wsman.errors import CollectError, HttpStatusError
+from scanner.collect.wsman.xmlsafe import Element, parse
+from scanner.core.models import OsInfo, Stage
+
+SOAP_NS = "http://www.w3.org/2003/05/soap-envelope"
+ADDRESSING_NS = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
+ENUMERATION_NS = "http://schemas.xmlsoap.org/ws/2004/09/enumeration"
+WSMAN_NS = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
+WSMANFAULT_NS = "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault"
+WQL_DIALECT = "http://schemas.microsoft.com/wbem/wsman/1/WQL"
+CIMV2_ALL = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/*"
+STDREGPROV = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/default/StdRegProv"
+ENUMERATE_ACTION = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Enumerate"
+PULL_ACTION = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Pull"
+HKLM = 2147483650
+OS_QUERY = "SELECT Version,BuildNumber,ServicePackMajorVersion,Caption FROM Win32_OperatingSystem"
+MAX_PULLS = 4
+
+# StdRegProv ReturnValue codes (DOMAIN.md section 3).
+RV_OK = 0
+RV_NOT_FOUND = (1, 2)
+RV_ACCESS_DENIED = 5
+RV_TYPE_MISMATCH = 2147749893  # 0x80041005 WBEM_E_TYPE_MISMATCH: the value exists, not as REG_DWORD
+
+# WSManFault codes seen in real traffic -> our reason codes.
+FAULT_REASONS = {
+    2150859173: "quota",
+    2150859174: "quota",
+    5: "access_denied",
+    2150858752: "wmi_class",
+    2150858778: "wmi_class",
+    2150858793: "operation_timeout",
+}
+
+_MSGID = "00000000-0000-0000-0000-00000000feed"
+_TEMPLATES: dict[tuple[Any, ...], str] = {}
+_TEMPLATES_LOCK = threading.Lock()
+_VERSION = re.compile(r"^\d{1,5}(\.\d{1,10}){1,3}$")
+
+
+class Sender(Protocol):
+    """What the operations need from pywinrm's ``winrm.protocol.Protocol``."""
+
+    operation_timeout_sec: int
+
+    def build_wsman_header(
+        self,
+        action: str,
+        resource_uri: str,
+        shell_id: str | None = None,
+        message_id: str | uuid.UUID | None = None,
+    ) -> dict[str, Any]:
+        """Return pywinrm's header dict."""
+
+    def send_message(self, message: str) -> bytes:
+        """Send and return the reply body."""
+
+
+def missing(what: str) -> CollectError:
+    """Return the error for a required element that is absent."""
+    return CollectError(Stage.PARSE, "missing_element", f"reply has no {what}")
+
+
+def _template(protocol: Sender, action: str, resource_uri: str, body: dict[str, Any]) -> str:
+    key = (action, resource_uri, repr(body), protocol.operation_timeout_sec)
+    text = _TEMPLATES.get(key)
+    if text is None:
+        envelope = protocol.build_wsman_header(action=action, resource_uri=resource_uri, message_id=_MSGID)
+        envelope["env:Body"] = body
+        text = xmltodict.unparse({"env:Envelope": envelope}, full_document=False)
+        with _TEMPLATES_LOCK:
+            if len(_TEMPLATES) < 256:  # operations are few; a cap keeps a bug from growing it forever
+                _TEMPLATES[key] = text
+    return text
+
+
+def _check_relates_to(root: Element, message_id: str) -> None:
+    relates = root.find((SOAP_NS, "Header"), (ADDRESSING_NS, "RelatesTo"))
+    if relates is None or not relates.text.strip():
+        raise CollectError(Stage.PARSE, "relates_to", "reply has no a:RelatesTo")
+    got = relates.text.strip().lower().removeprefix("uuid:")
+    if got != message_id.lower():
+        raise CollectError(Stage.PARSE, "relates_to", "reply a:RelatesTo does not match our a:MessageID")
+
+
+def _body(root: Element) -> Element:
+    if root.ns != SOAP_NS or root.local != "Envelope":
+        raise missing("SOAP 1.2 s:Envelope")
+    body = root.child(SOAP_NS, "Body")
+    if body is None:
+        raise missing("s:Body")
+    return body
+
+
+def fault_error(root: Element) -> CollectError:
+    """Classify a SOAP fault envelope into a reason code."""
+    fault = _body(root).child(SOAP_NS, "Fault")
+    if fault is None:
+        return CollectError(Stage.COLLECT, "http_500", "HTTP 500 without a SOAP fault")
+    text_node = fault.find((SOAP_NS, "Reason"), (SOAP_NS, "Text"))
+    detail = " ".join((text_node.text if text_node is not None else "").split())[:300]
+    code_text: str | None = None
+    for node in fault.iter():
+        if node.ns == WSMANFAULT_NS and node.local == "WSManFault":
+            code_text = node.attr("Code")
+            if not detail:
+                message = node.child(WSMANFAULT_NS, "Message")
+                detail = " ".join((message.text if message is not None else "").split())[:300]
+            break
+    if code_text is None:
+        return CollectError(
+            Stage.COLLECT, "wsman_fault", f"SOAP fault without a WSManFault code: {detail}".rstrip(": ")
+        )
+    code_text = code_text.strip()
+    if not code_text.isdigit() or len(code_text) > 12:
+        return CollectError(
+            Stage.COLLECT, "wsman_fault", f"WSManFault with a non-numeric code {code_text[:40]!r}: {detail}"
+        )
+    code = int(code_text)
+    return CollectError(
+        Stage.COLLECT, FAULT_REASONS.get(code, "wsman_fault"), f"WSManFault {code}: {detail}".rstrip(": ")
+    )
+
+
+def call(protocol: Sender, action: str, resource_uri: str, body: dict[str, Any]) -> Element:
+    """Send one operation; return the s:Body element of a checked reply, or raise a classified error."""
+    message_id = str(uuid.uuid4())
+    message = _template(protocol, action, resource_uri, body).replace(_MSGID, message_id)
+    try:
+        raw = protocol.send_message(message)
+    except HttpStatusError as exc:
+        if exc.status != 500:
+            raise
+        if not exc.body.strip():
+            raise CollectError(Stage.COLLECT, "http_500", "HTTP 500 with an empty body") from None
+        raise fault_error(parse(exc.body)) from None
+    root = parse(raw)
+    body_element = _body(root)
+    if body_element.child(SOAP_NS, "Fault") is not None:
+        raise fault_error(root)
+    _check_relates_to(root, message_id)
+    return body_element
+
+
+# ---- Win32_OperatingSystem --------------------------------------------------------------------
+
+
+def _field(item: Element, name: str) -> Element | None:
+    # Both reply shapes: `SELECT *` gives p:Win32_OperatingSystem with namespaced children; a field
+    # list gives w:XmlFragment with un-namespaced children. Match the local name only inside the item.
+    return next(item.iter_children(None, name), None)
+
+
+def _int_field(item: Element, name: str) -> int | None:
+    node = _field(item, name)
+    if node is None or node.nil:
+        return None
+    text = node.text.strip()
+    return int(text) if text.isdigit() and len(text) <= 10 else None
+
+
+def os_info_from_item(item: Element) -> OsInfo:
+    """Read OsInfo from one Win32_OperatingSystem item (either reply shape)."""
+    version_node = _field(item, "Version")
+    if version_node is None or version_node.nil:
+        raise CollectError(Stage.PARSE, "bad_os_version", "Win32_OperatingSystem has no Version")
+    version = version_node.text.strip()
+    if not _VERSION.match(version):
+        raise CollectError(
+            Stage.PARSE, "bad_os_version", f"Win32_OperatingSystem.Version is not a version: {version[:40]!r}"
+        )
+    caption_node = _field(item, "Caption")
+    caption = None if caption_node is None or caption_node.nil else caption_node.text[:1024]
+    return OsInfo(
+        version=version,
+        build=_int_field(item, "BuildNumber"),
+        service_pack=_int_field(item, "ServicePackMajorVersion"),
+        caption=caption,
+    )
+
+
+def _items(response: Element) -> tuple[Element | None, bool, str | None]:
+    """Return (first item, end of sequence, enumeration context) of an Enumerate/Pull response."""
+    items = response.child(WSMAN_NS, "Items")
+    if items is None:
+        items = response.child(ENUMERATION_NS, "Items")
+    first = items.children[0] if items is not None and items.children else None
+    end = (
+        response.child(WSMAN_NS, "EndOfSequence") is not None
+        or response.child(ENUMERATION_NS, "EndOfSequence") is not None
+    )
+    context = response.child(ENUMERATION_NS, "EnumerationContext")
+    return first, end, (context.text.strip() if context is not None and context.text.strip() else None)
+
+
+def read_os(protocol: Sender) -> OsInfo:
+    """Enumerate Win32_OperatingSystem with WQL (OptimizeEnumeration), pulling if needed."""
+    body = call(
+        protocol,
+        ENUMERATE_ACTION,
+        CIMV2_ALL,
+        {
+            "n:Enumerate": {
+                "w:OptimizeEnumeration": None,
+                "w:MaxElements": "32000",
+                "w:Filter": {"@Dialect": WQL_DIALECT, "#text": OS_QUERY},
+            }
+        },
+    )
+    response = body.child(ENUMERATION_NS, "EnumerateResponse")
+    if response is None:
+        raise missing("n:EnumerateResponse")
+    item, end, context = _items(response)
+    pulls = 0
+    while item is None and not end:
+        if context is None:
+            raise missing("n:EnumerationContext to pull from")
+        if pulls >= MAX_PULLS:
+            raise CollectError(
+                Stage.COLLECT, "unexpected_return", f"no Win32_OperatingSystem after {MAX_PULLS} pulls"
+            )
+        pulls += 1
+        # The context is host-supplied text: xmltodict escapes it. Not cached (it varies).
+        message_body = {"n:Pull": {"n:EnumerationContext": context, "n:MaxElements": "32000"}}
+        pulled = call(protocol, PULL_ACTION, CIMV2_ALL, message_body)
+        response = pulled.child(ENUMERATION_NS, "PullResponse")
+        if response is None:
+            raise missing("n:PullResponse")
+        item, end, context = _items(response)
+    if item is None:
+        raise missing("Win32_OperatingSystem instance")
+    return os_info_from_item(item)
+
+
+# ---- StdRegProv -------------------------------------------------------------------------------
+
+REG_TYPES = {
+    1: "REG_SZ",
+    2: "REG_EXPAND_SZ",
+    3: "REG_BINARY",
+    4: "REG_DWORD",
+    7: "REG_MULTI_SZ",
+    11: "REG_QWORD",
+}
+_READERS = {
+    1: "GetStringValue",
+    2: "GetExpandedStringValue",
+    3: "GetBinaryValue",
+    7: "GetMultiStringValue",
+    11: "GetQWORDValue",
+}
+
+
+def type_name(code: int) -> str:
+    """Return the REG_* name of a registry type code."""
+    return REG_TYPES.get(code, f"REG_TYPE_{code}")
+
+
+def invoke(protocol: Sender, method: str, params: dict[str, str]) -> Element:
+    """Invoke a StdRegProv method; return its <method>_OUTPUT element."""
+    body_params: dict[str, Any] = {"@xmlns:p": STDREGPROV, "p:hDefKey": str(HKLM)}
+    body_params.update({f"p:{name}": value for name, value in params.items()})
+    body = call(protocol, f"{STDREGPROV}/{method}", STDREGPROV, {f"p:{method}_INPUT": body_params})
+    output = body.child(STDREGPROV, f"{method}_OUTPUT")
+    if output is None:
+        raise missing(f"p:{method}_OUTPUT")
+    return output
+
+
+def _uint(node: Element | None, what: str, bits: int) -> int:
+    if node is None or node.nil:
+        raise missing(what)
+    text = node.text.strip()
+    if not re.fullmatch(r"-?\d{1,20}", text):
+        raise CollectError(Stage.COLLECT, "unexpected_return", f"{what} is not an integer: {text[:40]!r}")
+    value = int(text)
+    limit = 1 << bits
+    # uint32/uint64 in the MOF, so never negative on the wire; should a serialiser emit the signed
+    # form, take its two's complement rather than report a negative DWORD (DOMAIN.md section 2).
+    if -(limit >> 1) <= value < 0:
+        value += limit
+    if not 0 <= value < limit:
+        raise CollectError(Stage.COLLECT, "unexpected_return", f"{what} is out of range: {text[:40]!r}")
+    return value
+
+
+def return_value(output: Element) -> int:
+    """Return a StdRegProv method's ReturnValue (uint32)."""
+    return _uint(output.child(STDREGPROV, "ReturnValue"), "ReturnValue", 32)
+
+
+def access_denied(method: str, key: str) -> CollectError:
+    """Return the error for StdRegProv ReturnValue 5."""
+    return CollectError(Stage.COLLECT, "access_denied", f"StdRegProv.{method} on HKLM\\{key}: access denied")
+
+
+def unexpected(method: str, key: str, value: int) -> CollectError:
+    """Return the error for a StdRegProv ReturnValue we cannot interpret."""
+    return CollectError(
+        Stage.COLLECT, "unexpected_return", f"StdRegProv.{method} on HKLM\\{key} returned {value}"
+    )
+
+
+def get_dword(protocol: Sender, key: str, name: str) -> tuple[int, int | None]:
+    """Return (ReturnValue, uValue) of GetDWORDValue."""
+    output = invoke(protocol, "GetDWORDValue", {"sSubKeyName": key, "sValueName": name})
+    rv = return_value(output)
+    if rv != RV_OK:
+        return rv, None
+    return rv, _uint(output.child(STDREGPROV, "uValue"), "uValue", 32)
+
+
+def enum_values(protocol: Sender, key: str) -> tuple[int, list[tuple[str, int]]]:
+    """Return (ReturnValue, [(stored name, type code)]) of EnumValues."""
+    output = invoke(protocol, "EnumValues", {"sSubKeyName": key})
+    rv = return_value(output)
+    if rv != RV_OK:
+        return rv, []
+    names = [n.text for n in output.iter_children(STDREGPROV, "sNames") if not n.nil]
+    types = [_uint(t, "Types", 32) for t in output.iter_children(STDREGPROV, "Types") if not t.nil]
+    if len(names) != len(types):
+        raise CollectError(Stage.COLLECT, "unexpected_return", "EnumValues returned unequal sNames and Types")
+    return rv, list(zip(names, types, strict=True))
+
+
+def read_typed(protocol: Sender, key: str, name: str, code: int) -> int | str | list[str] | None:
+    """Read a non-DWORD value's data with the matching Get*Value; None for types StdRegProv cannot read."""
+    method = _READERS.get(code)
+    if method is None:
+        return None
+    output = invoke(protocol, method, {"sSubKeyName": key, "sValueName": name})
+    rv = return_value(output)
+    if rv == RV_ACCESS_DENIED:
+        raise access_denied(method, key)
+    if rv != RV_OK:
+        raise unexpected(method, key, rv)
+    if code in (1, 2):
+        node = output.child(STDREGPROV, "sValue")
+        return "" if node is None or node.nil else node.text
+    if code == 7:
+        return [n.text for n in output.iter_children(STDREGPROV, "sValue") if not n.nil]
+    if code == 3:
+        return bytes(
+            _uint(n, "uValue", 8) for n in output.iter_children(STDREGPROV, "uValue") if not n.nil
+        ).hex()
+    return _uint(output.child(STDREGPROV, "uValue"), "uValue", 64)

@@ -1,0 +1,1 @@
+"""Shared models at the bottom of every layer: targets, observations, results, errors, safe text and files."""

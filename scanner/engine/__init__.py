@@ -1,0 +1,1 @@
+"""Engines that run a scan: collect concurrently, evaluate, and assemble the report stream."""

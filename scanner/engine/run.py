@@ -1,0 +1,320 @@
+"""Run one scan: inventory -> collect -> evaluate -> report. The CLI and the demo both call this."""
+
+from __future__ import annotations
+
+import io
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from types import FrameType
+
+from reports.build import Tally, exit_code_of, host_report, host_sort_key
+from reports.formats import render
+from reports.formats.json_report import json_chunks
+from reports.hostspill import HostSpill
+from reports.model import SCHEMA_VERSION, ScanInfo, ScanReport, Tool, WaiverEntry, WaiversSection
+from reports.progress import Progress
+from rules.evaluate import evaluate
+from rules.loader import Policy
+from rules.waivers import EXPIRY_WARNING_DAYS, WaiverRef, WaiverSet, apply_waivers, summarize
+from scanner import __version__
+from scanner.core.atomic import write_atomic
+from scanner.core.exitcodes import ExitCode, combine
+from scanner.core.formats import Format
+from scanner.core.models import CollectOptions, Credentials, HostError, Observation, Stage, Target
+from scanner.core.results import Severity
+from scanner.engine.pool import collect_all
+from scanner.inputs.inventory import Inventory
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """Everything one scan needs, already loaded and validated."""
+
+    inventory: Inventory
+    policies: Sequence[Policy]
+    credentials: Credentials
+    options: CollectOptions = field(default_factory=CollectOptions)
+    concurrency: int = 64
+    fail_on: Severity = Severity.LOW
+    min_coverage: float = 1.0
+    waivers: WaiverSet | None = None
+    waiver_warn_days: int = EXPIRY_WARNING_DAYS
+    # Whole-run limit in seconds: hosts not reached by then get error timeout/deadline.
+    deadline: float | None = None
+    # After SIGINT/SIGTERM or the deadline: how long in-flight hosts may still finish.
+    grace: float = 10.0
+    # Resume (scanner/history/journal.py): keep the interrupted scan's id and start, skip finished hosts.
+    scan_id: str | None = None
+    started_at: str | None = None
+    done: Sequence[Observation] = ()
+    # Called once per newly finished host (serialised), e.g. to append it to the journal.
+    on_observation: Callable[[Observation], None] | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    """The report and the exit code it implies."""
+
+    report: ScanReport
+    code: ExitCode
+    # Empty for a streamed scan: each host's observation is kept in the spill with its report
+    # (`report.hosts.with_observations()`), not in memory.
+    observations: tuple[Observation, ...] = ()
+    deadline_reached: bool = False
+    spill: HostSpill | None = None
+
+    def close(self) -> None:
+        """Delete the temp file the report's hosts are read from; the report is unusable after."""
+        if self.spill is not None:
+            self.spill.close()
+
+
+def now_rfc3339() -> str:
+    """Return the current UTC time as RFC 3339 with a Z, to the second."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event, hurry: threading.Event) -> Iterator[None]:
+    """Set `stop` on SIGINT/SIGTERM so no new host is dispatched; a second signal sets `hurry`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            hurry.set()  # a second signal: do not wait out the grace period
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _Collector:
+    """Run collect_all in a thread so the caller can stop waiting after the grace period."""
+
+    def __init__(
+        self,
+        request: ScanRequest,
+        targets: Sequence[Target],
+        progress: Progress,
+        sink: Callable[[Observation], None],
+    ) -> None:
+        self.request = request
+        self.targets = targets
+        self.progress = progress
+        self.sink = sink  # evaluates and spills one host: no observation is kept here
+        self.stop = threading.Event()
+        self.hurry = threading.Event()
+        self.deadline_reached = threading.Event()
+        self.finished: set[str] = set()
+        self.closed = False
+        self.lock = threading.Lock()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="natt-collect-main", daemon=True)
+
+    def _on_result(self, observation: Observation) -> None:
+        with self.lock:
+            if self.closed:
+                return  # finished after the grace period: the report already counts it as unreached
+            self.finished.add(observation.target.name)
+            if self.request.on_observation is not None:
+                self.request.on_observation(observation)
+            self.sink(observation)
+        self.progress.advance(observation)
+
+    def _run(self) -> None:
+        try:
+            collect_all(
+                self.targets,
+                self.request.credentials,
+                self.request.options,
+                concurrency=self.request.concurrency,
+                on_result=self._on_result,
+                stop=self.stop,
+                keep=False,
+            )
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread in wait()
+            self.failure = exc
+
+    def _on_deadline(self) -> None:
+        if not self.stop.is_set():
+            self.deadline_reached.set()
+            self.stop.set()
+
+    def wait(self) -> set[str]:
+        """Collect until done, or until the grace period after a stop ends; return who finished."""
+        timer: threading.Timer | None = None
+        if self.request.deadline is not None:
+            timer = threading.Timer(self.request.deadline, self._on_deadline)
+            timer.daemon = True
+            timer.start()
+        self.thread.start()
+        stopped_at: float | None = None
+        try:
+            while self.thread.is_alive():
+                self.thread.join(0.1)
+                if self.stop.is_set() and stopped_at is None:
+                    stopped_at = time.monotonic()
+                if stopped_at is not None and (
+                    self.hurry.is_set() or time.monotonic() - stopped_at >= self.request.grace
+                ):
+                    break  # in-flight hosts past the grace period are reported as not reached
+        finally:
+            if timer is not None:
+                timer.cancel()
+            with self.lock:
+                self.closed = True
+        if self.failure is not None:
+            raise self.failure
+        return set(self.finished)
+
+
+def run_scan(request: ScanRequest) -> ScanOutcome:
+    """Scan every inventory host, evaluate every policy, and build the report.
+
+    Hosts stream: each is evaluated as it finishes and written to a `HostSpill` (a temp file),
+    and only running counts stay in memory, so memory does not grow with the estate
+    (docs/performance.md). The report's `hosts` reads them back from the spill, by name;
+    call `ScanOutcome.close()` when done with the report.
+    """
+    started = request.started_at or now_rfc3339()
+    today = datetime.now(UTC).date()
+    spill = HostSpill()
+    tally = Tally()
+
+    def record(observation: Observation) -> None:
+        evaluated = evaluate(observation, request.policies)
+        results = apply_waivers(observation.target, evaluated, request.waivers, today=today)
+        host = host_report(observation, results)
+        spill.append(host, observation.model_dump_json())
+        tally.add(host)
+
+    try:
+        # Resumed hosts (already in memory, from the journal): the last read of each inventory host.
+        in_inventory = {target.name for target in request.inventory.targets}
+        resumed = {obs.target.name: obs for obs in request.done if obs.target.name in in_inventory}
+        for observation in resumed.values():
+            record(observation)
+        done = set(resumed)
+        del resumed
+        todo = [target for target in request.inventory.targets if target.name not in done]
+        # Progress draws only on a terminal; a StringIO (not a TTY) turns it off for JSON logs.
+        stream = sys.stderr if request.progress else io.StringIO()
+        with Progress(total=len(request.inventory.targets), stream=stream) as progress:
+            for observation in request.done:
+                if observation.target.name in done:
+                    progress.advance(observation)
+            collector = _Collector(request, todo, progress, record)
+            with _stop_on_signals(collector.stop, collector.hurry):
+                finished = collector.wait()
+        deadline_reached = collector.deadline_reached.is_set()
+        interrupted = collector.stop.is_set() and not deadline_reached
+        for observation in _missing(done | finished, request, deadline_reached=deadline_reached):
+            record(observation)
+    except BaseException:
+        spill.close()
+        raise
+    scan = ScanInfo(
+        id=request.scan_id or str(uuid.uuid4()),
+        started_at=started,
+        finished_at=now_rfc3339(),
+        # The spec each policy was loaded from (built-in name or file path), so `policy explain`
+        # can load the same policies again from the report.
+        policies=[policy.source.removeprefix("builtin:") for policy in request.policies],
+        inventory=request.inventory.path,
+        interrupted=interrupted,
+    )
+    waivers = _waivers_section(request, tally.rule_ids, today) if request.waivers is not None else None
+    # model_construct: the hosts were validated one by one as they were built; validating the
+    # report would copy every host from the spill into an in-memory list (reports/hostspill.py).
+    report = ScanReport.model_construct(
+        schema_version=SCHEMA_VERSION,
+        tool=Tool(version=__version__),
+        scan=scan,
+        summary=tally.summary(),
+        hosts=spill.by_name(host_sort_key),
+        drift=None,
+        waivers=waivers,
+    )
+    code = exit_code_of(
+        tally, interrupted=interrupted, fail_on=request.fail_on, min_coverage=request.min_coverage
+    )
+    if interrupted:
+        code = combine(code, ExitCode.INTERRUPTED)
+    return ScanOutcome(report=report, code=code, deadline_reached=deadline_reached, spill=spill)
+
+
+def _waiver_entry(ref: WaiverRef) -> WaiverEntry:
+    return WaiverEntry(
+        label=ref.label,
+        rules=list(ref.rules),
+        expires=ref.expires.isoformat(),
+        owner=ref.owner,
+        ticket=ref.ticket,
+        source=ref.source,
+    )
+
+
+def _waivers_section(request: ScanRequest, rule_ids: set[str], today: date) -> WaiversSection:
+    """Return the report's waiver section: expiring soon, expired, and matching nothing."""
+    assert request.waivers is not None
+    summary = summarize(
+        request.waivers,
+        request.inventory.targets,
+        rule_ids,
+        today=today,
+        warn_days=request.waiver_warn_days,
+    )
+    return WaiversSection(
+        file=request.waivers.path,
+        warn_days=request.waiver_warn_days,
+        expiring=[_waiver_entry(r) for r in summary.expiring],
+        expired=[_waiver_entry(r) for r in summary.expired],
+        unmatched=[_waiver_entry(r) for r in summary.unmatched],
+    )
+
+
+def _missing(seen: set[str], request: ScanRequest, *, deadline_reached: bool) -> Iterator[Observation]:
+    """Yield an error observation for every inventory host not in `seen`, in inventory order."""
+    # An interrupted or deadline-cut run lacks the hosts it never reached (or that were still in
+    # flight when the grace period ended): they are errors, never passes (DOMAIN.md section 2).
+    if deadline_reached:
+        missing = HostError(
+            stage=Stage.TIMEOUT,
+            reason="deadline",
+            message="the scan deadline (--deadline) passed before this host was read",
+        )
+    else:
+        missing = HostError(
+            stage=Stage.TIMEOUT, reason="interrupted", message="scan interrupted before this host"
+        )
+    for target in request.inventory.targets:
+        if target.name not in seen:
+            yield Observation(target=target, error=missing)
+
+
+def write_report(report: ScanReport, fmt: Format, output: str | None, *, color: bool) -> None:
+    """Render the report to stdout, or atomically to a file."""
+    chunks: Iterable[str] = (
+        json_chunks(report) if fmt is Format.JSON else (render(report, fmt, color=color and output is None),)
+    )
+    if output is None or output == "-":
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+    else:
+        write_atomic(Path(output), (chunk.encode("utf-8") for chunk in chunks))

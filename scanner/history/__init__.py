@@ -1,0 +1,1 @@
+"""History: the scan store, drift between scans, the resume journal and the scan lock."""

@@ -1,0 +1,478 @@
+"""Scan history: the `HistoryStore` interface and its SQLite implementation (one file, WAL).
+
+Schema (version 3; `schema_version` holds the version, `MIGRATIONS` move any older file forward):
+
+- `scans`: one row per scan id: inventory id and path, times, interrupted flag, host counts per
+  status, coverage, requests, policies (JSON), the JSON report (`report`), and `recorded_at`.
+  A resumed scan replaces its interrupted row (same id). Since version 3 `report` is the report
+  without its hosts (`"hosts": []`) and each host's entry is in `hosts.report`, so a scan is
+  written and read one host at a time (docs/performance.md, memory); older rows keep the whole
+  report and are read as they are.
+- `hosts`: one row per (scan, host): status, address, tags (JSON), effective mode, integrity,
+  error stage/reason, the raw `Observation` as JSON (the facts, re-evaluable later) and (since
+  version 3) the host's report entry as JSON (`report`).
+- `results`: one row per (scan, host, rule): finding_uid, severity, status, message.
+
+Every scan is written in one transaction (`BEGIN IMMEDIATE` ... `COMMIT`): a reader sees all of
+it or none. A server database can be added behind the same `HistoryStore` protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+from reports.build import host_sort_key, is_covered
+from reports.formats.json_report import render_json_whole
+from reports.hostspill import HostList
+from reports.model import HostReport, ScanReport
+from scanner.core.models import Observation
+from scanner.core.results import Status
+
+SCHEMA_VERSION = 3
+
+
+class StoreError(Exception):
+    """The history database cannot be opened, read or written; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ScanRow:
+    """One scan as listed by `natt-audit history`."""
+
+    id: str
+    inventory_id: str
+    inventory: str | None
+    started_at: str
+    finished_at: str
+    interrupted: bool
+    hosts_total: int
+    coverage: float
+    compliance: float  # compliant hosts / read hosts, 4 decimals; 0.0 when no host was read
+    by_status: Mapping[str, int]
+    requests_total: int
+    policies: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HostRow:
+    """One host of one scan, as the HTML history report charts it."""
+
+    name: str
+    status: str
+    effective_mode: str | None
+    tags: Mapping[str, str]
+
+
+class HistoryStore(Protocol):
+    """Where scans are kept. Implementations write each scan atomically."""
+
+    def record_scan(
+        self, report: ScanReport, *, inventory_id: str, observations: Sequence[Observation] = ()
+    ) -> None:
+        """Store (or replace, for a resumed scan) one scan with its observations and results."""
+
+    def scans(self, *, inventory_id: str | None = None, limit: int = 20) -> list[ScanRow]:
+        """Return recent scans, newest first, optionally of one inventory only."""
+
+    def find_scan(self, ref: str) -> ScanRow:
+        """Return the scan whose id is `ref` or starts with `ref`; StoreError if none or many."""
+
+    def load_report(self, scan_id: str) -> ScanReport:
+        """Return the JSON report stored for a scan."""
+
+    def previous_report(self, inventory_id: str, *, before: str) -> ScanReport | None:
+        """Return the newest complete scan of `inventory_id` started before `before`, other than it."""
+
+    def hosts(self, scan_id: str) -> list[HostRow]:
+        """Return the hosts of one scan."""
+
+    def close(self) -> None:
+        """Release the database."""
+
+
+# --- migrations: each entry moves the schema from version N-1 to N; never edit a shipped one.
+_V1 = """
+CREATE TABLE scans (
+    id TEXT PRIMARY KEY,
+    inventory_id TEXT NOT NULL,
+    inventory TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    interrupted INTEGER NOT NULL,
+    hosts_total INTEGER NOT NULL,
+    hosts_pass INTEGER NOT NULL,
+    hosts_fail INTEGER NOT NULL,
+    hosts_waived INTEGER NOT NULL,
+    hosts_error INTEGER NOT NULL,
+    hosts_not_applicable INTEGER NOT NULL,
+    coverage REAL NOT NULL,
+    requests_total INTEGER NOT NULL,
+    policies TEXT NOT NULL,
+    tool_version TEXT NOT NULL,
+    report TEXT NOT NULL
+);
+CREATE TABLE hosts (
+    scan_id TEXT NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    address TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    effective_mode TEXT,
+    integrity TEXT,
+    error_stage TEXT,
+    error_reason TEXT,
+    observation TEXT,
+    PRIMARY KEY (scan_id, name)
+);
+CREATE TABLE results (
+    scan_id TEXT NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
+    host TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    finding_uid TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (scan_id, host, rule_id)
+);
+"""
+
+_V2 = """
+ALTER TABLE scans ADD COLUMN compliance REAL NOT NULL DEFAULT 0;
+ALTER TABLE scans ADD COLUMN recorded_at TEXT NOT NULL DEFAULT '';
+CREATE INDEX scans_by_inventory ON scans (inventory_id, started_at);
+CREATE INDEX results_by_finding ON results (finding_uid);
+"""
+
+# Each host's report entry, so neither writing nor reading a scan needs every host in memory.
+_V3 = """
+ALTER TABLE hosts ADD COLUMN report TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+def compliance_of(report: ScanReport) -> float:
+    """Return compliant hosts (pass, waived, n.a.) / read hosts, rounded down to 4 decimals."""
+    counts = [0, 0]
+    for host in report.hosts:
+        _count_compliance(counts, host)
+    return _compliance(counts)
+
+
+_COMPLIANT = (Status.PASS, Status.WAIVED, Status.NOT_APPLICABLE)
+
+
+def _count_compliance(counts: list[int], host: HostReport) -> None:
+    """Add one host to [covered, compliant and covered]."""
+    if is_covered(host):
+        counts[0] += 1
+        if host.status in _COMPLIANT:
+            counts[1] += 1
+
+
+def _compliance(counts: list[int]) -> float:
+    covered, ok = counts
+    if not covered:
+        return 0.0
+    return (ok * 10_000 // covered) / 10_000
+
+
+def _migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> None:
+    """Apply every migration between the file's version and `target`, each in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        current = int(row[0]) if row else 0
+        if row is None:
+            conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"the history database has schema version {current}, newer than this natt-audit "
+                f"understands ({SCHEMA_VERSION}); upgrade natt-audit"
+            )
+        for version in range(current + 1, target + 1):
+            for statement in MIGRATIONS[version - 1].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("UPDATE schema_version SET version = ?", (version,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+class SqliteStore:
+    """The default `HistoryStore`: one SQLite file in WAL mode."""
+
+    def __init__(self, path: str | Path, *, migrate_to: int = SCHEMA_VERSION) -> None:
+        self.path = Path(path)
+        try:
+            if str(self.path.parent):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+            self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")  # a committed scan survives power loss
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            _migrate(self._conn, migrate_to)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the history database {self.path}: {exc}") from None
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def schema_version(self) -> int:
+        """Return the schema version of the open file."""
+        return int(self._conn.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], None]) -> None:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                work(self._conn)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the history database {self.path}: {exc}") from None
+
+    def record_scan(
+        self, report: ScanReport, *, inventory_id: str, observations: Sequence[Observation] = ()
+    ) -> None:
+        """Store (or replace, for a resumed scan) one scan with its observations and results.
+
+        A streamed report (`HostList` hosts) brings each host's observation with it; otherwise
+        they come from `observations`. Hosts are written one at a time, never all at once.
+        """
+        s = report.summary
+        scan = report.scan
+        recorded = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        frame = render_json_whole(report.model_copy(update={"hosts": []}))
+
+        def pairs() -> Iterator[tuple[HostReport, str | None]]:
+            if isinstance(report.hosts, HostList):
+                yield from report.hosts.with_observations()
+                return
+            by_name = {o.target.name: o for o in observations}
+            for host in report.hosts:
+                seen = by_name.get(host.name)
+                yield host, seen.model_dump_json() if seen is not None else None
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM scans WHERE id = ?", (scan.id,))
+            conn.execute(
+                "INSERT INTO scans (id, inventory_id, inventory, started_at, finished_at, interrupted,"
+                " hosts_total, hosts_pass, hosts_fail, hosts_waived, hosts_error, hosts_not_applicable,"
+                " coverage, requests_total, policies, tool_version, report, compliance, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    scan.id,
+                    inventory_id,
+                    scan.inventory,
+                    scan.started_at,
+                    scan.finished_at,
+                    int(scan.interrupted),
+                    s.hosts_total,
+                    *(s.hosts_by_status.get(st.value, 0) for st in _STATUS_COLUMNS),
+                    s.coverage,
+                    s.requests_total,
+                    json.dumps(scan.policies),
+                    report.tool.version,
+                    frame,
+                    0.0,  # set below, once every host has been counted
+                    recorded,
+                ),
+            )
+            counts = [0, 0]
+            for h, observation in pairs():
+                _count_compliance(counts, h)
+                conn.execute(
+                    "INSERT INTO hosts (scan_id, name, address, port, status, tags, effective_mode,"
+                    " integrity, error_stage, error_reason, observation, report)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        scan.id,
+                        h.name,
+                        h.address,
+                        h.port,
+                        h.status.value,
+                        json.dumps(h.tags, sort_keys=True),
+                        str(h.setting.effective_mode) if h.setting is not None else None,
+                        h.setting.integrity.value if h.setting is not None else None,
+                        h.error.stage.value if h.error is not None else None,
+                        h.error.reason if h.error is not None else None,
+                        observation,
+                        h.model_dump_json(),
+                    ),
+                )
+                conn.executemany(
+                    "INSERT INTO results (scan_id, host, rule_id, finding_uid, severity, status, message)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (scan.id, h.name, r.rule_id, r.finding_id, r.severity.value, r.status.value, r.message)
+                        for r in h.results
+                    ],
+                )
+            conn.execute("UPDATE scans SET compliance = ? WHERE id = ?", (_compliance(counts), scan.id))
+
+        self._transaction(work)
+
+    def _rows(self, where: str, params: Sequence[object], limit: int) -> list[ScanRow]:
+        try:
+            # `where` is one of the fixed clauses of this class; values are bound parameters.
+            query = (
+                "SELECT id, inventory_id, inventory, started_at, finished_at, interrupted, hosts_total,"  # noqa: S608
+                " hosts_pass, hosts_fail, hosts_waived, hosts_error, hosts_not_applicable, coverage,"
+                " compliance, requests_total, policies FROM scans "
+                + where
+                + " ORDER BY started_at DESC, recorded_at DESC, id LIMIT ?"
+            )
+            cursor = self._conn.execute(
+                query,
+                (*params, limit),
+            )
+            rows = cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
+        return [
+            ScanRow(
+                id=r[0],
+                inventory_id=r[1],
+                inventory=r[2],
+                started_at=r[3],
+                finished_at=r[4],
+                interrupted=bool(r[5]),
+                hosts_total=r[6],
+                by_status={st.value: r[7 + i] for i, st in enumerate(_STATUS_COLUMNS)},
+                coverage=r[12],
+                compliance=r[13],
+                requests_total=r[14],
+                policies=tuple(json.loads(r[15])),
+            )
+            for r in rows
+        ]
+
+    def scans(self, *, inventory_id: str | None = None, limit: int = 20) -> list[ScanRow]:
+        """Return recent scans, newest first, optionally of one inventory only."""
+        if inventory_id is None:
+            return self._rows("", (), limit)
+        return self._rows("WHERE inventory_id = ?", (inventory_id,), limit)
+
+    def find_scan(self, ref: str) -> ScanRow:
+        """Return the scan whose id is `ref` or starts with `ref`; StoreError if none or many."""
+        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._rows("WHERE id = ? OR id LIKE ? ESCAPE '\\'", (ref, escaped + "%"), 3)
+        exact = [r for r in rows if r.id == ref]
+        if exact:
+            return exact[0]
+        if not rows:
+            raise StoreError(f"no scan with id {ref!r} in {self.path}")
+        if len(rows) > 1:
+            raise StoreError(f"scan id prefix {ref!r} is ambiguous in {self.path}; give more characters")
+        return rows[0]
+
+    def load_report(self, scan_id: str) -> ScanReport:
+        """Return the JSON report stored for a scan."""
+        try:
+            row = self._conn.execute("SELECT report FROM scans WHERE id = ?", (scan_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
+        if row is None:
+            raise StoreError(f"no scan with id {scan_id!r} in {self.path}")
+        report = ScanReport.model_validate_json(row[0])
+        if report.hosts:
+            return report  # written before schema version 3: the whole report in one column
+        hosts = sorted(self.host_reports(scan_id), key=lambda h: host_sort_key(h.name))
+        return report.model_copy(update={"hosts": hosts})
+
+    def host_reports(self, scan_id: str, order: Callable[[str], Any] = host_sort_key) -> Iterator[HostReport]:
+        """Yield the report entries of one scan's hosts one at a time, sorted by `order(name)`.
+
+        Only the names are read up front. A scan recorded before schema version 3 has no
+        per-host entries: its whole report is loaded instead.
+        """
+        try:
+            names = [
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT name FROM hosts WHERE scan_id = ? AND report IS NOT NULL", (scan_id,)
+                ).fetchall()
+            ]
+            if not names:
+                row = self._conn.execute("SELECT report FROM scans WHERE id = ?", (scan_id,)).fetchone()
+                if row is not None:
+                    old = ScanReport.model_validate_json(row[0]).hosts
+                    yield from sorted(old, key=lambda h: order(h.name))
+                return
+            for name in sorted(names, key=order):
+                row = self._conn.execute(
+                    "SELECT report FROM hosts WHERE scan_id = ? AND name = ?", (scan_id, name)
+                ).fetchone()
+                yield HostReport.model_validate_json(row[0])
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
+
+    def previous_scan(self, inventory_id: str, *, before: str) -> ScanRow | None:
+        """Return the row of the newest complete scan of `inventory_id` that is not `before`."""
+        rows = self._rows("WHERE inventory_id = ? AND id != ? AND interrupted = 0", (inventory_id, before), 1)
+        return rows[0] if rows else None
+
+    def previous_report(self, inventory_id: str, *, before: str) -> ScanReport | None:
+        """Return the newest complete scan of `inventory_id` that is not `before` (a scan id).
+
+        Interrupted scans are skipped: a partial scan is a poor baseline (every host it did not
+        reach would look newly unreachable).
+        """
+        row = self.previous_scan(inventory_id, before=before)
+        return self.load_report(row.id) if row is not None else None
+
+    def hosts(self, scan_id: str) -> list[HostRow]:
+        """Return the hosts of one scan, by name."""
+        try:
+            rows = self._conn.execute(
+                "SELECT name, status, effective_mode, tags FROM hosts WHERE scan_id = ? ORDER BY name",
+                (scan_id,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
+        return [HostRow(name=r[0], status=r[1], effective_mode=r[2], tags=json.loads(r[3])) for r in rows]
+
+    def observations(self, scan_id: str) -> list[Observation]:
+        """Return the raw observations stored for a scan."""
+        rows = self._conn.execute(
+            "SELECT observation FROM hosts WHERE scan_id = ? AND observation IS NOT NULL ORDER BY name",
+            (scan_id,),
+        ).fetchall()
+        return [Observation.model_validate_json(r[0]) for r in rows]
+
+    def result_count(self, scan_id: str) -> int:
+        """Return how many rule results are stored for a scan."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM results WHERE scan_id = ?", (scan_id,)).fetchone()[0])
+
+
+_STATUS_COLUMNS = (Status.PASS, Status.FAIL, Status.WAIVED, Status.ERROR, Status.NOT_APPLICABLE)
+
+
+def open_store(path: str | Path) -> SqliteStore:
+    """Open (creating and migrating as needed) the history database at `path`."""
+    return SqliteStore(path)

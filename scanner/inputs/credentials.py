@@ -1,0 +1,158 @@
+"""Find the account to scan with: a password file, the environment, or a TTY prompt; never argv.
+
+Sources and rules are documented in docs/inventory.md ("Credentials"). No message built here ever
+contains the password or the content of the password file.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import re
+import stat
+import sys
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+
+from pydantic import SecretStr
+
+from scanner.core.models import Credentials
+
+ENV_USERNAME = "NATT_AUDIT_USERNAME"
+ENV_PASSWORD = "NATT_AUDIT_PASSWORD"  # noqa: S105 - the variable's name, not a password
+MAX_PASSWORD_FILE_BYTES = 64 * 1024  # a password is a line; a bigger file is the wrong file
+
+_log = logging.getLogger(__name__)
+
+HOW = (
+    "give credentials one of three ways: --password-file FILE (first line is the password) with "
+    f"{ENV_USERNAME} set; {ENV_USERNAME} and {ENV_PASSWORD} in the environment; or run on a terminal "
+    "to be prompted. Passwords are never accepted as command-line arguments."
+)
+
+# Long options that would put a secret in argv (and in `ps`, shell history, CI logs). "--pass"..
+# "--password" are also the abbreviations argparse would expand to --password-file.
+_SECRET_OPTIONS = frozenset(
+    {"password", "passwd", "pwd", "pw", "pass", "passw", "passwo", "passwor", "secret"}
+)
+_URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s@]*:[^/?#\s]*@")
+
+
+class CredentialError(Exception):
+    """No usable credentials; the message says why and how to give them, never the secret."""
+
+
+def reject_secret_arguments(argv: Sequence[str]) -> None:
+    """Raise CredentialError when argv carries a password option or a URL with user:password@."""
+    for position, arg in enumerate(argv, start=1):
+        if arg.startswith("--"):
+            option = arg[2:].split("=", 1)[0].lower()
+            if option in _SECRET_OPTIONS:
+                raise CredentialError(
+                    f"argument {position} (--{option}) would put a password on the command line, "
+                    f"where other users and logs can see it; {HOW}"
+                )
+        elif arg.startswith("-P"):
+            raise CredentialError(
+                f"argument {position} (-P) would put a password on the command line, "
+                f"where other users and logs can see it; {HOW}"
+            )
+        if _URL_USERINFO.search(arg):
+            raise CredentialError(
+                f"argument {position} holds a URL with user:password@; credentials never go in "
+                f"arguments or URLs; {HOW}"
+            )
+
+
+def _ask_on_stderr(prompt: str) -> str:
+    """Prompt on stderr and read one line from stdin, so stdout stays clean for reports."""
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\r\n")
+
+
+def _has_controls(value: str) -> bool:
+    return any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value)
+
+
+def _check_username(username: str, origin: str) -> str:
+    if username == "":
+        raise CredentialError(f"the username from {origin} is empty; {HOW}")
+    if username != username.strip() or _has_controls(username):
+        raise CredentialError(f"the username from {origin} has surrounding whitespace or control characters")
+    return username
+
+
+def _read_password_file(path: str) -> str:
+    """Return the first line of `path` without its line ending; messages never quote the file."""
+    try:
+        with open(path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            raw = handle.read(MAX_PASSWORD_FILE_BYTES + 1)
+    except OSError as exc:
+        raise CredentialError(f"password file {path!r}: {exc.strerror or type(exc).__name__}") from None
+    if len(raw) > MAX_PASSWORD_FILE_BYTES:
+        raise CredentialError(
+            f"password file {path!r} is larger than {MAX_PASSWORD_FILE_BYTES} bytes; it should hold one line"
+        )
+    if stat.S_ISREG(info.st_mode) and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        # Warn rather than refuse: secrets mounted by orchestrators are often 0644 inside a private
+        # container, and refusing would push people towards the environment, which leaks more.
+        _log.warning(
+            "password file %r is accessible to group or others (mode %s); chmod 600 it",
+            path,
+            oct(stat.S_IMODE(info.st_mode)),
+        )
+    first = raw.split(b"\n", 1)[0]
+    if first.endswith(b"\r"):
+        first = first[:-1]
+    try:
+        password = first.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CredentialError(f"password file {path!r}: the first line is not UTF-8") from None
+    if password == "":
+        raise CredentialError(f"password file {path!r}: the first line is empty")
+    return password
+
+
+def load_credentials(
+    *,
+    password_file: str | None,
+    environ: Mapping[str, str],
+    stdin_isatty: bool,
+    prompt: Callable[[str], str] = getpass.getpass,
+    username: str | None = None,
+    ask: Callable[[str], str] = _ask_on_stderr,
+) -> Credentials:
+    """Return the scan account from, in order: the password file, the environment, a TTY prompt."""
+    name = _check_username(username, "the username option") if username is not None else None
+    if name is None and ENV_USERNAME in environ:
+        name = _check_username(environ[ENV_USERNAME], ENV_USERNAME)
+
+    password: str | None = None
+    if password_file is not None:
+        password = _read_password_file(password_file)
+    elif ENV_PASSWORD in environ:
+        password = environ[ENV_PASSWORD]
+        if password == "":
+            raise CredentialError(f"{ENV_PASSWORD} is set but empty; {HOW}")
+
+    if (name is None or password is None) and not stdin_isatty:
+        missing = "username" if name is None else "password"
+        if name is None and password is None:
+            missing = "username and password"
+        raise CredentialError(f"no {missing} and no terminal to prompt on; {HOW}")
+    try:
+        if name is None:
+            name = _check_username(ask("Username (DOMAIN\\user): "), "the prompt")
+        if password is None:
+            password = prompt(f"Password for {name}: ")
+    except EOFError:
+        raise CredentialError(f"no credentials entered at the prompt; {HOW}") from None
+    if password == "":
+        raise CredentialError("an empty password was entered")
+    return Credentials(username=name, password=SecretStr(password))
