@@ -345,7 +345,7 @@ class SqliteStore:
                 " hosts_pass, hosts_fail, hosts_waived, hosts_error, hosts_not_applicable, coverage,"
                 " compliance, requests_total, policies FROM scans "
                 + where
-                + " ORDER BY started_at DESC, recorded_at DESC, id LIMIT ?"
+                + " ORDER BY started_at DESC, recorded_at DESC, rowid DESC LIMIT ?"
             )
             cursor = self._conn.execute(
                 query,

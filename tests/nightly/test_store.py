@@ -109,3 +109,16 @@ def test_compliance_counts_read_hosts_only() -> None:
     r = report([read("a", 0), read("b", 2), unreachable("c"), read("d", 1)])
     assert compliance_of(r) == pytest.approx(0.6666)
     assert compliance_of(report([unreachable("x")])) == 0.0
+
+
+def test_scans_started_in_the_same_second_are_ordered_by_recording(tmp_path: Path) -> None:
+    # Two quick scans share started_at and recorded_at (one-second resolution); the one recorded
+    # last is the newest, whatever their random ids, so `diff` compares them the right way round.
+    same = "2026-11-25T01:00:00Z"
+    scans = [report([read("a", n % 3)], started=same) for n in range(6)]
+    with SqliteStore(tmp_path / "h.db") as store:
+        for scan in scans:
+            store.record_scan(scan, inventory_id=INV, observations=[])
+        assert [r.id for r in store.scans(inventory_id=INV)] == [s.scan.id for s in reversed(scans)]
+        prev = store.previous_scan(INV, before=scans[-1].scan.id)
+        assert prev is not None and prev.id == scans[-2].scan.id
