@@ -1,4 +1,4 @@
-"""Soak: 10,000 lab hosts, about 5 % of them in each fault mode, scanned by the real CLI (issue 8).
+"""Soak: 10,000 lab hosts, about 5 % of them in each fault mode, scanned by the real CLI (docs/reliability.md).
 
 Asserts one terminal record per host, flat memory and open-file count across the run (sampled
 from /proc of the scanner process), no leaked threads once collection ends, and completion within

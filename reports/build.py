@@ -15,7 +15,7 @@ from scanner.core.semantics import assess
 MODE_KEYS: tuple[str, ...] = ("0", "1", "2", "unknown", "not_applicable")
 
 # Coverage keeps 4 decimals (model.Summary). It is rounded DOWN so that 1.0 (100 %) can only mean
-# "every host was read": 99,999 of 100,000 must not display as complete (DOMAIN.md section 2:
+# "every host was read": 99,999 of 100,000 must not display as complete (docs/domain.md#unread-hosts:
 # never confuse "could not see" with "compliant").
 _COVERAGE_SCALE = 10_000
 

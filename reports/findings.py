@@ -14,7 +14,7 @@ from scanner.core.results import RuleResult, Severity, Status, event_uid, findin
 
 HIVE = "HKLM"
 # A host with no rule result at all (unread before any rule ran, or no rule applied) still reaches
-# every export as one record of this pseudo rule, so no inventory host disappears (issue 8).
+# every export as one record of this pseudo rule, so no host disappears (docs/reliability.md#no-host-disappears).
 HOST_RULE_ID = "HOST-READ"
 HOST_RULE_TITLE = "Host could be read and assessed"
 HOST_RULE_SEVERITY = Severity.HIGH
@@ -225,7 +225,7 @@ def flatten(report: ScanReport) -> list[Finding]:
     if activities is None:
         return findings
     # With history, a finding's lifecycle is known: Create/Update/Close from the drift, and an
-    # unchanged open finding is an Update of itself, an unchanged passing one a Close (SIEM.md OCSF).
+    # unchanged open finding is an Update of itself, an unchanged passing one a Close (docs/siem.md#ocsf).
     return [f.model_copy(update={"activity_id": activities.get(f.finding_uid, _STEADY[f.status])}) for f in findings]
 
 

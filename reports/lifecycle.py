@@ -15,7 +15,7 @@ from scanner.core.results import Severity, Status
 
 
 class Activity(IntEnum):
-    """OCSF Compliance Finding activity_id (SIEM.md "OCSF")."""
+    """OCSF Compliance Finding activity_id (docs/siem.md#ocsf)."""
 
     CREATE = 1
     UPDATE = 2

@@ -551,7 +551,7 @@ def _unknown_reason(name: str, facts: Facts) -> str:
 
 
 def _context(facts: Facts) -> list[str]:
-    # The raw evidence a reader needs next to a failure (DOMAIN.md section 2: raw and effective).
+    # The raw evidence a reader needs next to a failure (docs/domain.md#invalid-data: raw and effective).
     names = ["effective_mode", "integrity", "raw_type", "raw_value"]
     if facts.get("os.family") == OsFamily.UNKNOWN.value:
         names.append("os.version")
@@ -606,7 +606,7 @@ def evaluate(
     if setting is None:
         setting = assess(observation)
     if observation.error is not None or setting is None:
-        # Could not read is a coverage problem, never a pass (DOMAIN.md section 2).
+        # Could not read is a coverage problem, never a pass (docs/domain.md#unread-hosts).
         message = _error_message(observation)
         return [_result(c, Decision(Status.ERROR, message), host) for c in rs.rules]
     facts = extract_facts(observation, setting)

@@ -36,7 +36,7 @@ class Sentinel:
         return self.name.upper()
 
 
-# Unknown because the data is invalid (DOMAIN.md section 2): any rule reading it fails, never passes.
+# Unknown because the data is invalid (docs/domain.md#integrity): any rule reading it fails, never passes.
 UNKNOWN: Final = Sentinel("unknown")
 # The setting does not exist on this OS (Windows 2000; ignored before XP SP2): the rule is not_applicable.
 NOT_APPLICABLE: Final = Sentinel("not_applicable")

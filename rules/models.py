@@ -53,7 +53,7 @@ class Kind(StrEnum):
     LIST = "list"  # stray: only `exists`
 
 
-# Every fact a check can read (issue 4 item 2) and its kind. `tags.<name>` is a STR fact for any name.
+# Every fact a check can read (docs/policies.md#facts) and its kind. `tags.<name>` is a STR fact for any name.
 FACTS: dict[str, Kind] = {
     "effective_mode": Kind.INT,
     "present": Kind.BOOL,

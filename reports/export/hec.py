@@ -21,7 +21,7 @@ from reports.findings import Finding, JsonValue
 from reports.formats import hec as hec_format
 from scanner.core.textsafe import one_line
 
-# SIEM.md "Splunk HEC": retry on 8 (internal error), 9 (busy), 18-20 (unhealthy); never on 1-7 or
+# docs/siem.md#hec-delivery: retry on 8 (internal error), 9 (busy), 18-20 (unhealthy); never on 1-7 or
 # 10-16. Of those, 1-4 are token problems: every batch would fail the same way, so the run stops
 # and leaves the events pending instead of parking good events in the dead-letter file.
 RETRY_CODES = frozenset({8, 9, 18, 19, 20})
@@ -52,7 +52,7 @@ class Verdict:
 
 
 def classify(reply: Reply) -> Verdict:
-    """Map an HTTP status and HEC code to ok / retry / dead / stop (SIEM.md code table)."""
+    """Map an HTTP status and HEC code to ok / retry / dead / stop (docs/siem.md#hec-delivery)."""
     code, status = reply.code, reply.status
     what = (
         f"HTTP {status}"

@@ -18,7 +18,7 @@ from scanner.core.textsafe import one_line
 
 APP_NAME = "natt-audit"
 SD_ID = "natt@32473"  # private SD-ID: name@PEN, 32473 is the documentation PEN (RFC 5612)
-# SIEM.md severity scale -> syslog severity (RFC 5424 table 2).
+# docs/siem.md#severity-scale -> syslog severity (RFC 5424 table 2).
 SYSLOG_SEVERITY: dict[Severity, int] = {
     Severity.INFO: 6,
     Severity.LOW: 5,

@@ -1,4 +1,4 @@
-"""Render findings as ArcSight CEF:0 lines (SIEM.md "CEF"), one event per finding."""
+"""Render findings as ArcSight CEF:0 lines (docs/siem.md#cef), one event per finding."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from scanner.core.results import Severity, Status
 VENDOR = "natt-audit"
 PRODUCT = "natt-audit"
 
-# SIEM.md severity scale: info 1, low 3, medium 5, high 8, critical 10.
+# docs/siem.md#severity-scale: info 1, low 3, medium 5, high 8, critical 10.
 CEF_SEVERITY: dict[Severity, int] = {
     Severity.INFO: 1,
     Severity.LOW: 3,
@@ -35,7 +35,7 @@ LIMITS: dict[str, int] = {
 }
 LABEL_LIMIT = 1023
 
-# csN labels (SIEM.md: status, registry path, expected, finding_uid, scan id; cs6 the stored data).
+# csN labels (docs/siem.md#cef: status, registry path, expected, finding_uid, scan id; cs6 the stored data).
 LABELS: dict[str, str] = {
     "cs1": "status",
     "cs2": "registryPath",

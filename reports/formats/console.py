@@ -30,7 +30,7 @@ CAPTION_LIMIT = 120
 MESSAGE_LIMIT = 400
 VALUE_LIMIT = 120
 
-# Every character that can change what a terminal shows or does, or hide itself (issue 8 item 10):
+# Every character that can change what a terminal shows or does or hide itself (docs/reliability.md#host-supplied-text):
 # C0 and C1 controls and DEL (ESC/CSI/OSC start here), Unicode format characters (category Cf:
 # bidi embeddings/overrides U+202A-202E and isolates U+2066-2069, LRM/RLM/ALM, zero-width
 # space/joiners, word joiner, BOM, soft hyphen, tag characters), line/paragraph separators

@@ -17,8 +17,8 @@ JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "Jso
 # `less`, an editor): C1 controls and DEL (8-bit CSI on some terminals), bidi overrides and
 # isolates (Trojan Source, CVE-2021-42574), zero-width and other format characters, U+2028/9
 # (line breaks to JavaScript), and lone surrogates (cannot be encoded as UTF-8 at all). They are
-# written as \uXXXX escapes, so a JSON parser still gets the host's text back exactly (issue 8
-# item 10: "JSON keeps the text"). Outside strings the JSON text is pure ASCII, so a plain
+# written as \uXXXX escapes, so a JSON parser still gets the host's text back exactly
+# (docs/reliability.md#host-supplied-text). Outside strings the JSON text is pure ASCII, so a plain
 # substitution over the whole document only ever touches string contents.
 _UNSAFE = re.compile(
     "[\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"

@@ -40,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         # argparse echoes unrecognised arguments verbatim: `--token S3cret` or a mistyped
-        # `--pasword S3cret` would print the secret. Show option names only (issue 8 item 3).
+        # `--pasword S3cret` would print the secret. Show option names only (docs/reliability.md#unsafe-configuration).
         head, sep, rest = message.partition("unrecognized arguments: ")
         if sep:
             shown = [arg.split("=", 1)[0] if arg.startswith("-") else "..." for arg in rest.split(" ")]

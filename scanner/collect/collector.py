@@ -1,6 +1,6 @@
 """Read one host over WinRM/WMI into `Observation`s; never raise per host.
 
-Per host, shell-free (DOMAIN.md section 3), on one keep-alive connection:
+Per host, shell-free (docs/domain.md#reading-without-a-shell), on one keep-alive connection:
 
 1. NTLM handshake, pre-emptive Negotiate (2 requests), then MS-WSMV message encryption on HTTP;
 2. WQL ``Enumerate`` of Win32_OperatingSystem (1 request);
@@ -16,7 +16,7 @@ Key presence (`KeyRead.key_present`): ReturnValue 0 and 0x80041005 prove the key
 returns 2 (ERROR_FILE_NOT_FOUND) for both a missing key and a missing value, so from one
 GetDWORDValue call the two cannot be told apart without another request: we report 2 as
 ``key_present=False`` (meaning "not shown to exist") and 1 as ``key_present=True`` (a value-level
-"not found" in an opened key). Both are "absent" for the effective mode (DOMAIN.md section 2), so
+"not found" in an opened key). Both are "absent" for the effective mode (docs/domain.md#effective-mode), so
 the rule changes no verdict. The stored spelling of the value name is known only when EnumValues
 was called; otherwise the canonical `VALUE_NAME` is reported.
 

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-# Registry paths under HKLM (DOMAIN.md section 1).
+# Registry paths under HKLM (docs/domain.md#registry-locations).
 IPSEC_KEY = "SYSTEM\\CurrentControlSet\\Services\\IPsec"
 POLICYAGENT_KEY = "SYSTEM\\CurrentControlSet\\Services\\PolicyAgent"
 VALUE_NAME = "AssumeUDPEncapsulationContextOnSendRule"

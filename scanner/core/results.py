@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from scanner.core.models import Frozen
 
-# Fixed namespace so ids are stable across nights and machines (SIEM.md "Identifiers").
+# Fixed namespace so ids are stable across nights and machines (docs/siem.md#identifiers).
 NAMESPACE = uuid.UUID("6f1c3a52-8d0e-5b7a-9c4e-2a1d0b3f7e91")
 
 
@@ -37,7 +37,7 @@ def worst(statuses: list[Status] | tuple[Status, ...]) -> Status:
 
 
 class Severity(StrEnum):
-    """Severity of a rule, in the SIEM.md scale."""
+    """Severity of a rule, in the scale of docs/siem.md#severity-scale."""
 
     INFO = "info"
     LOW = "low"

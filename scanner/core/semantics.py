@@ -1,4 +1,4 @@
-"""Turn raw registry facts into what Windows will do (DOMAIN.md section 2). Pure, no I/O."""
+"""Turn raw registry facts into what Windows will do (docs/domain.md#effective-mode). Pure, no I/O."""
 
 from __future__ import annotations
 

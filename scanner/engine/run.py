@@ -291,7 +291,7 @@ def _waivers_section(request: ScanRequest, rule_ids: set[str], today: date) -> W
 def _missing(seen: set[str], request: ScanRequest, *, deadline_reached: bool) -> Iterator[Observation]:
     """Yield an error observation for every inventory host not in `seen`, in inventory order."""
     # An interrupted or deadline-cut run lacks the hosts it never reached (or that were still in
-    # flight when the grace period ended): they are errors, never passes (DOMAIN.md section 2).
+    # flight when the grace period ended): they are errors, never passes (docs/domain.md#unread-hosts).
     if deadline_reached:
         missing = HostError(
             stage=Stage.TIMEOUT,

@@ -29,7 +29,7 @@ MAX_YAML_BYTES = 8 * 1024 * 1024  # pure-Python YAML parses ~0.3 MB/s; 8 MB (~85
 MAX_CIDR_ADDRESSES = 65536  # /16 for IPv4, /112 for IPv6: bigger ranges are almost always a typo
 MAX_SHOWN_PROBLEMS = 20
 _MAX_KEPT_PROBLEMS = 10_000  # bounded memory for a file that is wrong on every line
-HTTP_PORT, HTTPS_PORT = 5985, 5986  # WinRM listener defaults (DOMAIN.md section 3)
+HTTP_PORT, HTTPS_PORT = 5985, 5986  # WinRM listener defaults (docs/domain.md#ports-and-rights)
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/")
@@ -227,7 +227,7 @@ def _build(entry: _Entry, defaults: _Defaults, problems: _Problems) -> Target | 
         problems.add(entry.where("port"), f"port {written} must be an integer 1..65535")
         ok = False
     if transport is AuthMethod.BASIC and scheme is Scheme.HTTP:
-        # Basic over plain HTTP sends the password in clear (issue 3 item 2): refused at load.
+        # Basic over plain HTTP sends the password in clear (docs/domain.md#message-encryption): refused at load.
         message = "transport basic requires scheme https (Basic over HTTP is refused)"
         problems.add(entry.where("transport"), message)
         ok = False

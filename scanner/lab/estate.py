@@ -375,7 +375,7 @@ def _resolve(name: str, fields: HostFields) -> Host:
 
 
 def applicable_key(os: OsSpec) -> str | None:
-    """Return the key the NAT-T value lives at for this OS (DOMAIN.md section 1)."""
+    """Return the key the NAT-T value lives at for this OS (docs/domain.md#registry-locations)."""
     if os.nt >= (6, 0):
         return POLICYAGENT_KEY
     if os.nt == (5, 0):

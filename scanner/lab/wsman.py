@@ -1,6 +1,6 @@
 """WS-Management handlers of one simulated host: StdRegProv, WQL Enumerate/Pull, Get, Identify, faults.
 
-Shapes follow recorded WinRM traffic (MS-WSMV, DSP0226); DOMAIN.md section 3 lists the facts relied on.
+Shapes follow recorded WinRM traffic (MS-WSMV, DSP0226); docs/domain.md lists the facts relied on.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ RV_OK, RV_NO_VALUE, RV_NO_KEY, RV_DENIED, RV_BAD_HIVE = 0, 1, 2, 5, 6
 RV_TYPE_MISMATCH = 2147749893  # WBEM_E_TYPE_MISMATCH 0x80041005
 KNOWN_HIVES = {2147483648, 2147483649, HKLM, 2147483651, 2147483653}
 
-# WSManFault codes: the first five are in DOMAIN.md section 3; the others are lab choices (docs/lab.md).
+# WSManFault codes: the first six are in docs/domain.md#wsmanfault-codes; the others are lab choices (docs/lab.md).
 F_TIMEOUT = 2150858793
 F_QUOTA_SHELLS = 2150859173
 F_QUOTA_OPS = 2150859174

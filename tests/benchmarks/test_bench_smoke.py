@@ -14,7 +14,7 @@ from reports.formats.json_report import json_chunks, render_json_whole
 from reports.model import ScanReport
 
 REPO = Path(__file__).resolve().parent.parent.parent
-# The final line's keys as issue 7 specifies them: restated, not imported from the script, so the
+# The final line's keys as README.md's Performance section lists them: restated, not imported from the script, so the
 # script cannot change the contract and still pass.
 KEYS = [
     "hosts",
@@ -58,7 +58,7 @@ def test_last_line_has_every_key_with_a_number(bench: tuple[str, Path]) -> None:
     assert values["hosts"] == 50
     assert values["latency_ms"] == 2
     # Behaviour, not speed: the scanner makes 5 requests per host (more only for non-DWORD
-    # values); pywinrm's run_ps makes at least 8 (DOMAIN.md section 3).
+    # values); pywinrm's run_ps makes at least 8 (docs/domain.md#client-limits).
     assert 5 <= values["requests_per_host"] <= 6
     assert values["naive_requests_per_host"] >= 8
     assert "naive: SAMPLED 16 of 50 hosts" in stdout

@@ -28,7 +28,7 @@ PA = "SYSTEM\\CurrentControlSet\\Services\\PolicyAgent"
 IPSEC = "SYSTEM\\CurrentControlSet\\Services\\IPsec"
 VALUE = "AssumeUDPEncapsulationContextOnSendRule"
 
-# Host-supplied text that tries every trick (issue 8 item 10). Raw ESC cannot travel in XML 1.0: the
+# Host text that tries every trick (docs/reliability.md#host-supplied-text). Raw ESC cannot travel in XML 1.0: the
 # lab writes it as &#x1B;, which the client turns back into ESC (scanner/collect/wsman/xmlsafe.py).
 HOSTILE = (
     "\x1b[2J\x1b[31mHACKED\x1b[0m \x1b]8;;https://evil.invalid/\x1b\\link\x1b]8;;\x1b\\ "
@@ -49,7 +49,7 @@ def _os(caption: str) -> dict[str, Any]:
     return {"version": "10.0.19045", "build": 19045, "caption": caption}
 
 
-# name -> host fields (name added later). Faults: issue 8 items 5, 6, 8, 9.
+# name -> host fields (name added later). Faults: docs/reliability.md (network, HTTP, broken replies, XML).
 FAULT_HOSTS: dict[str, dict[str, Any]] = {
     "f-refuse": {"fault": "refuse"},
     "f-blackhole": {"fault": "blackhole"},
@@ -72,7 +72,7 @@ FAULT_HOSTS: dict[str, dict[str, Any]] = {
     "f-https": {"scheme": "https"},  # scanned without the lab CA: must be a tls error, never a fallback
 }
 
-# Hostile text (item 10): failing hosts, so the console shows their caption and raw value.
+# Hostile text (docs/reliability.md#host-supplied-text): failing hosts, so the console shows their caption and value.
 TEXT_HOSTS: dict[str, dict[str, Any]] = {
     "t-caption": {"os": _os(HOSTILE), "registry": {PA: _value("REG_DWORD", 2)}},
     "t-sz": {"registry": {PA: _value("REG_SZ", HOSTILE)}},
@@ -81,7 +81,8 @@ TEXT_HOSTS: dict[str, dict[str, Any]] = {
     "t-markup": {"os": _os(MARKUP), "registry": {PA: _value("REG_SZ", MARKUP)}},
 }
 
-# Registry data (item 11): name -> (fields, expected setting subset), DOMAIN.md section 2.
+# Registry data (docs/reliability.md#registry-data): name -> (fields, expected setting subset), as
+# docs/domain.md#effective-mode says.
 REGISTRY_HOSTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "r-sz-2": (
         {"registry": {PA: _value("REG_SZ", "2")}},

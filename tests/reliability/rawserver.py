@@ -2,7 +2,7 @@
 
 `RawServer(handler, tls=...)` accepts on 127.0.0.1 and runs `handler(RawConn)` per connection in a
 daemon thread. `winrm_handler(...)` answers like a WinRM HTTPS listener with Basic auth (plain SOAP
-over TLS, DOMAIN.md section 3), so a test can replace exactly one reply with a hostile one and reach
+over TLS, docs/domain.md#message-encryption), so a test can replace exactly one reply with a hostile one and reach
 every parsing stage without NTLM message encryption. `Pki` makes a CA and server certificates
 (valid, expired, wrong name, self-signed) with `cryptography`.
 """

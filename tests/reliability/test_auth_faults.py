@@ -1,4 +1,4 @@
-"""Issue 8 items 6 and 8, the authentication layer: a hostile 401 challenge or a tampered encrypted
+"""docs/reliability.md#broken-replies, the authentication layer: a hostile 401 challenge or a tampered encrypted
 reply is an `auth` / `bad_encryption` error, never an internal error."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 8 item 14: across runs that fail in many ways, no byte of any output holds the password or the
+"""docs/reliability.md#secrets: across runs that fail in many ways, no byte of any output holds the password or the
 HEC token, in any encoding we could think of.
 
 Captured: stdout and stderr of every run (verbose logs on), the JSON and console reports, every file

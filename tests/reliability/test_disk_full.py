@@ -1,4 +1,4 @@
-"""Issue 8 item 13: disk full while writing the report or the spool: a clear error, the previous file
+"""docs/reliability.md#full-disk: disk full while writing the report or the spool: a clear error, the previous file
 intact, no truncated file under the final name.
 
 Two real ways to run out of space: a 16 KiB tmpfs mounted for the test (we are root in this

@@ -1,4 +1,4 @@
-"""Issue 8 item 4: a name that does not resolve, or a resolver that hangs, is `dns` within the deadline.
+"""docs/reliability.md#name-resolution: an unresolvable name, or a hanging resolver, is `dns` within the deadline.
 
 No real resolver is ever asked: the scanner runs in its own mount namespace (`unshare --mount`, we
 are root in this container) where /etc/resolv.conf is bind-mounted to a file naming a local UDP

@@ -1,4 +1,4 @@
-"""Issue 8 item 10: host-supplied text is inert on the console, neutralised in CSV, one record per line
+"""docs/reliability.md#host-supplied-text: inert on the console, neutralised in CSV, one record per line
 in CEF / syslog / logs, and kept as sent in JSON."""
 
 from __future__ import annotations

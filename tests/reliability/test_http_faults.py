@@ -1,4 +1,4 @@
-"""Issue 8 item 6: HTTP 401, 502 with an HTML page, 503 while WinRM restarts, proxy variables."""
+"""docs/reliability.md#http-faults: HTTP 401, 502 with an HTML page, 503 while WinRM restarts, proxy variables."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 8 item 12: SIGTERM mid-scan leaves a valid partial report marked interrupted (exit 130);
+"""docs/reliability.md#interruption: SIGTERM mid-scan leaves a valid partial report marked interrupted (exit 130);
 SIGKILL mid-write leaves the previous report intact under its final name. (`--resume` is another
 helper's work: not covered here.)"""
 

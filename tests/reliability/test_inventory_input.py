@@ -1,4 +1,4 @@
-"""Issue 8 item 1: bad inventory entries are refused at load with file:line; nothing is rewritten."""
+"""docs/reliability.md#inventory-input: bad entries are refused at load with file:line; nothing is rewritten."""
 
 from __future__ import annotations
 

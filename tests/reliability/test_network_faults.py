@@ -1,4 +1,4 @@
-"""Issue 8 item 5: broken networks end within the host deadline, each with its own reason; workers are freed.
+"""docs/reliability.md#network-faults: every fault ends within the host deadline with its own reason; workers are freed.
 
 Lab faults come from the one shared scan (conftest `scanned`). What the lab cannot do (SYN
 black-holed, RST right after the headers, headers then silence, FIN mid-body, endless

@@ -1,4 +1,4 @@
-"""Issue 8 item 2: hostile policy / waiver files are refused before scanning, in bounded time and memory."""
+"""docs/reliability.md#policy-and-waiver-input: hostile files are refused before scanning in bounded time and memory."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 8 item 11: every registry data shape gives DOMAIN.md section 2's documented, deterministic result."""
+"""docs/reliability.md#registry-data: each shape gives its documented result (docs/domain.md#effective-mode)."""
 
 from __future__ import annotations
 

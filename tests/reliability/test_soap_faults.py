@@ -1,4 +1,4 @@
-"""Issue 8 item 8: SOAP faults and broken replies give a specific reason; no Python exception escapes."""
+"""docs/reliability.md#broken-replies: SOAP faults and broken replies give a specific reason; no exception escapes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 8 item 7: self-signed, expired or wrong-name certificates are `tls` errors; no fallback at all."""
+"""docs/reliability.md#tls: self-signed, expired or wrong-name certificates are `tls` errors; no fallback at all."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 8 item 3: unsafe configurations are refused at start-up with a clear message."""
+"""docs/reliability.md#unsafe-configuration: unsafe configurations are refused at start-up with a clear message."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 8 item 9: XML bombs, 200 MB and 200,000-deep replies are rejected within 1 s and 50 MB.
+"""docs/reliability.md#xml-attacks: XML bombs, 200 MB and 200,000-deep replies are rejected within 1 s and 50 MB.
 
 Measured in a child process (so nothing else in the test run inflates the figures): it serves each
 hostile reply from a loopback HTTPS server and calls `collect_host` against it, once timed, once

@@ -23,7 +23,7 @@ from scanner.core.results import RuleResult, Severity, Status, finding_uid
 GOLDEN_DIR = Path(__file__).parent / "golden"
 GOLDEN_WIDTH = 120  # console goldens are rendered without colour at this width
 
-# Everything issue 8 item 10 lists, in one caption: SGR, an OSC 8 hyperlink, rich markup, a bidi
+# Every trick docs/reliability.md#host-supplied-text names, in one caption: SGR, an OSC 8 hyperlink, rich markup, a bidi
 # override, a newline, a tab, a C1 CSI, DEL, a zero-width space and a BOM.
 HOSTILE_CAPTION = (
     "Windows \x1b[31mRED\x1b[0m \x1b]8;;http://evil\x07click\x1b]8;;\x07 [bold red]PASS[/] "

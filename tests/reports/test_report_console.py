@@ -1,4 +1,4 @@
-"""Console renderer: escaping of host text (issue 8 item 10), ordering, compaction, purity."""
+"""Console renderer: escaping of host text (docs/reliability.md#host-supplied-text), ordering, compaction, purity."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The built-in baseline on every row of DOMAIN.md section 2, with hand-built Observations."""
+"""The built-in baseline on every row of docs/domain.md#effective-mode, with hand-built Observations."""
 
 from __future__ import annotations
 

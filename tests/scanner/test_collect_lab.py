@@ -1,6 +1,6 @@
 """collect_all/collect_host against the lab (real HTTP, real NTLM + MS-WSMV encryption, real TLS).
 
-One lab run serves every case: each row of DOMAIN.md section 2 through collect + assess, and every
+One lab run serves every case: each row of docs/domain.md#effective-mode through collect + assess, and every
 fault the lab offers, each ending as its own reason within the host deadline.
 """
 

@@ -1,4 +1,4 @@
-"""DOMAIN.md section 2, row by row, on hand-built observations."""
+"""docs/domain.md#effective-mode, row by row, on hand-built observations."""
 
 from __future__ import annotations
 

@@ -173,7 +173,7 @@ class Authenticator:
             ) from None
         except (ValueError, TypeError, OSError, SpnegoError, struct.error, LookupError, OverflowError) as exc:
             # pyspnego parses the host's challenge with struct/dict lookups: a truncated or garbled
-            # token surfaces as struct.error or KeyError (issue 8 item 8: never an internal error).
+            # token surfaces as struct.error or KeyError (docs/reliability.md#broken-replies: never internal).
             raise CollectError(
                 Stage.AUTH, "auth_failed", f"{self.method.value} token rejected ({type(exc).__name__})"
             ) from None

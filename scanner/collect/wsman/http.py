@@ -1,8 +1,8 @@
 """A minimal HTTP/1.1 client for one WinRM listener: one keep-alive connection, hard limits.
 
 Why not requests/urllib3 (what pywinrm uses): they bound only the silence between reads, not the
-wall clock, read whole bodies without a cap and take proxies from the environment (DOMAIN.md
-section 4). Here every blocking call (resolve, connect, TLS handshake, send, each recv) gets the
+wall clock, read whole bodies without a cap and take proxies from the environment
+(docs/domain.md#client-limits). Here every blocking call (resolve, connect, TLS handshake, send, each recv) gets the
 time left before the host's deadline, so a peer that trickles one byte every two seconds still
 ends at the deadline; headers and bodies are capped before they are read; proxies are never used.
 """

@@ -1,4 +1,4 @@
-"""WS-Management WMI operations (DOMAIN.md section 3): WQL Enumerate/Pull and StdRegProv calls.
+"""WS-Management WMI operations (docs/domain.md#os-query, #stdregprov): WQL Enumerate/Pull and StdRegProv calls.
 
 Envelopes come from pywinrm's ``Protocol.build_wsman_header`` + ``xmltodict.unparse``, built once
 per distinct operation and cached as text with a MessageID placeholder (building one costs
@@ -33,7 +33,7 @@ HKLM = 2147483650
 OS_QUERY = "SELECT Version,BuildNumber,ServicePackMajorVersion,Caption FROM Win32_OperatingSystem"
 MAX_PULLS = 4
 
-# StdRegProv ReturnValue codes (DOMAIN.md section 3).
+# StdRegProv ReturnValue codes (docs/domain.md#stdregprov).
 RV_OK = 0
 RV_NOT_FOUND = (1, 2)
 RV_ACCESS_DENIED = 5
@@ -293,7 +293,7 @@ def _uint(node: Element | None, what: str, bits: int) -> int:
     value = int(text)
     limit = 1 << bits
     # uint32/uint64 in the MOF, so never negative on the wire; should a serialiser emit the signed
-    # form, take its two's complement rather than report a negative DWORD (DOMAIN.md section 2).
+    # form, take its two's complement rather than report a negative DWORD (docs/domain.md#invalid-data).
     if -(limit >> 1) <= value < 0:
         value += limit
     if not 0 <= value < limit:
