@@ -20,7 +20,7 @@ from rich.text import Text
 # The unsafe characters (tests/scanner/core/test_sanitize.py checks this class against every
 # Cc/Cf/Cs/Zl/Zp code point of the running Python's Unicode database):
 # - C0 controls, DEL and C1 controls (Cc): ESC starts CSI/OSC sequences, 0x9B is an 8-bit CSI on
-#   some terminals, BEL/NUL/CR/LF/TAB split or forge lines and cells (ECMA-48 section 5);
+#   some terminals (ECMA-48 control functions), BEL/NUL/CR/LF/TAB split or forge lines and cells;
 # - every format character (Cf): bidi embeddings/overrides U+202A-U+202E, isolates U+2066-U+2069,
 #   LRM/RLM U+200E/U+200F and ALM U+061C (Trojan Source, CVE-2021-42574; Unicode UAX #9), zero-width
 #   space/joiners U+200B-U+200D, word joiner and invisible operators U+2060-U+2064, the deprecated
