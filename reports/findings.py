@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 from datetime import datetime
 
 from reports.lifecycle import drift_events
 from reports.model import HostReport, ScanReport
 from scanner.core.models import VALUE_NAME, Frozen
 from scanner.core.results import RuleResult, Severity, Status, event_uid, finding_uid
+from scanner.core.sanitize import json_text
 
 HIVE = "HKLM"
 # A host with no rule result at all (unread before any rule ran, or no rule applied) still reaches
@@ -19,32 +19,13 @@ HOST_RULE_ID = "HOST-READ"
 HOST_RULE_TITLE = "Host could be read and assessed"
 HOST_RULE_SEVERITY = Severity.HIGH
 
-# Characters valid raw inside a JSON string that are harmful when a file is viewed: C1 controls,
-# DEL, bidi/zero-width/format characters, line separators, lone surrogates (same class as the
-# `json` report). They are written as \uXXXX so a JSON parser gets the host text back exactly.
-_JSON_UNSAFE = re.compile(
-    "[\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
-    "\u2028-\u202e\u2060-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
-    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
-    "\U000e0001\U000e0020-\U000e007f]"
-)
-
-
-def _json_escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if code > 0xFFFF:  # astral: a UTF-16 surrogate pair (RFC 8259 section 7)
-        code -= 0x10000
-        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
-    return f"\\u{code:04x}"
-
-
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 
 
 def json_line(value: JsonValue) -> str:
     """Return `value` as one line of compact JSON (no raw newline), inert when viewed."""
     text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return _JSON_UNSAFE.sub(_json_escape, text)
+    return json_text(text)
 
 
 def clean(text: str) -> str:

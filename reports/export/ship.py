@@ -16,7 +16,7 @@ from reports.model import ScanReport
 from scanner.core.atomic import write_atomic
 from scanner.core.exitcodes import ExitCode
 from scanner.core.formats import EXPORT_FORMATS, Format
-from scanner.core.textsafe import one_line
+from scanner.core.sanitize import one_line
 
 # Exit status of `export`/`ship` (and what `scan --export` adds): some finding did not reach a
 # destination (down, refused, dead-lettered). It stays in the spool; `natt-audit ship` resends it.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from reports.findings import Finding, flatten
 from reports.model import ScanReport
 from scanner.core.results import Severity, Status
+from scanner.core.sanitize import cef_extension as escape_extension
+from scanner.core.sanitize import cef_header as escape_header
 
 VENDOR = "natt-audit"
 PRODUCT = "natt-audit"
@@ -50,17 +52,6 @@ LABELS: dict[str, str] = {
 }
 
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1  # cnN are CEF Long
-
-
-def escape_header(value: str) -> str:
-    """Escape a header field: `\\` then `|`; a newline is not allowed there and becomes a space."""
-    value = value.replace("\r", " ").replace("\n", " ")
-    return value.replace("\\", "\\\\").replace("|", "\\|")
-
-
-def escape_extension(value: str) -> str:
-    """Escape an extension value: `\\` first, then `=`, LF as `\\n`, CR as `\\r` (`|` stays)."""
-    return value.replace("\\", "\\\\").replace("=", "\\=").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _outcome(status: Status) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from io import StringIO
 
@@ -17,6 +16,7 @@ from reports.hostspill import HostList
 from reports.model import Drift, HostReport, ScanReport, WaiversSection
 from scanner.core.models import VALUE_NAME
 from scanner.core.results import STATUS_RANK, RuleResult, Status
+from scanner.core.sanitize import console_text as safe_text
 from scanner.core.semantics import Integrity, Setting
 
 DEFAULT_WIDTH = 120
@@ -29,49 +29,6 @@ NAME_LIMIT = 100
 CAPTION_LIMIT = 120
 MESSAGE_LIMIT = 400
 VALUE_LIMIT = 120
-
-# Every character that can change what a terminal shows or does or hide itself (docs/reliability.md#host-supplied-text):
-# C0 and C1 controls and DEL (ESC/CSI/OSC start here), Unicode format characters (category Cf:
-# bidi embeddings/overrides U+202A-202E and isolates U+2066-2069, LRM/RLM/ALM, zero-width
-# space/joiners, word joiner, BOM, soft hyphen, tag characters), line/paragraph separators
-# (Zl/Zp) and lone surrogates (Cs: undecodable bytes). tests/reports check this class covers every
-# Cc/Cf/Cs/Zl/Zp code point of the running Python's Unicode database.
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
-    "\u2028-\u202e\u2060-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
-    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
-    "\U000e0001\U000e0020-\U000e007f]"
-)
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    named = _NAMED.get(char)
-    if named is not None:
-        return named
-    code = ord(char)
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def visible(s: str, limit: int | None = None) -> str:
-    """Return `s` with every control, format or invisible character spelled as an escape (`\\x1b`)."""
-    suffix = ""
-    if limit is not None and len(s) > limit:
-        suffix = f"… (+{len(s) - limit} chars)"
-        s = s[:limit]
-    return _UNSAFE.sub(_escape, s) + suffix
-
-
-def safe_text(s: str, style: str = "", *, limit: int | None = None) -> Text:
-    """Return host-supplied text as an inert rich Text: escaped, never parsed as markup."""
-    # Text() is never markup-parsed; visible() removes what a terminal would act on.
-    return Text(visible(s, limit), style=style)
-
 
 _STATUS_LABEL = {
     Status.ERROR: ("ERROR", "bold red"),

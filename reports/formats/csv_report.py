@@ -7,6 +7,9 @@ import io
 
 from reports.findings import Finding, flatten
 from reports.model import ScanReport
+from scanner.core.sanitize import FORMULA_PREFIXES as FORMULA_PREFIXES
+from scanner.core.sanitize import csv_cell
+from scanner.core.sanitize import neutralise as neutralise
 
 # Stable column order: new columns are only ever appended.
 COLUMNS: tuple[str, ...] = (
@@ -38,17 +41,6 @@ COLUMNS: tuple[str, ...] = (
     "tags",
 )
 
-# A cell starting with one of these is a formula to Excel/LibreOffice/Sheets (OWASP "CSV
-# injection"): prefix it with an apostrophe so it is shown as text. LF is included because some
-# importers trim leading whitespace and then see the next character.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def neutralise(cell: str) -> str:
-    """Return `cell` with a leading `'` when a spreadsheet would read it as a formula."""
-    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
-
-
 def _cell(value: object) -> str:
     if value is None:
         return ""
@@ -58,13 +50,13 @@ def _cell(value: object) -> str:
 
 
 def row(finding: Finding) -> list[str]:
-    """Return the neutralised cells of one finding, in COLUMNS order."""
+    """Return the cells of one finding in COLUMNS order: unsafe characters escaped, formulas neutralised."""
     values: dict[str, object] = {
         name: getattr(finding, name) for name in COLUMNS if name not in ("observed", "tags")
     }
     values["observed"] = finding.observed
     values["tags"] = ";".join(f"{k}={v}" for k, v in finding.tags.items())
-    return [neutralise(_cell(values[name])) for name in COLUMNS]
+    return [csv_cell(_cell(values[name])) for name in COLUMNS]
 
 
 def render(report: ScanReport) -> str:

@@ -2,34 +2,10 @@
 
 from __future__ import annotations
 
-import html
-import re
-
 from reports.findings import Finding, flatten
 from reports.model import ScanReport
 from scanner.core.results import Status
-
-# Controls, bidi overrides/isolates, zero-width and other format characters, lone surrogates:
-# shown as visible escapes so host text cannot reorder or hide what the page says.
-_INVISIBLE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
-    "\ud800-\udfff\ufeff\ufff9-\ufffb]"
-)
-_NAMED = {"\n": "\\n", "\r": "\\r"}
-
-
-def _visible(match: re.Match[str]) -> str:
-    char = match.group()
-    if char in _NAMED:
-        return _NAMED[char]
-    code = ord(char)
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def esc(value: object) -> str:
-    """Return host text as inert HTML: invisible characters spelled out, then entity-escaped."""
-    return html.escape(_INVISIBLE.sub(_visible, str(value)), quote=True)
-
+from scanner.core.sanitize import html_text as esc
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem;color:#1b1f24}

@@ -2,42 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from itertools import groupby
 
 from reports.findings import Finding, flatten
 from reports.model import ScanReport
 from scanner.core.results import Status
-
-# Characters XML 1.0 forbids (C0 controls but TAB/LF/CR, surrogates, U+FFFE/U+FFFF), plus C1,
-# DEL and bidi/format characters that would make a CI page lie: shown as visible escapes.
-_INVISIBLE = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ud800-\udfff"
-    "\ufeff\ufffe\uffff]"
-)
-
-
-def _visible(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def xml_text(value: str) -> str:
-    """Escape text content: markup characters as entities, forbidden characters as visible escapes."""
-    value = _INVISIBLE.sub(_visible, value)
-    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return value.replace("\r", "&#13;")  # a raw CR would be normalised to LF by the parser
-
-
-def xml_attr(value: str) -> str:
-    """Escape an attribute value (double-quoted): also quotes and whitespace, which parsers normalise."""
-    return (
-        xml_text(value)
-        .replace('"', "&quot;")
-        .replace("'", "&apos;")
-        .replace("\n", "&#10;")
-        .replace("\t", "&#9;")
-    )
+from scanner.core.sanitize import xml_attr, xml_text
 
 
 def _details(finding: Finding) -> str:
@@ -56,7 +26,8 @@ def _details(finding: Finding) -> str:
         )
     if finding.error_stage is not None:
         lines.append(f"error: {finding.error_stage}/{finding.error_reason}: {finding.error_message}")
-    return "\n".join(lines)
+    # Each line is escaped on its own: a line break inside host text is shown as `\n`, never obeyed.
+    return "\n".join(xml_text(line) for line in lines)
 
 
 def _testcase(finding: Finding) -> str:
@@ -65,7 +36,7 @@ def _testcase(finding: Finding) -> str:
         f'name="{xml_attr(finding.rule_id + " " + finding.rule_title)}" time="0"'
     )
     message = xml_attr(finding.message)
-    body = xml_text(_details(finding))
+    body = _details(finding)
     if finding.status is Status.FAIL:
         inner = f'<failure type="fail" message="{message}">{body}</failure>'
     elif finding.status is Status.ERROR:

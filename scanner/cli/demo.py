@@ -18,6 +18,7 @@ from scanner.cli.scan import summary_line
 from scanner.core.atomic import write_atomic
 from scanner.core.exitcodes import ExitCode
 from scanner.core.formats import Format
+from scanner.core.logsetup import inert_lines
 from scanner.core.models import CollectOptions, Credentials
 from scanner.engine.run import ScanRequest, run_scan, write_report
 from scanner.inputs.inventory import load_inventory
@@ -85,7 +86,7 @@ def run_demo(*, out: str, color: bool) -> int:
         try:
             lab.wait_ready()
         except RuntimeError as exc:
-            sys.stderr.write(f"natt-audit demo: error: {exc}\n")
+            sys.stderr.write(f"natt-audit demo: error: {inert_lines(str(exc))}\n")
             return ExitCode.USAGE
         inventory = load_inventory(lab.inventory)
         sys.stderr.write(

@@ -14,8 +14,9 @@ from rules.evaluate import NodeTrace, RuleTrace, explain
 from rules.loader import resolve_policies
 from rules.models import PolicyError
 from scanner.core.exitcodes import ExitCode
+from scanner.core.logsetup import inert_lines
 from scanner.core.models import Observation, Target
-from scanner.core.textsafe import one_line
+from scanner.core.sanitize import one_line
 from scanner.core.yamlfile import FileError
 
 
@@ -102,7 +103,7 @@ def run_explain(
     try:
         policies = resolve_policies(specs)
     except (FileError, PolicyError) as exc:
-        err.write(f"natt-audit: error: {exc}\n")
+        err.write(f"natt-audit: error: {inert_lines(str(exc))}\n")
         return ExitCode.USAGE
     traces = explain(observation_of(host), policies, setting=host.setting)
     reported = {r.rule_id: r.model_dump(mode="json") for r in host.results}

@@ -15,7 +15,7 @@ from reports.formats import render
 from reports.model import ScanReport
 from scanner.core.exitcodes import ExitCode
 from scanner.core.formats import EXPORT_FORMATS, Format
-from scanner.core.textsafe import one_line
+from scanner.core.sanitize import one_line
 
 REPORT_LIMIT = 512 * 1024 * 1024  # a JSON report of a very large estate, with room to spare
 

@@ -14,7 +14,6 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from reports.formats.console import safe_text
 from reports.formats.json_report import to_plain
 from reports.lifecycle import drift_events
 from reports.model import Drift, ScanReport
@@ -22,6 +21,8 @@ from scanner.core.atomic import write_atomic
 from scanner.core.exitcodes import ExitCode
 from scanner.core.logsetup import say
 from scanner.core.results import Status
+from scanner.core.sanitize import console_text as safe_text
+from scanner.core.sanitize import json_text
 from scanner.history.drift import compute_drift, drift_counts
 from scanner.history.store import ScanRow, SqliteStore, StoreError
 from scanner.inputs.config import ConfigError, database_path, load_config, show_config
@@ -128,7 +129,7 @@ def _history(args: argparse.Namespace) -> int:
             }
             for r in rows
         ]
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
         return ExitCode.OK
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for name in ("Scan", "Started", "Inventory", "Hosts", "Coverage", "Compliant", "Fail", "Error", "State"):
@@ -238,7 +239,7 @@ def _diff(args: argparse.Namespace) -> int:
                 for e in drift_events(drift)
             ],
         }
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
     else:
         _print(render_drift(drift, before, after))
     return ExitCode.OK

@@ -15,7 +15,7 @@ from rules.models import Policy, PolicyError
 from scanner.core.exitcodes import ExitCode
 from scanner.core.logsetup import inert_lines
 from scanner.core.results import Status
-from scanner.core.textsafe import one_line
+from scanner.core.sanitize import one_line
 from scanner.core.yamlfile import FileError
 
 _BUCKETS = (("pass_", "pass", Status.PASS), ("fail", "fail", Status.FAIL))

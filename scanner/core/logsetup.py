@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Literal
 
-from scanner.core.textsafe import one_line
+from scanner.core.sanitize import json_text, one_line
 
 LogFormat = Literal["plain", "json"]
 _current: LogFormat = "plain"
@@ -34,8 +34,9 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info and record.exc_info[0] is not None:
             doc["fields"] = {**doc["fields"], "exception": record.exc_info[0].__name__}  # type: ignore[dict-item]
-        # ensure_ascii: the line is pure ASCII, so no U+2028, bidi or ESC character survives raw.
-        return json.dumps(doc, ensure_ascii=True, default=str, separators=(",", ":"))
+        # ensure_ascii already writes every character outside printable ASCII as \uXXXX; json_text
+        # states the JSON rule of scanner/core/sanitize.py here too, whatever the dumps options.
+        return json_text(json.dumps(doc, ensure_ascii=True, default=str, separators=(",", ":")))
 
 
 def setup_logging(*, verbose: bool = False, fmt: LogFormat = "plain") -> None:

@@ -12,12 +12,12 @@ import os
 import re
 import stat
 import sys
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import SecretStr
 
 from scanner.core.models import Credentials
+from scanner.core.sanitize import has_unsafe
 
 ENV_USERNAME = "NATT_AUDIT_USERNAME"
 ENV_PASSWORD = "NATT_AUDIT_PASSWORD"  # noqa: S105 - the variable's name, not a password
@@ -76,7 +76,7 @@ def _ask_on_stderr(prompt: str) -> str:
 
 
 def _has_controls(value: str) -> bool:
-    return any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value)
+    return has_unsafe(value)
 
 
 def _check_username(username: str, origin: str) -> str:

@@ -10,7 +10,6 @@ import csv
 import io
 import ipaddress
 import re
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from scanner.core import yamlfile
 from scanner.core.models import AuthMethod, Frozen, Scheme, Target
+from scanner.core.sanitize import has_unsafe
 
 Format = Literal["yaml", "csv", "text"]
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -69,7 +69,7 @@ def host_problem(value: str) -> str | None:
     """Return why `value` is not a host name or IP literal, or None when it is one."""
     if value == "":
         return "is empty"
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+    if has_unsafe(value):
         return "contains control or invisible characters"
     if any(c.isspace() for c in value):
         return "contains whitespace (one host per entry)"
@@ -123,7 +123,7 @@ def _address_key(address: str) -> str:
 def _text_problem(value: str) -> str | None:
     if value == "":
         return "is empty"
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+    if has_unsafe(value):
         return "contains control or invisible characters"
     return None
 

@@ -39,6 +39,10 @@ MARKUP = "[bold red]PASS[/] [link=https://evil.invalid]click[/link] [/]\nPASS fa
 FORMULAS = ('=HYPERLINK("http://evil.invalid")', "+1+1", "-2+3", "@SUM(A1)")
 # Characters from the host that must never reach a terminal: ESC, BEL, C1 controls, bidi controls.
 FORBIDDEN_ON_TERMINAL = ["\x07", "\x9b", "\x85", "\u202e", "\u202c", "\u2066", "\u2069"]
+# Host text for the SIEM exports: ESC, BEL, NUL (the lab sends it as &#x0;), an 8-bit CSI (U+009B)
+# and a right-to-left override. None of SIEM_RAW may reach CSV, CEF, syslog or JSONL text raw.
+SIEM_TEXT = "siem \x1b[31mESC\x1b[0m \x07BEL \x00NUL \x9b2J C1 \u202eRTL\u202c end"
+SIEM_RAW = ("\x1b", "\x07", "\x00", "\x9b", "\u202e")
 
 
 def _value(vtype: str, data: Any) -> dict[str, Any]:
@@ -79,6 +83,7 @@ TEXT_HOSTS: dict[str, dict[str, Any]] = {
     "t-multi": {"registry": {PA: _value("REG_MULTI_SZ", [HOSTILE, *FORMULAS])}},
     "t-formula": {"os": _os(FORMULAS[0]), "registry": {PA: _value("REG_SZ", FORMULAS[1])}},
     "t-markup": {"os": _os(MARKUP), "registry": {PA: _value("REG_SZ", MARKUP)}},
+    "t-siem": {"os": _os(SIEM_TEXT), "registry": {PA: _value("REG_SZ", SIEM_TEXT)}},
 }
 
 # Registry data (docs/reliability.md#registry-data): name -> (fields, expected setting subset), as

@@ -7,23 +7,28 @@ import csv
 import io
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reports.export import syslog
+from reports.export.destinations import parse_destination
 from reports.findings import flatten
-from reports.formats import cef, csv_report
+from reports.formats import cef, csv_report, jsonl
 from reports.model import ScanReport
 from scanner.collect.collector import collect_host
 from scanner.core.models import CollectOptions
+from scanner.core.sanitize import csv_cell
 from tests.reliability.conftest import (
     CREDS,
     FORBIDDEN_ON_TERMINAL,
     FORMULAS,
     HOSTILE,
     MARKUP,
+    SIEM_RAW,
+    SIEM_TEXT,
     TEXT_HOSTS,
     Scanned,
     natt_audit,
@@ -40,6 +45,9 @@ from tests.reliability.rawserver import (
     os_body,
     winrm_handler,
 )
+from tests.reports.export.wire import parse_syslog
+from tests.reports.exports.cefparse import parse as parse_cef
+from tests.reports.exports.cefparse import shown
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # the only escape sequences rich itself writes with --color always
 # XML 1.0 section 2.11 turns a literal CR into LF on the way in; everything else arrives as sent.
@@ -187,3 +195,79 @@ def test_hostile_fault_text_is_inert_in_console_and_json_logs(tmp_path: Path) ->
             if line.strip():
                 record = json.loads(line)  # one JSON record per line, whatever the host sent
                 assert "\x1b" not in line and isinstance(record, dict)
+
+
+# ---- SIEM exports of one host whose caption and REG_SZ data hold ESC, BEL, NUL, C1 and RLO -------
+
+
+@pytest.fixture(scope="module")
+def siem_report(scanned: Scanned) -> ScanReport:
+    data: dict[str, Any] = json.loads(scanned.report_bytes)
+    data["hosts"] = [h for h in data["hosts"] if h["name"] == "t-siem"]
+    report = ScanReport.model_validate(data)
+    host = report.hosts[0]
+    # The text came through the lab, WinRM and the collector unchanged: the exports get it raw.
+    assert host.os is not None and host.os.caption == SIEM_TEXT
+    assert host.setting is not None and host.setting.raw_value == SIEM_TEXT
+    return report
+
+
+def assert_no_raw_control(text: str) -> None:
+    """Fail if any of ESC, BEL, NUL, U+009B or U+202E is in `text` as itself."""
+    assert [f"U+{ord(c):04X}" for c in SIEM_RAW if c in text] == []
+
+
+def test_csv_export_spells_host_controls_out(siem_report: ScanReport) -> None:
+    text = csv_report.render(siem_report)
+    assert_no_raw_control(text)
+    rows = list(csv.reader(io.StringIO(text)))
+    header, body = rows[0], rows[1:]
+    assert len(body) == len(flatten(siem_report)) and len(text.splitlines()) == len(rows)
+    for row in body:
+        assert row[header.index("os_caption")] == csv_cell(SIEM_TEXT)
+        assert row[header.index("observed")] == csv_cell(SIEM_TEXT)
+    assert "siem \\x1b[31mESC\\x1b[0m \\x07BEL \\x00NUL \\x9b2J C1 \\u202eRTL" in text
+
+
+def test_cef_export_spells_host_controls_out(siem_report: ScanReport) -> None:
+    text = cef.render(siem_report)
+    assert_no_raw_control(text)
+    lines = text.removesuffix("\n").split("\n")
+    assert len(lines) == len(flatten(siem_report))
+    for line in lines:
+        _header, ext = parse_cef(line)  # strictly valid CEF
+        assert ext["flexString2"] == ext["cs6"] == shown(SIEM_TEXT)
+        assert "\\x1b[31mESC" in ext["cs6"] and "\\u202eRTL" in ext["cs6"]
+
+
+@pytest.mark.parametrize("payload", ["cef", "json"])
+def test_syslog_export_on_the_wire_spells_host_controls_out(siem_report: ScanReport, payload: str) -> None:
+    findings = flatten(siem_report)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(5)
+        port = receiver.getsockname()[1]
+        sender = syslog.SyslogSender(
+            parse_destination(f"syslog+udp://127.0.0.1:{port}?format={payload}&max_size=8192"), hostname="scanner"
+        )
+        acked: list[str] = []
+        assert sender.deliver(findings, acked.extend) is None
+        datagrams = [receiver.recv(65535) for _ in findings]
+    assert len(acked) == len(findings)
+    for datagram in datagrams:
+        message = datagram.decode("utf-8")
+        assert_no_raw_control(message)
+        if payload == "cef":
+            assert parse_syslog(message)["cef"]["flexString2"] == shown(SIEM_TEXT)  # type: ignore[index]
+        else:
+            record = json.loads(message.split("] ", 1)[1])  # the SD holds no `] `: only ids and names
+            assert record["os_caption"] == SIEM_TEXT  # JSON escapes keep the text exactly
+
+
+def test_jsonl_export_escapes_host_controls_and_keeps_the_text(siem_report: ScanReport) -> None:
+    text = jsonl.render(siem_report)
+    assert_no_raw_control(text)
+    records = [json.loads(line) for line in text.splitlines()]
+    assert len(records) == len(flatten(siem_report))
+    for record in records:
+        assert record["os_caption"] == SIEM_TEXT and record["raw_value"] == SIEM_TEXT

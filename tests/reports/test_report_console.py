@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 from rich.text import Text
 
 from reports.build import build_report
-from reports.formats.console import render_console, safe_text, visible
+from reports.formats.console import render_console
 from reports.model import HostReport, ScanReport
 from scanner.core.models import HostError, Observation, OsInfo, Stage
 from scanner.core.results import Status
+from scanner.core.sanitize import console_text as safe_text
+from scanner.core.sanitize import visible
 from tests.reports.sample import CHINESE_CAPTION, HOSTILE_CAPTION, make_sample_report, target
 
 ESC = "\x1b"

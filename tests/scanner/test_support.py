@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from scanner.core.atomic import write_atomic
 from scanner.core.exitcodes import ExitCode, combine
-from scanner.core.textsafe import one_line
+from scanner.core.sanitize import one_line
 
 
 def test_precedence_usage_over_incomplete_over_findings() -> None:
@@ -50,7 +50,7 @@ def test_one_line_never_contains_controls(text: str) -> None:
 
 
 def test_one_line_shows_escapes() -> None:
-    assert one_line("a\nb\x1b[31m") == "a\\nb\\u001b[31m"
+    assert one_line("a\nb\x1b[31m") == "a\\nb\\x1b[31m"
 
 
 def test_atomic_write_streams_chunks_and_a_failing_chunk_keeps_previous(tmp_path: Path) -> None:
@@ -72,4 +72,4 @@ def test_inert_lines_keeps_line_breaks_and_escapes_each_line() -> None:
     from scanner.core.logsetup import inert_lines
 
     out = inert_lines("inv.txt:1: bad\x1b[31m\ninv.txt:2: \u202eevil")
-    assert out.split("\n") == ["inv.txt:1: bad\\u001b[31m", "inv.txt:2: \\u202eevil"]
+    assert out.split("\n") == ["inv.txt:1: bad\\x1b[31m", "inv.txt:2: \\u202eevil"]

@@ -25,6 +25,7 @@ from reports.model import ScanReport
 from scanner.core.models import HostError, OsInfo, Stage
 from tests.reports.export.servers import Rsyslog
 from tests.reports.export.wire import parse_sd, parse_syslog
+from tests.reports.exports.cefparse import shown
 from tests.reports.sample import make_sample_report
 
 HOSTILE = 'evil\nhost|a=b\\c]d"e\r\x1b[31mred\x07\x7f\x85\u202e tail\\'
@@ -63,15 +64,15 @@ def _check_received(lines: list[str], findings: list[Finding]) -> None:
         f = by_id[sd["id"]]
         assert p["app"] == "natt-audit" and p["msgid"] == f.rule_id and p["sd_id"] == "natt@32473"
         assert int(str(p["pri"])) == 13 * 8 + SYSLOG_SEVERITY[f.severity]
-        assert sd["host"] == f.host and sd["finding"] == f.finding_uid and sd["scan"] == f.scan_id
+        assert sd["host"] == shown(f.host) and sd["finding"] == f.finding_uid and sd["scan"] == f.scan_id
         cef = p["cef"]
         assert isinstance(cef, dict)
         assert cef["externalId"] == f.event_uid
-        assert cef["dhost"] == f.host and cef["msg"] == f.message
+        assert cef["dhost"] == shown(f.host) and cef["msg"] == shown(f.message)
         if f.os_caption is not None:
-            assert cef["flexString2"] == f.os_caption
+            assert cef["flexString2"] == shown(f.os_caption)
         if f.error_message is not None:
-            assert cef["reason"].endswith(f.error_message)
+            assert cef["reason"].endswith(shown(f.error_message))
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
@@ -144,7 +145,7 @@ def test_sd_escape_round_trips(value: str) -> None:
     escaped = sd_escape(value)
     assert "\n" not in escaped and "\r" not in escaped
     sd_id, params, _end = parse_sd(f'[natt@32473 v="{escaped}"]', 0)
-    assert params == {"v": value} and sd_id == "natt@32473"
+    assert params == {"v": shown(value)} and sd_id == "natt@32473"
 
 
 def test_message_never_holds_a_raw_newline(findings: list[Finding]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from scanner.core.sanitize import visible
+
 _KEY = re.compile(r"[A-Za-z0-9_]+")
 _HEADER_ESCAPES = {"\\": "\\", "|": "|"}
 _EXT_ESCAPES = {"\\": "\\", "=": "=", "n": "\n", "r": "\r"}
@@ -75,3 +77,9 @@ def parse_extension(text: str) -> dict[str, str]:
             i += 1
         result[key] = "".join(value)
     return result
+
+
+def shown(text: str) -> str:
+    """Return what a CEF or SD-PARAM reader gets back for host text: unsafe characters spelled as
+    visible escapes, except CR and LF, which both formats carry as their own `\\r` / `\\n` escapes."""
+    return "".join(ch if ch in "\r\n" else visible(ch) for ch in text)

@@ -23,7 +23,7 @@ from reports.model import ScanReport
 from scanner.core.formats import Format
 from scanner.core.models import HostError, OsInfo, Stage
 from scanner.core.results import Status, event_uid, finding_uid
-from tests.reports.exports.cefparse import CefError, parse
+from tests.reports.exports.cefparse import CefError, parse, shown
 from tests.reports.sample import HOSTILE_CAPTION, make_sample_report
 
 EXPORT_RENDERERS = {
@@ -135,12 +135,12 @@ def test_cef_round_trip_on_sample(findings: list[Finding], report: ScanReport) -
         header, ext = parse(line)
         assert header[1:6] == ["natt-audit", "natt-audit", f.tool_version, f.rule_id, f.rule_title]
         assert int(header[6]) == cef.CEF_SEVERITY[f.severity]
-        assert ext["dhost"] == f.host and ext["msg"] == f.message
+        assert ext["dhost"] == shown(f.host) and ext["msg"] == shown(f.message)
         assert ext["cs4"] == f.finding_uid and ext["cs5"] == f.scan_id
         assert ext["outcome"] == ("failure" if f.status is Status.FAIL else ext["outcome"])
         assert int(ext["rt"]) == f.time_ms
         if f.os_caption is not None:
-            assert ext["flexString2"] == f.os_caption
+            assert ext["flexString2"] == shown(f.os_caption)
         if f.error_stage is not None:
             assert ext["reason"].startswith(f"{f.error_stage}/{f.error_reason}: ")
 
@@ -183,9 +183,10 @@ def test_cef_any_host_text_survives(report: ScanReport, name: str, caption: str,
     assert len(lines) == len(changed.hosts[0].results)
     for line in lines:
         _header, ext = parse(line)
-        assert ext["dhost"] == name
-        assert ext["flexString2"] == caption
-        assert ext["reason"] == f"parse/soap_fault: {message}"
+        # the text a host sent, with ESC, C1, bidi and other unsafe characters spelled out
+        assert ext["dhost"] == shown(name)
+        assert ext["flexString2"] == shown(caption)
+        assert ext["reason"] == f"parse/soap_fault: {shown(message)}"
 
 
 @settings(max_examples=40, deadline=None)
