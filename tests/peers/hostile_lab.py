@@ -1,4 +1,4 @@
-"""One lab estate with every hostile host, scanned once by the real CLI; shared by the reliability tests.
+"""One lab estate with every hostile host, scanned once by the real CLI; a plugin of tests/conftest.py.
 
 Slow faults (blackhole, trickle) cost one host deadline each, so they all run in parallel in one scan
 (`scanned`), and each test module reads its hosts out of that one report.
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.cliproc import run_cli_bytes
-from tests.labfixture import RunningLab, start_lab
+from tests.peers.lab import RunningLab, start_lab
+from tests.support.cliproc import run_cli_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "Lab-Passw0rd!"

@@ -3,18 +3,19 @@
 Regenerate the golden files after an intended output change with either
     UPDATE_GOLDENS=1 python -m pytest tests/reports
     python -m pytest tests/reports --update-goldens
-then review the diff of tests/reports/golden/ before committing it.
+then review the diff of tests/reports/formats/golden/ before committing it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from reports.model import ScanReport
-from tests.reports.sample import GOLDEN_DIR, make_sample_report
+from tests.support.sample_report import GOLDEN_DIR, make_sample_report
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,3 +50,21 @@ def check_golden(update_goldens: bool) -> Callable[[str, str], None]:
 def sample_report() -> ScanReport:
     """Return the fixed hostile sample report."""
     return make_sample_report()
+
+
+EXPORT_GOLDEN = Path(__file__).parent / "exports" / "golden"
+
+
+@pytest.fixture(scope="session")
+def export_golden() -> Callable[[str, str], None]:
+    """Return a checker comparing text with golden/<name>; UPDATE_GOLDENS=1 rewrites the file."""
+
+    def check(name: str, text: str) -> None:
+        path = EXPORT_GOLDEN / name
+        if os.environ.get("UPDATE_GOLDENS") == "1":
+            EXPORT_GOLDEN.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(text.encode("utf-8"))
+        assert path.is_file(), f"missing golden file {path}; run with UPDATE_GOLDENS=1 to create it"
+        assert text == path.read_bytes().decode("utf-8"), f"{name} differs; UPDATE_GOLDENS=1 rewrites it"
+
+    return check

@@ -13,7 +13,7 @@ import pytest
 from rules.loader import resolve_policies
 from rules.waivers import load_waivers
 from scanner.core.yamlfile import FileError
-from tests.reliability.conftest import CREDS, natt_audit
+from tests.peers.hostile_lab import CREDS, natt_audit
 
 RULE = """  - id: {id}
     title: t

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from scanner.cli.main import entry_point; entry_point()"]
 LAB_PASSWORD = "Lab-Passw0rd!"  # the lab's published account (docs/lab.md)
 LAB_CREDS = {"NATT_AUDIT_USERNAME": "LAB\\auditor", "NATT_AUDIT_PASSWORD": LAB_PASSWORD}

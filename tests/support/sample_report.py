@@ -20,7 +20,7 @@ from scanner.core.models import (
 )
 from scanner.core.results import RuleResult, Severity, Status, finding_uid
 
-GOLDEN_DIR = Path(__file__).parent / "golden"
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "reports" / "formats" / "golden"
 GOLDEN_WIDTH = 120  # console goldens are rendered without colour at this width
 
 # Everything issue 8 item 10 lists, in one caption: SGR, an OSC 8 hyperlink, rich markup, a bidi

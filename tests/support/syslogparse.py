@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.reports.exports.cefparse import parse as parse_cef
+from tests.support.cefparse import parse as parse_cef
 
 _HEADER = re.compile(
     r"<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>[!-~]{1,255}) (?P<app>[!-~]{1,48}) "

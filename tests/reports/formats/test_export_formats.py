@@ -23,8 +23,8 @@ from reports.model import ScanReport
 from scanner.core.formats import Format
 from scanner.core.models import HostError, OsInfo, Stage
 from scanner.core.results import Status, event_uid, finding_uid
-from tests.reports.exports.cefparse import CefError, parse
-from tests.reports.sample import HOSTILE_CAPTION, make_sample_report
+from tests.support.cefparse import CefError, parse
+from tests.support.sample_report import HOSTILE_CAPTION, make_sample_report
 
 EXPORT_RENDERERS = {
     f.value: (lambda r, f=f: render(r, f, color=False)) for f in Format if f not in (Format.CONSOLE, Format.JSON)

@@ -18,7 +18,7 @@ from reports.formats import cef, csv_report
 from reports.model import ScanReport
 from scanner.collect.collector import collect_host
 from scanner.core.models import CollectOptions
-from tests.reliability.conftest import (
+from tests.peers.hostile_lab import (
     CREDS,
     FORBIDDEN_ON_TERMINAL,
     FORMULAS,
@@ -29,7 +29,7 @@ from tests.reliability.conftest import (
     natt_audit,
     write_inventory,
 )
-from tests.reliability.rawserver import (
+from tests.peers.rawserver import (
     CREDENTIALS,
     Pki,
     RawServer,

@@ -8,7 +8,7 @@ from reports.findings import flatten
 from reports.formats import ocsf
 from reports.model import Drift, FindingDrift
 from scanner.core.results import Status, finding_uid
-from tests.reports.sample import make_sample_report
+from tests.support.sample_report import make_sample_report
 
 
 def _activity(text: str, uid: str) -> set[int]:

@@ -17,7 +17,7 @@ from reports.formats.console import render_console, safe_text, visible
 from reports.model import HostReport, ScanReport
 from scanner.core.models import HostError, Observation, OsInfo, Stage
 from scanner.core.results import Status
-from tests.reports.sample import CHINESE_CAPTION, HOSTILE_CAPTION, make_sample_report, target
+from tests.support.sample_report import CHINESE_CAPTION, HOSTILE_CAPTION, make_sample_report, target
 
 ESC = "\x1b"
 C1 = re.compile("[\x80-\x9f]")

@@ -9,7 +9,7 @@ import pytest
 from reports.formats import RENDERERS, render
 from reports.model import ScanReport
 from scanner.core.formats import Format
-from tests.reports.sample import GOLDEN_DIR, GOLDEN_WIDTH
+from tests.support.sample_report import GOLDEN_DIR, GOLDEN_WIDTH
 
 
 def golden_name(fmt: Format) -> str:

@@ -18,7 +18,7 @@ from reports.formats.json_report import render_json, to_plain
 from reports.model import ScanReport
 from reports.schema import DRAFT, SCHEMA_ID, report_json_schema, report_json_schema_text
 from scanner.core.models import HostError, Observation, Stage
-from tests.reports.sample import HOSTILE_CAPTION, SCAN, target
+from tests.support.sample_report import HOSTILE_CAPTION, SCAN, target
 
 SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 FIELDS = {

@@ -9,7 +9,7 @@ import pytest
 
 from reports.formats.json_report import render_json
 from scanner.cli.main import main
-from tests.reports.sample import make_sample_report
+from tests.support.sample_report import make_sample_report
 
 BASE = make_sample_report()
 

@@ -24,10 +24,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.cliproc import CLI, cli_env, run_cli
-from tests.labfixture import RunningLab, start_lab
+from tests.peers.lab import RunningLab, start_lab
+from tests.support.cliproc import CLI, cli_env, run_cli
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent / "data"
 PASSWORD = "Lab-Passw0rd!"
 CREDS = {"NATT_AUDIT_USERNAME": "LAB\\auditor", "NATT_AUDIT_PASSWORD": PASSWORD}
 

@@ -12,7 +12,7 @@ from rules.loader import builtin_policy
 from scanner.cli import policy as cli
 from scanner.cli.policy import run_examples
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ROLE_BASED = str(ROOT / "docs" / "examples" / "role-based-policy.yaml")
 
 RULE = """\

@@ -13,10 +13,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.cliproc import LAB_CREDS, run_cli
-from tests.labfixture import start_lab
+from tests.peers.lab import start_lab
+from tests.support.cliproc import LAB_CREDS, run_cli
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent / "data"
 PASSWORD = "Lab-Passw0rd!"
 HOST_TIMEOUT = "4"
 
@@ -51,7 +51,7 @@ def scanned(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[subprocess.CompletedProcess[str], dict[str, Any], Path]]:
     work = tmp_path_factory.mktemp("e2e")
-    with start_lab(HERE / "estate.yaml", work) as lab:
+    with start_lab(HERE / "estate_scan_e2e.yaml", work) as lab:
         out = work / "report.json"
         proc = scan_json(lab.inventory, out, "--connect-timeout", "2")
         report = json.loads(out.read_text(encoding="utf-8"))

@@ -17,9 +17,9 @@ from reports.export.spool import Spool
 from reports.findings import flatten
 from reports.formats.json_report import render_json
 from scanner.cli.export import register
+from tests.peers.receivers import Rsyslog
 from tests.reports.export.conftest import TOKEN
-from tests.reports.export.servers import Rsyslog
-from tests.reports.sample import make_sample_report
+from tests.support.sample_report import make_sample_report
 
 
 def test_spool_round_trip_and_pending(tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_disk_full_keeps_the_previous_spool_file(tmp_path: Path) -> None:
         "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
         "from reports.export.spool import Spool, SpoolError\n"
         "from reports.findings import flatten\n"
-        "from tests.reports.sample import make_sample_report\n"
+        "from tests.support.sample_report import make_sample_report\n"
         "r = make_sample_report()\n"
         "try:\n"
         f"    Spool({str(tmp_path)!r}).write_scan(r.scan.id, flatten(r))\n"

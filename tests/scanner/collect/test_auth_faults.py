@@ -18,7 +18,7 @@ from scanner.collect.wsman.auth import Authenticator, AuthMaterial
 from scanner.collect.wsman.encryption import SPNEGO_ENCRYPTED, decrypt, encrypt
 from scanner.collect.wsman.errors import CollectError
 from scanner.core.models import AuthMethod, CollectOptions, Target
-from tests.reliability.rawserver import CREDENTIALS, RawConn, RawServer
+from tests.peers.rawserver import CREDENTIALS, RawConn, RawServer
 
 CHALLENGES = {
     "not-base64": (b"Negotiate @@@not-base64!!", "auth_failed"),

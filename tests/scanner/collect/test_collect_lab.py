@@ -29,9 +29,9 @@ from scanner.core.models import (
 )
 from scanner.core.semantics import Integrity, OsFamily, assess
 from scanner.engine.pool import collect_all
-from tests.labfixture import RunningLab, start_lab
+from tests.peers.lab import RunningLab, start_lab
 
-ESTATE = Path(__file__).parent / "wsman" / "collect_estate.yaml"
+ESTATE = Path(__file__).parent / "data" / "collect_estate.yaml"
 PASSWORD = "Lab-Passw0rd!"  # the lab's test account
 CREDENTIALS = Credentials(username="LAB\\auditor", password=SecretStr(PASSWORD))
 HOST_TIMEOUT = 2.0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import CREDS, natt_audit
+from tests.peers.hostile_lab import CREDS, natt_audit
 
 DNS_ADDRESS = "127.0.0.77"
 HOST_TIMEOUT = 1.0

@@ -10,9 +10,9 @@ import pytest
 
 from scanner.collect.collector import collect_host
 from scanner.core.models import CollectOptions, Observation
-from tests.labfixture import RunningLab
-from tests.reliability.conftest import CREDS, Scanned, natt_audit, write_inventory
-from tests.reliability.rawserver import (
+from tests.peers.hostile_lab import CREDS, Scanned, natt_audit, write_inventory
+from tests.peers.lab import RunningLab
+from tests.peers.rawserver import (
     CREDENTIALS,
     Pki,
     RawServer,

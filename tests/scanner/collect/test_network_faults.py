@@ -1,6 +1,6 @@
 """Issue 8 item 5: broken networks end within the host deadline, each with its own reason; workers are freed.
 
-Lab faults come from the one shared scan (conftest `scanned`). What the lab cannot do (SYN
+Lab faults come from the one shared scan (fixture `scanned`). What the lab cannot do (SYN
 black-holed, RST right after the headers, headers then silence, FIN mid-body, endless
 operation-timeout faults) comes from `rawserver` on loopback, collected concurrently in one
 `collect_all`, each host's finish time recorded.
@@ -19,8 +19,8 @@ import pytest
 
 from scanner.core.models import AuthMethod, CollectOptions, Observation, Scheme, Target
 from scanner.engine.pool import collect_all
-from tests.reliability.conftest import CREDS, HOST_TIMEOUT, Scanned, natt_audit
-from tests.reliability.rawserver import (
+from tests.peers.hostile_lab import CREDS, HOST_TIMEOUT, Scanned, natt_audit
+from tests.peers.rawserver import (
     CREDENTIALS,
     HOSTNAME,
     Pki,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.reliability.conftest import REGISTRY_HOSTS, Scanned
+from tests.peers.hostile_lab import REGISTRY_HOSTS, Scanned
 
 # name -> (NATT-001, NATT-002, NATT-003) with the baseline policy
 VERDICTS = {

@@ -16,8 +16,8 @@ from scanner.collect.wsman import wmi
 from scanner.collect.wsman.errors import CollectError, HttpStatusError
 from scanner.core.models import CollectOptions, Observation
 from scanner.engine.pool import collect_all
-from tests.reliability.conftest import Scanned
-from tests.reliability.rawserver import (
+from tests.peers.hostile_lab import Scanned
+from tests.peers.rawserver import (
     CREDENTIALS,
     STDREGPROV,
     Pki,

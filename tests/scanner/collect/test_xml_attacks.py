@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import REPO, Scanned
+from tests.peers.hostile_lab import REPO, Scanned
 
 CHILD = r"""
 import json, resource, socket, sys, time, tracemalloc
 from pathlib import Path
-from tests.reliability.rawserver import CREDENTIALS, Pki, RawServer, envelope, http, normal_reply, winrm_handler
+from tests.peers.rawserver import CREDENTIALS, Pki, RawServer, envelope, http, normal_reply, winrm_handler
 from scanner.collect.collector import collect_host
 from scanner.core.models import CollectOptions
 

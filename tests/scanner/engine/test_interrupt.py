@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import CREDS, REPO, Scanned
-from tests.reliability.rawserver import blackholed_port
+from tests.peers.hostile_lab import CREDS, REPO, Scanned
+from tests.peers.rawserver import blackholed_port
 
 PREVIOUS = b'{"previous": "report", "intact": true}\n'
 

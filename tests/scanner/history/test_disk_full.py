@@ -19,7 +19,7 @@ import pytest
 from reports.export.spool import Spool, SpoolError
 from reports.findings import flatten
 from reports.model import ScanReport
-from tests.reliability.conftest import CREDS, Scanned, natt_audit
+from tests.peers.hostile_lab import CREDS, Scanned, natt_audit
 
 PREVIOUS = b'{"previous": "report", "intact": true}\n'
 
@@ -108,7 +108,7 @@ def test_report_over_the_file_size_limit(scanned: Scanned, tmp_path: Path) -> No
 def _env() -> dict[str, str]:
     import os
 
-    from tests.reliability.conftest import REPO
+    from tests.peers.hostile_lab import REPO
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("NATT_AUDIT_")}
     env["PYTHONPATH"] = str(REPO)

@@ -10,7 +10,7 @@ from reports.lifecycle import Activity, drift_events
 from reports.model import ScanReport
 from scanner.core.results import Status, finding_uid
 from scanner.history.drift import compute_drift, drift_counts
-from tests.nightly.nightly_helpers import read, report, unreachable
+from tests.support.nightly_helpers import read, report, unreachable
 
 
 def test_every_kind_of_change_is_reported() -> None:

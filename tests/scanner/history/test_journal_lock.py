@@ -10,7 +10,7 @@ import pytest
 
 from scanner.history.journal import Journal, JournalError, JournalHeader, read_journal, targets_digest
 from scanner.history.lock import LockedError, ScanLock
-from tests.nightly.nightly_helpers import read, target
+from tests.support.nightly_helpers import read, target
 
 HEADER = JournalHeader("scan-1", "2026-11-27T01:00:00Z", "path:/inv", targets_digest([target("a")]), ("baseline",))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from scanner.history.store import SCHEMA_VERSION, SqliteStore, StoreError, compliance_of
-from tests.nightly.nightly_helpers import read, report, unreachable
+from tests.support.nightly_helpers import read, report, unreachable
 
 INV = "path:/srv/inventory.yaml"
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scanner.cli.main import build_parser
 from scanner.inputs.config import ConfigError, format_duration, load_config, parse_duration, redact, show_config
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "natt-audit.toml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "examples" / "natt-audit.toml"
 
 
 def write(tmp_path: Path, text: str) -> str:

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.labfixture import start_lab
+from tests.peers.lab import start_lab
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ACCOUNTS = "accounts:\n  - {username: 'LAB\\auditor', password: 'Lab-Passw0rd!'}\n"
 
 

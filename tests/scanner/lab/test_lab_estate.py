@@ -14,7 +14,7 @@ from scanner.lab.estate import OS_PRESETS, POLICYAGENT_KEY, Recipe, expand_recip
 from scanner.lab.generate import generate_estate
 from scanner.lab.server import HostEndpoint, write_inventory
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 HEAD = "accounts:\n  - {username: 'LAB\\auditor', password: 'Lab-Passw0rd!'}\n"
 
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError, WSManFaultError
 
-from tests.lab.labwire import PA, VALUE, RawSession, protocol, reg_request, relates_to
-from tests.labfixture import RunningLab, start_lab
+from tests.peers.lab import RunningLab, start_lab
+from tests.support.labwire import PA, VALUE, RawSession, protocol, reg_request, relates_to
 
 FAULTS = {
     "refuse": "refuse",

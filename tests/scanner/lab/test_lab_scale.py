@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.labwire import PA, VALUE, protocol, reg_call
-from tests.labfixture import start_lab
+from tests.peers.lab import start_lab
+from tests.support.labwire import PA, VALUE, protocol, reg_call
 
 ESTATE = r"""accounts:
   - {username: 'LAB\auditor', password: 'Lab-Passw0rd!'}

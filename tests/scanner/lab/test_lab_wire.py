@@ -15,7 +15,8 @@ import requests
 import winrm
 from winrm.exceptions import InvalidCredentialsError, WinRMTransportError, WSManFaultError
 
-from tests.lab.labwire import (
+from tests.peers.lab import RunningLab, start_lab
+from tests.support.labwire import (
     IPSEC,
     NS,
     OS_URI,
@@ -33,7 +34,6 @@ from tests.lab.labwire import (
     reg_request,
     relates_to,
 )
-from tests.labfixture import RunningLab, start_lab
 
 ESTATE = r"""
 accounts:

@@ -16,7 +16,7 @@ from scanner.collect.wsman.errors import CollectError
 from scanner.collect.wsman.http import Deadline
 from scanner.collect.wsman.transport import WsmanTransport
 from scanner.core.models import CollectOptions, Credentials, Stage, Target
-from tests.scanner.wsman.conftest import PASSWORD, USERNAME
+from tests.scanner.collect.wsman.conftest import PASSWORD, USERNAME
 from tests.scanner.wsman.rawserver import read_request, serve
 
 
