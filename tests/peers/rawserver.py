@@ -3,15 +3,15 @@
 `RawServer(handler, tls=...)` accepts on 127.0.0.1 and runs `handler(RawConn)` per connection in a
 daemon thread. `winrm_handler(...)` answers like a WinRM HTTPS listener with Basic auth (plain SOAP
 over TLS, DOMAIN.md section 3), so a test can replace exactly one reply with a hostile one and reach
-every parsing stage without NTLM message encryption. `Pki` makes a CA and server certificates
-(valid, expired, wrong name, self-signed) with `cryptography`.
+every parsing stage without NTLM message encryption. Certificates come from `tests.peers.pki`.
+
+For peers scripted at the socket level, `serve(handler)` runs `handler(socket)` on the same server
+and yields the port, and `read_request(socket)` reads one request as raw (head, body) bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import ipaddress
 import re
 import socket
 import ssl
@@ -19,16 +19,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from scanner.core.models import AuthMethod, Credentials, Scheme, Target
+from tests.peers.pki import HOSTNAME
 
-HOSTNAME = "rawhost.test"  # the name the server certificates are issued for
 STDREGPROV = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/default/StdRegProv"
 NS = (
     'xmlns:s="http://www.w3.org/2003/05/soap-envelope" '
@@ -62,6 +56,33 @@ class Request:
         return m.group(1).decode() if m else ""
 
 
+def _parse_head(head: bytes) -> tuple[str, dict[str, str]]:
+    """Split a request head into its request line and its headers (lower-case names)."""
+    line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for item in lines:
+        name, _, value = item.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return line, headers
+
+
+def _receive(sock: socket.socket, buf: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """Read one request after the bytes in `buf`: (head, body, what follows); None when the peer closed."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    length = int(_parse_head(head)[1].get("content-length", "0"))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        rest += chunk
+    return head, rest[:length], rest[length:]
+
+
 class RawConn:
     """One accepted connection: read HTTP requests, write raw bytes."""
 
@@ -71,25 +92,12 @@ class RawConn:
 
     def read_request(self) -> Request | None:
         """Read one request (Content-Length bodies only); None when the peer closed."""
-        while b"\r\n\r\n" not in self._buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return None
-            self._buf += chunk
-        head, _, rest = self._buf.partition(b"\r\n\r\n")
-        line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for item in lines:
-            name, _, value = item.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        while len(rest) < length:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return None
-            rest += chunk
-        self._buf = rest[length:]
-        return Request(line, headers, rest[:length])
+        got = _receive(self.sock, self._buf)
+        if got is None:
+            return None
+        head, body, self._buf = got
+        line, headers = _parse_head(head)
+        return Request(line, headers, body)
 
     def send(self, data: bytes) -> None:
         """Send bytes."""
@@ -181,6 +189,19 @@ class RawServer:
 CREDENTIALS = Credentials(username="LAB\\auditor", password="Lab-Passw0rd!")  # type: ignore[arg-type]
 
 
+def read_request(sock: socket.socket) -> tuple[bytes, bytes]:
+    """Read one request from a plain socket as (head, body) bytes; (b"", b"") when the peer closed."""
+    got = _receive(sock, b"")
+    return (b"", b"") if got is None else (got[0], got[1])
+
+
+@contextlib.contextmanager
+def serve(handler: Callable[[socket.socket], None]) -> Iterator[int]:
+    """Run `handler(sock)` on the plain socket of every connection to a fresh RawServer; yield its port."""
+    with RawServer(lambda conn: handler(conn.sock)) as server:
+        yield server.port
+
+
 # ---- HTTP / SOAP building blocks ----------------------------------------------------------------
 
 
@@ -269,73 +290,6 @@ def scripted(*steps: Callable[[RawConn], None]) -> Handler:
             step(conn)
 
     return handle
-
-
-# ---- certificates ---------------------------------------------------------------------------------
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-@dataclass
-class Pki:
-    """A test CA and server certificates written as PEM files under `folder`."""
-
-    folder: Path
-
-    def __post_init__(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._ca_key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        self._ca = (
-            x509.CertificateBuilder()
-            .subject_name(_name("reliability test CA"))
-            .issuer_name(_name("reliability test CA"))
-            .public_key(self._ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-            .sign(self._ca_key, hashes.SHA256())
-        )
-        self.ca = self.folder / "ca.pem"
-        self.ca.write_bytes(self._ca.public_bytes(serialization.Encoding.PEM))
-
-    def server_context(self, kind: str = "good", names: tuple[str, ...] = (HOSTNAME, "localhost")) -> ssl.SSLContext:
-        """Return a server SSLContext whose certificate is `good`, `expired`, `wrong-name` or `self-signed`."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        before, after = now - dt.timedelta(days=1), now + dt.timedelta(days=30)
-        if kind == "expired":
-            before, after = now - dt.timedelta(days=60), now - dt.timedelta(days=30)
-        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
-        sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
-        if kind == "wrong-name":
-            sans = [x509.DNSName("some-other-host.invalid")]
-        issuer, signer = (_name("rawhost"), key) if kind == "self-signed" else (self._ca.subject, self._ca_key)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("rawhost"))
-            .issuer_name(issuer)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(before)
-            .not_valid_after(after)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .sign(signer, hashes.SHA256())
-        )
-        pem = self.folder / f"server-{kind}.pem"
-        pem.write_bytes(
-            cert.public_bytes(serialization.Encoding.PEM)
-            + key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(pem)
-        return ctx
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Real receivers for the transport tests: rsyslog from Debian, a fake Splunk HEC, a test CA."""
+"""Real receivers for the transport tests: rsyslog from Debian and a fake Splunk HEC."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from scanner.lab.tls import issue_certificates
+from tests.peers.pki import make_ca
+
+TOKEN = "3f0c1a2b-4d5e-6f70-8192-a3b4c5d6e7f8"  # the HEC token the tests give FakeHec
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -22,17 +24,6 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def make_ca(folder: Path, *, names: tuple[str, ...] = ("localhost",)) -> tuple[Path, Path, Path]:
-    """Write a test CA and a server certificate for 127.0.0.1 + names; return (ca, cert, key) paths."""
-    pem = issue_certificates(names, days=1)
-    folder.mkdir(parents=True, exist_ok=True)
-    ca_path, cert_path, key_path = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
-    ca_path.write_bytes(pem.ca)
-    cert_path.write_bytes(pem.cert)
-    key_path.write_bytes(pem.key)
-    return ca_path, cert_path, key_path
 
 
 class Rsyslog:

@@ -29,9 +29,9 @@ from tests.peers.hostile_lab import (
     natt_audit,
     write_inventory,
 )
+from tests.peers.pki import Pki
 from tests.peers.rawserver import (
     CREDENTIALS,
-    Pki,
     RawServer,
     envelope,
     fault_body,

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.peers.hostile_lab import CREDS, PASSWORD, USERNAME, Scanned, natt_audit
-from tests.peers.rawserver import Pki, RawConn, RawServer, http
+from tests.peers.pki import Pki
+from tests.peers.rawserver import RawConn, RawServer, http
 
 WRONG = "Wr0ng-S3cret-Pass!"
 HEC_TOKEN = "5ec2e7a0-hec0-t0k3n-9f1d-c0ffee5ec2e7"

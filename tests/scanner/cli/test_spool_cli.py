@@ -17,8 +17,7 @@ from reports.export.spool import Spool
 from reports.findings import flatten
 from reports.formats.json_report import render_json
 from scanner.cli.export import register
-from tests.peers.receivers import Rsyslog
-from tests.reports.export.conftest import TOKEN
+from tests.peers.receivers import TOKEN, Rsyslog
 from tests.support.sample_report import make_sample_report
 
 

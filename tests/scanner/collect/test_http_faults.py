@@ -12,9 +12,9 @@ from scanner.collect.collector import collect_host
 from scanner.core.models import CollectOptions, Observation
 from tests.peers.hostile_lab import CREDS, Scanned, natt_audit, write_inventory
 from tests.peers.lab import RunningLab
+from tests.peers.pki import Pki
 from tests.peers.rawserver import (
     CREDENTIALS,
-    Pki,
     RawServer,
     Request,
     http,

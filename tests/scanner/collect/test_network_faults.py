@@ -20,10 +20,9 @@ import pytest
 from scanner.core.models import AuthMethod, CollectOptions, Observation, Scheme, Target
 from scanner.engine.pool import collect_all
 from tests.peers.hostile_lab import CREDS, HOST_TIMEOUT, Scanned, natt_audit
+from tests.peers.pki import HOSTNAME, Pki
 from tests.peers.rawserver import (
     CREDENTIALS,
-    HOSTNAME,
-    Pki,
     RawConn,
     RawServer,
     blackholed_port,

@@ -17,10 +17,10 @@ from scanner.collect.wsman.errors import CollectError, HttpStatusError
 from scanner.core.models import CollectOptions, Observation
 from scanner.engine.pool import collect_all
 from tests.peers.hostile_lab import Scanned
+from tests.peers.pki import Pki
 from tests.peers.rawserver import (
     CREDENTIALS,
     STDREGPROV,
-    Pki,
     RawServer,
     Request,
     dword_body,

@@ -7,7 +7,8 @@ import pytest
 from scanner.collect.collector import collect_host
 from scanner.core.models import CollectOptions
 from tests.peers.hostile_lab import Scanned
-from tests.peers.rawserver import CREDENTIALS, Pki, RawServer, normal_reply, winrm_handler
+from tests.peers.pki import Pki
+from tests.peers.rawserver import CREDENTIALS, RawServer, normal_reply, winrm_handler
 
 
 @pytest.fixture(scope="module")

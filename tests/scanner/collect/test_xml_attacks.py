@@ -20,7 +20,8 @@ from tests.peers.hostile_lab import REPO, Scanned
 CHILD = r"""
 import json, resource, socket, sys, time, tracemalloc
 from pathlib import Path
-from tests.peers.rawserver import CREDENTIALS, Pki, RawServer, envelope, http, normal_reply, winrm_handler
+from tests.peers.pki import Pki
+from tests.peers.rawserver import CREDENTIALS, RawServer, envelope, http, normal_reply, winrm_handler
 from scanner.collect.collector import collect_host
 from scanner.core.models import CollectOptions
 

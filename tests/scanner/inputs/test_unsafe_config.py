@@ -10,7 +10,8 @@ import pytest
 from scanner.collect.collector import collect_host
 from scanner.core.models import AuthMethod, CollectOptions, Scheme, Target
 from tests.peers.hostile_lab import CREDS, natt_audit
-from tests.peers.rawserver import CREDENTIALS, HOSTNAME, Pki, RawServer, normal_reply, winrm_handler
+from tests.peers.pki import HOSTNAME, Pki
+from tests.peers.rawserver import CREDENTIALS, RawServer, normal_reply, winrm_handler
 
 SECRET = "S3cret-On-Argv-9"
 

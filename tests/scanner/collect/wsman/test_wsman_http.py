@@ -12,7 +12,7 @@ import pytest
 from scanner.collect.wsman.errors import CollectError
 from scanner.collect.wsman.http import Deadline, HttpConnection, resolve
 from scanner.core.models import Stage
-from tests.scanner.wsman.rawserver import read_request, serve
+from tests.peers.rawserver import read_request, serve
 
 
 def connection(

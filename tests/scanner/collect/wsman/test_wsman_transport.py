@@ -16,8 +16,8 @@ from scanner.collect.wsman.errors import CollectError
 from scanner.collect.wsman.http import Deadline
 from scanner.collect.wsman.transport import WsmanTransport
 from scanner.core.models import CollectOptions, Credentials, Stage, Target
+from tests.peers.rawserver import read_request, serve
 from tests.scanner.collect.wsman.conftest import PASSWORD, USERNAME
-from tests.scanner.wsman.rawserver import read_request, serve
 
 
 def peer(script: list[str], received: list[bytes]) -> object:
