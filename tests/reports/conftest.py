@@ -3,14 +3,14 @@
 Regenerate the golden files after an intended output change with either
     UPDATE_GOLDENS=1 python -m pytest tests/reports
     python -m pytest tests/reports --update-goldens
-then review the diff of tests/reports/formats/golden/ before committing it.
+then review the diff of tests/reports/formats/golden/ before committing it. The export-format tests
+(formats/test_export_formats.py) check the same golden files as the renderer tests.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -52,19 +52,12 @@ def sample_report() -> ScanReport:
     return make_sample_report()
 
 
-EXPORT_GOLDEN = Path(__file__).parent / "exports" / "golden"
-
 
 @pytest.fixture(scope="session")
-def export_golden() -> Callable[[str, str], None]:
-    """Return a checker comparing text with golden/<name>; UPDATE_GOLDENS=1 rewrites the file."""
+def export_golden(check_golden: Callable[[str, str], None]) -> Callable[[str, str], None]:
+    """Return check_golden keyed by export file name: report.<format>[.<ext>] is report.<format>.golden."""
 
     def check(name: str, text: str) -> None:
-        path = EXPORT_GOLDEN / name
-        if os.environ.get("UPDATE_GOLDENS") == "1":
-            EXPORT_GOLDEN.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(text.encode("utf-8"))
-        assert path.is_file(), f"missing golden file {path}; run with UPDATE_GOLDENS=1 to create it"
-        assert text == path.read_bytes().decode("utf-8"), f"{name} differs; UPDATE_GOLDENS=1 rewrites it"
+        check_golden(f"report.{name.split('.')[1]}.golden", text)
 
     return check
