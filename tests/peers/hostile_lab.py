@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.peers.lab import RunningLab, start_lab
-from tests.support.cliproc import run_cli_bytes
+from tests.support.cliproc import natt_audit
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "Lab-Passw0rd!"
@@ -155,17 +155,6 @@ def estate_text() -> str:
     ]
     lines += [f"  - {json.dumps(h)}" for h in hosts]
     return "\n".join(lines) + "\n"
-
-
-def natt_audit(
-    *args: str,
-    env: dict[str, str] | None = None,
-    timeout: float = 60,
-    prefix: list[str] | None = None,
-    clean_env: bool = True,
-) -> subprocess.CompletedProcess[bytes]:
-    """Run the real CLI in a child process; capture every byte of stdout and stderr."""
-    return run_cli_bytes(*args, env=env, timeout=timeout, prefix=prefix or (), clean_env=clean_env)
 
 
 def write_inventory(path: Path, lab: RunningLab, names: list[str]) -> Path:

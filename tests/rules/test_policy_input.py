@@ -13,7 +13,8 @@ import pytest
 from rules.loader import resolve_policies
 from rules.waivers import load_waivers
 from scanner.core.yamlfile import FileError
-from tests.peers.hostile_lab import CREDS, natt_audit
+from tests.peers.hostile_lab import CREDS
+from tests.support.cliproc import natt_audit
 
 RULE = """  - id: {id}
     title: t

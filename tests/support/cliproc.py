@@ -46,3 +46,14 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 1
     return subprocess.CompletedProcess(
         done.args, done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
     )
+
+
+def natt_audit(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    prefix: list[str] | None = None,
+    clean_env: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `natt-audit ARGS` with a 60 s timeout (the hostile-input tests); capture every byte of its output."""
+    return run_cli_bytes(*args, env=env, timeout=timeout, prefix=prefix or (), clean_env=clean_env)

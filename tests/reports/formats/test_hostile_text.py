@@ -26,7 +26,6 @@ from tests.peers.hostile_lab import (
     MARKUP,
     TEXT_HOSTS,
     Scanned,
-    natt_audit,
     write_inventory,
 )
 from tests.peers.pki import Pki
@@ -40,6 +39,7 @@ from tests.peers.rawserver import (
     os_body,
     winrm_handler,
 )
+from tests.support.cliproc import natt_audit
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # the only escape sequences rich itself writes with --color always
 # XML 1.0 section 2.11 turns a literal CR into LF on the way in; everything else arrives as sent.

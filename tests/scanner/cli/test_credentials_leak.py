@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers.hostile_lab import CREDS, PASSWORD, USERNAME, Scanned, natt_audit
+from tests.peers.hostile_lab import CREDS, PASSWORD, USERNAME, Scanned
 from tests.peers.pki import Pki
 from tests.peers.rawserver import RawConn, RawServer, http
+from tests.support.cliproc import natt_audit
 
 WRONG = "Wr0ng-S3cret-Pass!"
 HEC_TOKEN = "5ec2e7a0-hec0-t0k3n-9f1d-c0ffee5ec2e7"

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers.hostile_lab import CREDS, natt_audit
+from tests.peers.hostile_lab import CREDS
+from tests.support.cliproc import natt_audit
 
 DNS_ADDRESS = "127.0.0.77"
 HOST_TIMEOUT = 1.0

@@ -10,7 +10,7 @@ import pytest
 
 from scanner.collect.collector import collect_host
 from scanner.core.models import CollectOptions, Observation
-from tests.peers.hostile_lab import CREDS, Scanned, natt_audit, write_inventory
+from tests.peers.hostile_lab import CREDS, Scanned, write_inventory
 from tests.peers.lab import RunningLab
 from tests.peers.pki import Pki
 from tests.peers.rawserver import (
@@ -21,6 +21,7 @@ from tests.peers.rawserver import (
     normal_reply,
     winrm_handler,
 )
+from tests.support.cliproc import natt_audit
 
 
 def test_401_is_unauthorized(scanned: Scanned) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from scanner.core.models import AuthMethod, CollectOptions, Observation, Scheme, Target
 from scanner.engine.pool import collect_all
-from tests.peers.hostile_lab import CREDS, HOST_TIMEOUT, Scanned, natt_audit
+from tests.peers.hostile_lab import CREDS, HOST_TIMEOUT, Scanned
 from tests.peers.pki import HOSTNAME, Pki
 from tests.peers.rawserver import (
     CREDENTIALS,
@@ -31,6 +31,7 @@ from tests.peers.rawserver import (
     http,
     winrm_handler,
 )
+from tests.support.cliproc import natt_audit
 
 LAB_CASES = {
     "f-refuse": ("connect", "refused"),

@@ -19,7 +19,8 @@ import pytest
 from reports.export.spool import Spool, SpoolError
 from reports.findings import flatten
 from reports.model import ScanReport
-from tests.peers.hostile_lab import CREDS, Scanned, natt_audit
+from tests.peers.hostile_lab import CREDS, Scanned
+from tests.support.cliproc import natt_audit
 
 PREVIOUS = b'{"previous": "report", "intact": true}\n'
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from scanner.inputs.inventory import InventoryError, load_inventory
-from tests.peers.hostile_lab import CREDS, natt_audit
+from tests.peers.hostile_lab import CREDS
+from tests.support.cliproc import natt_audit
 
 # entry -> what the message must say. Each is refused in every format, with the entry's line.
 BAD_ENTRIES = {

@@ -9,9 +9,10 @@ import pytest
 
 from scanner.collect.collector import collect_host
 from scanner.core.models import AuthMethod, CollectOptions, Scheme, Target
-from tests.peers.hostile_lab import CREDS, natt_audit
+from tests.peers.hostile_lab import CREDS
 from tests.peers.pki import HOSTNAME, Pki
 from tests.peers.rawserver import CREDENTIALS, RawServer, normal_reply, winrm_handler
+from tests.support.cliproc import natt_audit
 
 SECRET = "S3cret-On-Argv-9"
 
