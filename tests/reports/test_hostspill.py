@@ -15,8 +15,8 @@ from reports.model import ScanReport
 from scanner.core.results import Status, host_identity
 from scanner.history.drift import by_identity, compute_drift, drift_between
 from scanner.history.store import SqliteStore
-from tests.reports.sample import make_sample_report
-from tests.reports.sample import target as sample_target
+from tests.support.sample_report import make_sample_report
+from tests.support.sample_report import target as sample_target
 
 
 def spilled(report: ScanReport) -> tuple[ScanReport, HostSpill]:

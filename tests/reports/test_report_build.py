@@ -11,7 +11,7 @@ from reports.model import ScanReport
 from scanner.core.exitcodes import ExitCode
 from scanner.core.models import POLICYAGENT_KEY, HostError, Observation, OsInfo, Stage
 from scanner.core.results import RuleResult, Severity, Status, finding_uid
-from tests.reports.sample import SCAN, dword, make_sample_report, result, sample_inputs, target
+from tests.support.sample_report import SCAN, dword, make_sample_report, result, sample_inputs, target
 
 
 def read_host(name: str, mode: int = 0) -> Observation:

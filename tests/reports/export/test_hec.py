@@ -13,8 +13,7 @@ from reports.export.hec import HecClient, Reply, classify, retry_after
 from reports.export.ship import export_report, ship
 from reports.export.spool import Spool
 from reports.findings import Finding, flatten
-from tests.reports.export.conftest import TOKEN
-from tests.reports.export.servers import FakeHec
+from tests.peers.receivers import TOKEN, FakeHec
 from tests.reports.export.test_syslog import hostile_report
 
 ENV = {"NATT_AUDIT_HEC_TOKEN": TOKEN}

@@ -23,10 +23,10 @@ from reports.export.syslog import (
 from reports.findings import Finding, flatten
 from reports.model import ScanReport
 from scanner.core.models import HostError, OsInfo, Stage
-from tests.reports.export.servers import Rsyslog
-from tests.reports.export.wire import parse_sd, parse_syslog
-from tests.reports.exports.cefparse import shown
-from tests.reports.sample import make_sample_report
+from tests.peers.receivers import Rsyslog
+from tests.support.cefparse import shown
+from tests.support.sample_report import make_sample_report
+from tests.support.syslogparse import parse_sd, parse_syslog
 
 HOSTILE = 'evil\nhost|a=b\\c]d"e\r\x1b[31mred\x07\x7f\x85\u202e tail\\'
 

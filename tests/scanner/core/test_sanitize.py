@@ -35,9 +35,9 @@ from scanner.core.sanitize import (
     xml_attr,
     xml_text,
 )
-from tests.reports.export.wire import parse_sd
-from tests.reports.exports.cefparse import parse as parse_cef
-from tests.reports.exports.cefparse import shown
+from tests.support.cefparse import parse as parse_cef
+from tests.support.cefparse import shown
+from tests.support.syslogparse import parse_sd
 
 UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
