@@ -15,7 +15,7 @@ import pytest
 from reports.export import syslog
 from reports.findings import flatten
 from reports.formats import cef, csv_report
-from reports.model import ScanReport
+from reports.hosts import Report, parse_report
 from scanner.collect.collector import collect_host
 from scanner.core.models import CollectOptions
 from tests.reliability.conftest import (
@@ -121,16 +121,18 @@ def test_forbidden_character_references_survive_as_replacements(tmp_path: Path) 
 
 
 @pytest.fixture(scope="module")
-def text_report(scanned: Scanned) -> ScanReport:
+def text_report(scanned: Scanned) -> Report:
     data: dict[str, Any] = json.loads(scanned.report_bytes)
     data["hosts"] = [h for h in data["hosts"] if h["name"] in TEXT_HOSTS]
-    return ScanReport.model_validate(data)
+    return parse_report(json.dumps(data))
 
 
-def test_csv_cells_are_neutralised(text_report: ScanReport) -> None:
-    rows = list(csv.reader(io.StringIO(csv_report.render(text_report))))
+def test_csv_cells_are_neutralised(text_report: Report) -> None:
+    out = io.StringIO()
+    csv_report.render(text_report.header, text_report.hosts, out)
+    rows = list(csv.reader(io.StringIO(out.getvalue())))
     header, body = rows[0], rows[1:]
-    assert len(body) == len(flatten(text_report))  # one row per finding, newlines inside cells quoted
+    assert len(body) == len(list(flatten(*text_report)))  # one row per finding, newlines inside cells quoted
     for row in body:
         assert len(row) == len(header)
         for cell in row:
@@ -139,9 +141,11 @@ def test_csv_cells_are_neutralised(text_report: ScanReport) -> None:
     assert "'" + FORMULAS[0] in captions
 
 
-def test_cef_and_syslog_stay_one_record_each(text_report: ScanReport) -> None:
-    findings = flatten(text_report)
-    lines = cef.render(text_report).split("\n")
+def test_cef_and_syslog_stay_one_record_each(text_report: Report) -> None:
+    findings = list(flatten(*text_report))
+    out = io.StringIO()
+    cef.render(text_report.header, text_report.hosts, out)
+    lines = out.getvalue().split("\n")
     assert lines[-1] == "" and len(lines) - 1 == len(findings)
     for line, finding in zip(lines, findings, strict=False):
         assert line.startswith("CEF:0|") and "\r" not in line

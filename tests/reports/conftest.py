@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from reports.model import ScanReport
+from reports.hosts import Report
 from tests.reports.sample import GOLDEN_DIR, make_sample_report
 
 
@@ -46,6 +46,6 @@ def check_golden(update_goldens: bool) -> Callable[[str, str], None]:
 
 
 @pytest.fixture(scope="session")
-def sample_report() -> ScanReport:
+def sample_report() -> Report:
     """Return the fixed hostile sample report."""
     return make_sample_report()
