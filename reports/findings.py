@@ -1,13 +1,14 @@
-"""Flatten a ScanReport into one record per (host, rule) result: the unit every SIEM export sends."""
+"""Flatten a report into one record per (host, rule) result: the unit every SIEM export sends."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from reports.lifecycle import drift_events
-from reports.model import HostReport, ScanReport
+from reports.model import HostReport, ReportHeader
 from scanner.core.models import VALUE_NAME, Frozen
 from scanner.core.results import RuleResult, Severity, Status, event_uid, finding_uid
 from scanner.core.sanitize import json_text
@@ -147,7 +148,7 @@ def _host_results(host: HostReport) -> list[RuleResult]:
     ]
 
 
-def _finding(report: ScanReport, host: HostReport, result: RuleResult) -> Finding:
+def _finding(report: ReportHeader, host: HostReport, result: RuleResult) -> Finding:
     scan = report.scan
     setting = host.setting
     fuid = finding_uid(result.rule_id, host.name)
@@ -191,7 +192,7 @@ def _finding(report: ScanReport, host: HostReport, result: RuleResult) -> Findin
     )
 
 
-def _activities(report: ScanReport) -> dict[str, int] | None:
+def _activities(report: ReportHeader) -> dict[str, int] | None:
     """Return finding_uid -> OCSF activity from the report's drift, None without a previous scan."""
     if report.drift is None:
         return None
@@ -199,15 +200,19 @@ def _activities(report: ScanReport) -> dict[str, int] | None:
     return {e.finding_uid: int(e.activity_id) for e in drift_events(report.drift)}
 
 
-def flatten(report: ScanReport) -> list[Finding]:
-    """Return one Finding per (host, rule) result in report order: hosts by name, rules by id."""
-    activities = _activities(report)
-    findings = [_finding(report, host, result) for host in report.hosts for result in _host_results(host)]
-    if activities is None:
-        return findings
-    # With history, a finding's lifecycle is known: Create/Update/Close from the drift, and an
-    # unchanged open finding is an Update of itself, an unchanged passing one a Close (docs/siem.md#ocsf).
-    return [f.model_copy(update={"activity_id": activities.get(f.finding_uid, _STEADY[f.status])}) for f in findings]
+def flatten(header: ReportHeader, hosts: Iterable[HostReport]) -> Iterator[Finding]:
+    """Yield one Finding per (host, rule) result in report order (hosts by name, rules by id), host by host."""
+    activities = _activities(header)
+    for host in hosts:
+        for result in _host_results(host):
+            finding = _finding(header, host, result)
+            if activities is not None:
+                # With history, a finding's lifecycle is known: Create/Update/Close from the drift,
+                # and an unchanged open finding is an Update of itself, an unchanged passing one a
+                # Close (docs/siem.md#ocsf).
+                activity = activities.get(finding.finding_uid, _STEADY[finding.status])
+                finding = finding.model_copy(update={"activity_id": activity})
+            yield finding
 
 
 def to_record(finding: Finding) -> dict[str, JsonValue]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TextIO
+
 from reports.findings import Finding, flatten
-from reports.model import ScanReport
+from reports.model import HostReport, ReportHeader
 from scanner.core.results import Severity, Status
 from scanner.core.sanitize import cef_extension as escape_extension
 from scanner.core.sanitize import cef_header as escape_header
@@ -123,6 +126,7 @@ def event(finding: Finding) -> str:
     return f"CEF:0|{header}|{CEF_SEVERITY[finding.severity]}|{ext}"
 
 
-def render(report: ScanReport) -> str:
-    """Return one CEF line per finding."""
-    return "".join(event(f) + "\n" for f in flatten(report))
+def render(header: ReportHeader, hosts: Iterable[HostReport], out: TextIO) -> None:
+    """Write one CEF line per finding to `out`, host by host."""
+    for finding in flatten(header, hosts):
+        out.write(event(finding) + "\n")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
-import io
+from collections.abc import Iterable
+from typing import TextIO
 
 from reports.findings import Finding, flatten
-from reports.model import ScanReport
+from reports.model import HostReport, ReportHeader
 from scanner.core.sanitize import FORMULA_PREFIXES as FORMULA_PREFIXES
 from scanner.core.sanitize import csv_cell
 from scanner.core.sanitize import neutralise as neutralise
@@ -59,11 +60,9 @@ def row(finding: Finding) -> list[str]:
     return [csv_cell(_cell(values[name])) for name in COLUMNS]
 
 
-def render(report: ScanReport) -> str:
-    """Return a header row and one row per finding (RFC 4180 quoting, LF line ends)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+def render(header: ReportHeader, hosts: Iterable[HostReport], out: TextIO) -> None:
+    """Write a header row and one row per finding to `out` (RFC 4180 quoting, LF line ends)."""
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow(COLUMNS)
-    for finding in flatten(report):
+    for finding in flatten(header, hosts):
         writer.writerow(row(finding))
-    return buffer.getvalue()

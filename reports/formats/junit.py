@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from itertools import groupby
+from typing import TextIO
 
 from reports.findings import Finding, flatten
-from reports.model import ScanReport
+from reports.hosts import Hosts
+from reports.model import ReportHeader
 from scanner.core.results import Status
 from scanner.core.sanitize import xml_attr, xml_text
 
@@ -51,32 +53,35 @@ def _testcase(finding: Finding) -> str:
     return head + f">{inner}</testcase>"
 
 
-def render(report: ScanReport) -> str:
-    """Return a JUnit XML document; waived and not-applicable results are `skipped`."""
-    findings = flatten(report)
-    suites: list[str] = []
+def _counts(cases: list[Finding]) -> dict[str, int]:
+    return {
+        "tests": len(cases),
+        "failures": sum(f.status is Status.FAIL for f in cases),
+        "errors": sum(f.status is Status.ERROR for f in cases),
+        "skipped": sum(f.status in (Status.WAIVED, Status.NOT_APPLICABLE) for f in cases),
+    }
+
+
+def render(header: ReportHeader, hosts: Hosts, out: TextIO) -> None:
+    """Write a JUnit XML document to `out`; waived and not-applicable results are `skipped`."""
+    # The root element carries the totals, so the hosts are read twice: once to count, once to
+    # write, one host's findings at a time (docs/performance.md, memory).
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    for index, (host, group) in enumerate(groupby(findings, key=lambda f: f.host)):
-        cases = list(group)
-        counts = {
-            "tests": len(cases),
-            "failures": sum(f.status is Status.FAIL for f in cases),
-            "errors": sum(f.status is Status.ERROR for f in cases),
-            "skipped": sum(f.status in (Status.WAIVED, Status.NOT_APPLICABLE) for f in cases),
-        }
-        for key, value in counts.items():
+    for _, group in groupby(flatten(header, hosts), key=lambda f: f.host):
+        for key, value in _counts(list(group)).items():
             totals[key] += value
-        attrs = " ".join(f'{k}="{v}"' for k, v in counts.items())
-        suites.append(
+    total_attrs = " ".join(f'{k}="{v}"' for k, v in totals.items())
+    out.write(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<testsuites name="natt-audit {xml_attr(header.scan.id)}" {total_attrs} time="0">\n'
+    )
+    for index, (host, group) in enumerate(groupby(flatten(header, hosts), key=lambda f: f.host)):
+        cases = list(group)
+        attrs = " ".join(f'{k}="{v}"' for k, v in _counts(cases).items())
+        out.write(
             f'  <testsuite id="{index}" name="{xml_attr(host)}" {attrs} time="0" '
-            f'timestamp="{xml_attr(report.scan.started_at)}" hostname="{xml_attr(host)}">\n'
+            f'timestamp="{xml_attr(header.scan.started_at)}" hostname="{xml_attr(host)}">\n'
             + "".join(_testcase(f) + "\n" for f in cases)
             + "  </testsuite>\n"
         )
-    total_attrs = " ".join(f'{k}="{v}"' for k, v in totals.items())
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<testsuites name="natt-audit {xml_attr(report.scan.id)}" {total_attrs} time="0">\n'
-        + "".join(suites)
-        + "</testsuites>\n"
-    )
+    out.write("</testsuites>\n")

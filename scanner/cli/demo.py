@@ -12,10 +12,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from reports.formats.json_report import render_json
 from rules.loader import resolve_policies
 from scanner.cli.scan import summary_line
-from scanner.core.atomic import write_atomic
 from scanner.core.exitcodes import ExitCode
 from scanner.core.formats import Format
 from scanner.core.logsetup import inert_lines
@@ -101,10 +99,10 @@ def run_demo(*, out: str, color: bool) -> int:
         outcome = run_scan(request)
     finally:
         lab.stop()
-    write_report(outcome.report, Format.CONSOLE, None, color=color)
+    write_report(outcome.header, outcome.hosts, Format.CONSOLE, None, color=color)
     report_path = folder / "report.json"
-    write_atomic(report_path, render_json(outcome.report).encode("utf-8"))
-    sys.stderr.write(summary_line(outcome.report, outcome.code) + "\n")
+    write_report(outcome.header, outcome.hosts, Format.JSON, str(report_path), color=False)
+    sys.stderr.write(summary_line(outcome.header, outcome.code) + "\n")
     sys.stderr.write(
         f"natt-audit demo: JSON report written to {report_path}\n"
         f"natt-audit demo: the estate has unreachable and misbehaving hosts on purpose, so exit 3 "

@@ -9,7 +9,8 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from reports.model import HostReport, ScanReport
+from reports.hosts import parse_report
+from reports.model import HostReport
 from rules.evaluate import NodeTrace, RuleTrace, explain
 from rules.loader import resolve_policies
 from rules.models import PolicyError
@@ -83,7 +84,7 @@ def run_explain(
     """Print how each result of `host_name` in the report was derived; exit 2 on bad input."""
     try:
         raw = Path(report_path).read_text(encoding="utf-8")
-        report = ScanReport.model_validate_json(raw)
+        report = parse_report(raw)
     except OSError as exc:
         err.write(f"natt-audit: error: {report_path}: {exc.strerror or exc}\n")
         return ExitCode.USAGE
@@ -99,7 +100,7 @@ def run_explain(
         err.write(f"natt-audit: error: no host named {one_line(host_name)!r} in {report_path}\n")
         return ExitCode.USAGE
     host = matches[0]
-    specs = list(policy_specs) or list(report.scan.policies)
+    specs = list(policy_specs) or list(report.header.scan.policies)
     try:
         policies = resolve_policies(specs)
     except (FileError, PolicyError) as exc:

@@ -12,7 +12,7 @@ from reports.export.destinations import Destination, DestinationError, parse_des
 from reports.export.ship import export_report, ship
 from reports.export.spool import SpoolError, default_spool_dir
 from reports.formats import render
-from reports.model import ScanReport
+from reports.hosts import Report, parse_report
 from scanner.core.exitcodes import ExitCode
 from scanner.core.formats import EXPORT_FORMATS, Format
 from scanner.core.sanitize import one_line
@@ -29,11 +29,11 @@ def _destinations(texts: list[str] | None) -> list[Destination]:
     return [parse_destination(text) for text in texts or []]
 
 
-def _load_report(path: str) -> ScanReport:
+def _load_report(path: str) -> Report:
     source = Path(path)
     if source.stat().st_size > REPORT_LIMIT:
         raise ValueError(f"{path} is larger than {REPORT_LIMIT} bytes")
-    return ScanReport.model_validate_json(source.read_bytes())
+    return parse_report(source.read_bytes())
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -49,11 +49,11 @@ def run_export(args: argparse.Namespace) -> int:
     except (ValueError, ValidationError) as exc:
         return _error(f"{args.report} is not a natt-audit JSON report ({type(exc).__name__})")
     if not destinations:
-        sys.stdout.write(render(report, Format(args.format), color=False))
+        render(report.header, report.hosts, Format(args.format), sys.stdout, color=False)
         return int(ExitCode.OK)
     try:
         summary = export_report(
-            report, destinations, args.spool or default_spool_dir(), file_format=args.format
+            report.header, report.hosts, destinations, args.spool or default_spool_dir(), file_format=args.format
         )
     except SpoolError as exc:
         return _error(str(exc))

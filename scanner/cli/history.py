@@ -15,8 +15,9 @@ from rich.table import Table
 from rich.text import Text
 
 from reports.formats.json_report import to_plain
+from reports.hosts import Report
 from reports.lifecycle import drift_events
-from reports.model import Drift, ScanReport
+from reports.model import Drift, ReportHeader
 from scanner.core.atomic import write_atomic
 from scanner.core.exitcodes import ExitCode
 from scanner.core.logsetup import say
@@ -152,7 +153,7 @@ def _history(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _pick(store: SqliteStore, args: argparse.Namespace) -> tuple[ScanReport, ScanReport]:
+def _pick(store: SqliteStore, args: argparse.Namespace) -> tuple[Report, Report]:
     if args.scan_b is not None:
         before = store.load_report(store.find_scan(args.scan_a).id)
         after = store.load_report(store.find_scan(args.scan_b).id)
@@ -175,7 +176,7 @@ def _st(status: Status | None) -> str:
     return "(not scanned)" if status is None else status.value
 
 
-def render_drift(drift: Drift, before: ScanReport, after: ScanReport) -> RenderableType:
+def render_drift(drift: Drift, before: ReportHeader, after: ReportHeader) -> RenderableType:
     """Return a terminal rendering of a drift; all host text made inert."""
     parts: list[RenderableType] = []
     head = Text("Drift ", style="bold")
@@ -241,7 +242,7 @@ def _diff(args: argparse.Namespace) -> int:
         }
         sys.stdout.write(json_text(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
     else:
-        _print(render_drift(drift, before, after))
+        _print(render_drift(drift, before.header, after.header))
     return ExitCode.OK
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from reports.export.destinations import Destination, DestinationError, Kind, load_token, parse_destination
 from reports.export.ship import export_report
 from reports.export.spool import SpoolError, default_spool_dir
-from reports.model import ScanReport
+from reports.hosts import Hosts
+from reports.model import ReportHeader
 from rules.loader import Policy, PolicyError, resolve_policies
 from rules.waivers import WaiverSet, load_waivers
 from scanner.core.exitcodes import ExitCode, combine
@@ -48,7 +49,7 @@ from scanner.inputs.inventory import Inventory, InventoryError, load_inventory
 log = logging.getLogger("natt_audit")
 
 
-def summary_line(report: ScanReport, code: ExitCode) -> str:
+def summary_line(report: ReportHeader, code: ExitCode) -> str:
     """Return the one-line summary printed on stderr after every scan."""
     s = report.summary
     by = s.hosts_by_status
@@ -60,7 +61,7 @@ def summary_line(report: ScanReport, code: ExitCode) -> str:
     )
 
 
-def drift_line(report: ScanReport) -> str | None:
+def drift_line(report: ReportHeader) -> str | None:
     """Return the one-line drift summary, or None when there is no previous scan to compare."""
     drift = report.drift
     if drift is None:
@@ -159,10 +160,10 @@ class _SafeJournal:
             self.journal = None
 
 
-def _export(report: ScanReport, destinations: list[Destination]) -> ExitCode:
+def _export(report: ReportHeader, hosts: Hosts, destinations: list[Destination]) -> ExitCode:
     """Spool the findings, then deliver them; what is not delivered stays spooled for `ship`."""
     try:
-        summary = export_report(report, destinations, default_spool_dir())
+        summary = export_report(report, hosts, destinations, default_spool_dir())
     except SpoolError as exc:
         log.error("%s: nothing was exported", exc)
         return ExitCode.UNDELIVERED
@@ -320,7 +321,7 @@ def _finish(
     history_failed: bool,
 ) -> int:
     """Record the scan in history (with drift), write the report, export, and say the summary."""
-    report = outcome.report
+    report = outcome.header
     code = outcome.code
     if outcome.deadline_reached:
         deadline = config.timeouts.deadline or 0.0
@@ -342,10 +343,10 @@ def _finish(
                     previous.id,
                     previous.started_at,
                     store.host_reports(previous.id, host_identity),
-                    by_identity(report.hosts),
+                    by_identity(outcome.hosts),
                 )
                 report = report.model_copy(update={"drift": drift})
-            store.record_scan(report, inventory_id=inventory_id, observations=outcome.observations)
+            store.record_scan(report, outcome.hosts, inventory_id=inventory_id)
         except StoreError as exc:
             log.error("%s: the scan is not recorded (the report is still written)", exc)
             code = combine(code, ExitCode.USAGE)
@@ -358,13 +359,13 @@ def _finish(
         config.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     )
     try:
-        write_report(report, Format(config.format), config.output, color=color)
+        write_report(report, outcome.hosts, Format(config.format), config.output, color=color)
     except OSError as exc:
         return _error(f"cannot write the report to {config.output}: {exc.strerror or exc}")
     if history_failed:
         code = combine(code, ExitCode.USAGE)
     if inputs.destinations:
-        code = combine(code, _export(report, inputs.destinations))
+        code = combine(code, _export(report, outcome.hosts, inputs.destinations))
     say(
         summary_line(report, code),
         scan_id=report.scan.id,

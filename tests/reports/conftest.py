@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from reports.model import ScanReport
+from reports.hosts import Report
 from tests.support.sample_report import GOLDEN_DIR, make_sample_report
 
 
@@ -47,7 +47,7 @@ def check_golden(update_goldens: bool) -> Callable[[str, str], None]:
 
 
 @pytest.fixture(scope="session")
-def sample_report() -> ScanReport:
+def sample_report() -> Report:
     """Return the fixed hostile sample report."""
     return make_sample_report()
 

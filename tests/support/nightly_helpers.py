@@ -1,11 +1,12 @@
-"""Build real reports (observations -> baseline policy -> build_report) for the nightly tests."""
+"""Build real reports (observations -> baseline policy -> ReportAssembly) for the nightly tests."""
 
 from __future__ import annotations
 
 import uuid
 
-from reports.build import build_report
-from reports.model import ScanInfo, ScanReport
+from reports.build import ReportAssembly
+from reports.hosts import HostBuffer, Report
+from reports.model import ScanInfo
 from rules.evaluate import evaluate
 from rules.loader import resolve_policies
 from scanner.core.models import (
@@ -20,6 +21,7 @@ from scanner.core.models import (
     Stage,
     Target,
 )
+from scanner.core.semantics import assess
 
 BASELINE = resolve_policies([])
 WIN10 = OsInfo(version="10.0.19045", build=19045, service_pack=0, caption="Microsoft Windows 10 Pro")
@@ -55,9 +57,12 @@ def unreachable(name: str, reason: str = "refused", **tags: str) -> Observation:
 
 def report(
     observations: list[Observation], *, started: str = "2026-11-26T01:00:00Z", scan_id: str | None = None
-) -> ScanReport:
-    """Evaluate the baseline policy and build a report."""
-    results = {o.target.name: evaluate(o, BASELINE) for o in observations}
+) -> Report:
+    """Evaluate the baseline policy on each host and assemble the report, as a scan does."""
+    assembly = ReportAssembly(HostBuffer())
+    for observation in observations:
+        setting = assess(observation)
+        assembly.add(observation, evaluate(observation, BASELINE, setting=setting), setting=setting)
     info = ScanInfo(
         id=scan_id or str(uuid.uuid4()),
         started_at=started,
@@ -65,4 +70,10 @@ def report(
         policies=["baseline"],
         inventory="inventory.yaml",
     )
-    return build_report(observations, results, info, tool_version="test")
+    return Report(assembly.header(info, tool_version="test"), assembly.hosts())
+
+
+def with_scan(report: Report, **changes: object) -> Report:
+    """Return the report with fields of its scan info changed (e.g. interrupted=True)."""
+    scan = report.header.scan.model_copy(update=changes)
+    return Report(report.header.model_copy(update={"scan": scan}), report.hosts)

@@ -1,11 +1,20 @@
-"""A fixed, hand-built sample scan: every status, integrity and oddity, and hostile host text."""
+"""A fixed, hand-built sample scan: every status, integrity and oddity, and hostile host text.
+
+Reports are assembled as a scan assembles them (reports/build.py: `ReportAssembly`, the engine's
+path), with the hosts kept in memory instead of a disk spill.
+"""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from reports.build import build_report
-from reports.model import ScanInfo, ScanReport
+from reports.build import ReportAssembly
+from reports.formats import render
+from reports.hosts import HostBuffer, MemoryHosts, Report
+from reports.model import HostReport, ScanInfo
+from scanner.core.formats import Format
 from scanner.core.models import (
     IPSEC_KEY,
     POLICYAGENT_KEY,
@@ -19,6 +28,7 @@ from scanner.core.models import (
     Target,
 )
 from scanner.core.results import RuleResult, Severity, Status, finding_uid
+from scanner.core.semantics import assess
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "reports" / "formats" / "golden"
 GOLDEN_WIDTH = 120  # console goldens are rendered without colour at this width
@@ -321,7 +331,41 @@ SCAN = ScanInfo(
 )
 
 
-def make_sample_report() -> ScanReport:
+def assembly_of(
+    observations: Iterable[Observation], results: Mapping[str, Sequence[RuleResult]]
+) -> ReportAssembly:
+    """Return an in-memory assembly fed each observation with its results, as the engine feeds it."""
+    assembly = ReportAssembly(HostBuffer())
+    for observation in observations:
+        assembly.add(observation, results.get(observation.target.name, ()), setting=assess(observation))
+    return assembly
+
+
+def assemble(
+    observations: Iterable[Observation],
+    results: Mapping[str, Sequence[RuleResult]],
+    scan: ScanInfo = SCAN,
+    *,
+    tool_version: str = "0",
+) -> Report:
+    """Return the report (header and in-memory hosts) of these hosts and results."""
+    assembly = assembly_of(observations, results)
+    return Report(assembly.header(scan, tool_version=tool_version), assembly.hosts())
+
+
+def make_sample_report() -> Report:
     """Return the fixed report the golden files are rendered from."""
     observations, results = sample_inputs()
-    return build_report(observations, results, SCAN, tool_version="0.1.0")
+    return assemble(observations, results, SCAN, tool_version="0.1.0")
+
+
+def with_hosts(report: Report, hosts: Iterable[HostReport]) -> Report:
+    """Return the report with other hosts (in this order) under the same header."""
+    return Report(report.header, MemoryHosts.of(hosts))
+
+
+def rendered(report: Report, fmt: Format, *, color: bool = False, width: int | None = None) -> str:
+    """Return the text the renderer of `fmt` writes for the report."""
+    out = io.StringIO()
+    render(report.header, report.hosts, fmt, out, color=color, width=width)
+    return out.getvalue()

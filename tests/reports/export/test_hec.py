@@ -22,7 +22,7 @@ ENV = {"NATT_AUDIT_HEC_TOKEN": TOKEN}
 @pytest.fixture(scope="module")
 def findings() -> list[Finding]:
     """Return the findings of the hostile report."""
-    return flatten(hostile_report())
+    return list(flatten(*hostile_report()))
 
 
 def dest(hec: FakeHec, extra: str = "", retries: int = 4) -> Destination:
@@ -85,7 +85,7 @@ def test_bad_token_stops_and_leaves_everything_pending(
     fake_hec: FakeHec, findings: list[Finding], tmp_path: Path
 ) -> None:
     fake_hec.token = "another-token"
-    summary = export_report(hostile_report(), [dest(fake_hec)], tmp_path / "spool", env=ENV)
+    summary = export_report(*hostile_report(), [dest(fake_hec)], tmp_path / "spool", env=ENV)
     (outcome,) = summary.destinations
     assert outcome.pending == len(findings) and outcome.dead_lettered == 0
     assert outcome.error is not None and "code 3" in outcome.error
@@ -107,11 +107,11 @@ def test_down_for_the_whole_run_then_ship(tmp_path: Path, findings: list[Finding
     destination = dest(hec, retries=2)
     report = hostile_report()
     spool_dir = tmp_path / "spool"
-    summary = export_report(report, [destination], spool_dir, env=ENV)
+    summary = export_report(report.header, report.hosts, [destination], spool_dir, env=ENV)
     assert summary.exit_code == 5
     assert summary.destinations[0].pending == len(findings)
     assert "INCOMPLETE" in summary.lines()[1] and f"{len(findings)} pending" in summary.lines()[1]
-    spooled = Spool(spool_dir).pending(destination, report.scan.id)
+    spooled = Spool(spool_dir).pending(destination, report.header.scan.id)
     assert [f.event_uid for f in spooled] == [f.event_uid for f in findings]
     hec.start()
     try:

@@ -21,17 +21,17 @@ from reports.export.syslog import (
     sd_escape,
 )
 from reports.findings import Finding, flatten
-from reports.model import ScanReport
+from reports.hosts import Report
 from scanner.core.models import HostError, OsInfo, Stage
 from tests.peers.receivers import Rsyslog
 from tests.support.cefparse import shown
-from tests.support.sample_report import make_sample_report
+from tests.support.sample_report import make_sample_report, with_hosts
 from tests.support.syslogparse import parse_sd, parse_syslog
 
 HOSTILE = 'evil\nhost|a=b\\c]d"e\r\x1b[31mred\x07\x7f\x85\u202e tail\\'
 
 
-def hostile_report() -> ScanReport:
+def hostile_report() -> Report:
     """Return the sample report plus a host whose every text field is hostile."""
     report = make_sample_report()
     base = next(h for h in report.hosts if h.name == "srv-pass-01")
@@ -43,13 +43,13 @@ def hostile_report() -> ScanReport:
             "results": [r.model_copy(update={"message": "msg " + HOSTILE}) for r in base.results],
         }
     )
-    return report.model_copy(update={"hosts": [*report.hosts, evil]})
+    return with_hosts(report, [*report.hosts, evil])
 
 
 @pytest.fixture(scope="module")
 def findings() -> list[Finding]:
     """Return the findings of the hostile report."""
-    return flatten(hostile_report())
+    return list(flatten(*hostile_report()))
 
 
 def _check_received(lines: list[str], findings: list[Finding]) -> None:
@@ -108,11 +108,11 @@ def test_down_syslog_leaves_everything_spooled_then_ship_delivers(
     )
     report = hostile_report()
     spool_dir = tmp_path / "spool"
-    summary = export_report(report, [dest], spool_dir)
+    summary = export_report(report.header, report.hosts, [dest], spool_dir)
     assert summary.exit_code == 5 and not summary.complete
     (outcome,) = summary.destinations
     assert outcome.pending == len(findings) and outcome.delivered == 0 and outcome.error
-    assert len(Spool(spool_dir).pending(dest, report.scan.id)) == len(findings)
+    assert len(Spool(spool_dir).pending(dest, report.header.scan.id)) == len(findings)
     try:
         receiver.start()
         shipped = ship(spool_dir)  # destinations come from the spool state

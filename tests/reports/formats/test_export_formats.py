@@ -18,17 +18,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reports.findings import HOST_RULE_ID, Finding, flatten
-from reports.formats import cef, csv_report, ecs, hec, html_report, jsonl, junit, ocsf, render
-from reports.model import ScanReport
+from reports.formats import cef, csv_report, ecs, hec, html_report, jsonl, junit, ocsf
+from reports.hosts import Hosts, Report
+from reports.model import ReportHeader
 from scanner.core.formats import Format
 from scanner.core.models import HostError, OsInfo, Stage
 from scanner.core.results import Status, event_uid, finding_uid
 from tests.support.cefparse import CefError, parse, shown
-from tests.support.sample_report import HOSTILE_CAPTION, make_sample_report
+from tests.support.sample_report import HOSTILE_CAPTION, make_sample_report, rendered, with_hosts
 
 EXPORT_RENDERERS = {
-    f.value: (lambda r, f=f: render(r, f, color=False)) for f in Format if f not in (Format.CONSOLE, Format.JSON)
+    f.value: (lambda r, f=f: rendered(r, f)) for f in Format if f not in (Format.CONSOLE, Format.JSON)
 }
+
+
+def text_of(render: Callable[[ReportHeader, Hosts, io.StringIO], None], report: Report) -> str:
+    """Return what one format module's `render` writes for the report."""
+    out = io.StringIO()
+    render(report.header, report.hosts, out)
+    return out.getvalue()
 EXTENSIONS = {
     "jsonl": "jsonl",
     "csv": "csv",
@@ -42,26 +50,26 @@ EXTENSIONS = {
 
 
 @pytest.fixture(scope="module")
-def report() -> ScanReport:
+def report() -> Report:
     """Return the hostile sample report."""
     return make_sample_report()
 
 
 @pytest.fixture(scope="module")
-def findings(report: ScanReport) -> list[Finding]:
+def findings(report: Report) -> list[Finding]:
     """Return the flattened sample report."""
-    return flatten(report)
+    return list(flatten(report.header, report.hosts))
 
 
 @pytest.mark.parametrize("name", sorted(EXPORT_RENDERERS))
-def test_golden(name: str, report: ScanReport, export_golden: Callable[[str, str], None]) -> None:
+def test_golden(name: str, report: Report, export_golden: Callable[[str, str], None]) -> None:
     text = EXPORT_RENDERERS[name](report)
     assert text.endswith("\n")
     assert EXPORT_RENDERERS[name](report) == text  # deterministic
     export_golden(f"report.{EXTENSIONS[name]}", text)
 
 
-def test_flatten_covers_every_host_and_result(report: ScanReport, findings: list[Finding]) -> None:
+def test_flatten_covers_every_host_and_result(report: Report, findings: list[Finding]) -> None:
     expected = sum(max(1, len(h.results)) for h in report.hosts)
     assert len(findings) == expected
     assert {f.host for f in findings} == {h.name for h in report.hosts}
@@ -73,7 +81,7 @@ def test_flatten_covers_every_host_and_result(report: ScanReport, findings: list
     assert len(refused) == 3 and all(f.error_reason == "refused" for f in refused)
     for f in findings:
         assert f.finding_uid == finding_uid(f.rule_id, f.host)
-        assert f.event_uid == event_uid(f.finding_uid, report.scan.id)
+        assert f.event_uid == event_uid(f.finding_uid, report.header.scan.id)
         assert f.time_ms > 10**12
     assert len({f.event_uid for f in findings}) == len(findings)
 
@@ -82,20 +90,20 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def test_ids_in_every_line_format(report: ScanReport, findings: list[Finding]) -> None:
+def test_ids_in_every_line_format(report: Report, findings: list[Finding]) -> None:
     uids = [f.event_uid for f in findings]
-    assert [r["event_uid"] for r in _json_lines(jsonl.render(report))] == uids
-    assert [r["metadata"]["uid"] for r in _json_lines(ocsf.render(report))] == uids
-    assert [r["event"]["id"] for r in _json_lines(ecs.render(report))] == uids
-    assert [r["event"]["event_id"] for r in _json_lines(hec.render(report))] == uids
-    assert [parse(line)[1]["externalId"] for line in cef.render(report).splitlines()] == uids
-    rows = list(csv.DictReader(io.StringIO(csv_report.render(report))))
+    assert [r["event_uid"] for r in _json_lines(text_of(jsonl.render, report))] == uids
+    assert [r["metadata"]["uid"] for r in _json_lines(text_of(ocsf.render, report))] == uids
+    assert [r["event"]["id"] for r in _json_lines(text_of(ecs.render, report))] == uids
+    assert [r["event"]["event_id"] for r in _json_lines(text_of(hec.render, report))] == uids
+    assert [parse(line)[1]["externalId"] for line in text_of(cef.render, report).splitlines()] == uids
+    rows = list(csv.DictReader(io.StringIO(text_of(csv_report.render, report))))
     assert [r["event_uid"] for r in rows] == uids
-    assert all(u in junit.render(report) and u in html_report.render(report) for u in uids)
+    assert all(u in text_of(junit.render, report) and u in text_of(html_report.render, report) for u in uids)
 
 
-def test_jsonl_keeps_host_text(report: ScanReport) -> None:
-    text = jsonl.render(report)
+def test_jsonl_keeps_host_text(report: Report) -> None:
+    text = text_of(jsonl.render, report)
     records = _json_lines(text)
     stray = next(r for r in records if r["host"] == "srv-stray")
     assert stray["os_caption"] == HOSTILE_CAPTION
@@ -109,17 +117,12 @@ def test_csv_neutralises_formulas() -> None:
     assert csv_report.neutralise("srv01") == "srv01"
 
 
-def test_csv_cells_from_hostile_hosts(report: ScanReport) -> None:
-    hostile = report.model_copy(
-        update={
-            "hosts": [
-                report.hosts[0].model_copy(
-                    update={"name": '=HYPERLINK("http://evil","x")', "address": "@evil", "port": 5985}
-                )
-            ]
-        }
+def test_csv_cells_from_hostile_hosts(report: Report) -> None:
+    first = next(iter(report.hosts))
+    hostile = with_hosts(
+        report, [first.model_copy(update={"name": '=HYPERLINK("http://evil","x")', "address": "@evil", "port": 5985})]
     )
-    rows = list(csv.reader(io.StringIO(csv_report.render(hostile))))
+    rows = list(csv.reader(io.StringIO(text_of(csv_report.render, hostile))))
     assert rows[0] == list(csv_report.COLUMNS)
     for row in rows[1:]:
         assert len(row) == len(csv_report.COLUMNS)
@@ -128,8 +131,8 @@ def test_csv_cells_from_hostile_hosts(report: ScanReport) -> None:
         assert not any(cell.startswith(csv_report.FORMULA_PREFIXES) for cell in row)
 
 
-def test_cef_round_trip_on_sample(findings: list[Finding], report: ScanReport) -> None:
-    lines = cef.render(report).splitlines()
+def test_cef_round_trip_on_sample(findings: list[Finding], report: Report) -> None:
+    lines = text_of(cef.render, report).splitlines()
     assert len(lines) == len(findings)
     for line, f in zip(lines, findings, strict=True):
         header, ext = parse(line)
@@ -163,11 +166,11 @@ def test_cef_parser_is_strict() -> None:
             parse(bad)
 
 
-def _with_host_text(report: ScanReport, name: str, caption: str, message: str) -> ScanReport:
-    host = report.hosts[0]
+def _with_host_text(report: Report, name: str, caption: str, message: str) -> Report:
+    host = next(iter(report.hosts))
     os = OsInfo(version="10.0.19045", caption=caption)
     error = HostError(stage=Stage.PARSE, reason="soap_fault", message=message)
-    return report.model_copy(update={"hosts": [host.model_copy(update={"name": name, "os": os, "error": error})]})
+    return with_hosts(report, [host.model_copy(update={"name": name, "os": os, "error": error})])
 
 
 # Any text a host can send, surrogates excluded (they are not UTF-8; flattening spells them out).
@@ -176,11 +179,11 @@ HOST_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=60)
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=HOST_TEXT, caption=HOST_TEXT, message=HOST_TEXT)
-def test_cef_any_host_text_survives(report: ScanReport, name: str, caption: str, message: str) -> None:
+def test_cef_any_host_text_survives(report: Report, name: str, caption: str, message: str) -> None:
     changed = _with_host_text(report, name, caption, message)
     # CEF records are LF-terminated; str.splitlines would also split on \x1c-\x1e, NEL, U+2028
-    lines = cef.render(changed).removesuffix("\n").split("\n")
-    assert len(lines) == len(changed.hosts[0].results)
+    lines = text_of(cef.render, changed).removesuffix("\n").split("\n")
+    assert len(lines) == len(next(iter(changed.hosts)).results)
     for line in lines:
         _header, ext = parse(line)
         # the text a host sent, with ESC, C1, bidi and other unsafe characters spelled out
@@ -208,9 +211,9 @@ def _ocsf_validator() -> jsonschema.protocols.Validator:
     return cls(schema)
 
 
-def test_ocsf_validates_against_1_8_0(report: ScanReport, findings: list[Finding]) -> None:
+def test_ocsf_validates_against_1_8_0(report: Report, findings: list[Finding]) -> None:
     validator = _ocsf_validator()
-    events = _json_lines(ocsf.render(report))
+    events = _json_lines(text_of(ocsf.render, report))
     assert len(events) == len(findings)
     for event, f in zip(events, findings, strict=True):
         errors = sorted(validator.iter_errors(event), key=str)
@@ -225,14 +228,14 @@ def test_ocsf_validates_against_1_8_0(report: ScanReport, findings: list[Finding
     assert stray["device"]["os"]["name"] == HOSTILE_CAPTION
 
 
-def test_ocsf_schema_rejects_a_broken_event(report: ScanReport) -> None:
-    event = _json_lines(ocsf.render(report))[0]
+def test_ocsf_schema_rejects_a_broken_event(report: Report) -> None:
+    event = _json_lines(text_of(ocsf.render, report))[0]
     del event["finding_info"]
     assert list(_ocsf_validator().iter_errors(event))
 
 
-def test_ecs_posture_fields(report: ScanReport) -> None:
-    docs = _json_lines(ecs.render(report))
+def test_ecs_posture_fields(report: Report) -> None:
+    docs = _json_lines(text_of(ecs.render, report))
     for doc in docs:
         assert doc["event"]["kind"] == "state" and doc["event"]["category"] == ["configuration"]
     evaluations = {d["natt_audit"]["status"]: d.get("result", {}).get("evaluation") for d in docs}
@@ -244,8 +247,8 @@ def test_ecs_posture_fields(report: ScanReport) -> None:
     assert invalid["registry"]["hive"] == "HKLM"
 
 
-def test_hec_events_have_cim_fields(report: ScanReport) -> None:
-    for event in _json_lines(hec.render(report)):
+def test_hec_events_have_cim_fields(report: Report) -> None:
+    for event in _json_lines(text_of(hec.render, report)):
         assert set(event) >= {"time", "host", "source", "sourcetype", "event"}
         body = event["event"]
         for field in ("dest", "signature_id", "signature", "severity", "category", "vendor_product"):
@@ -253,8 +256,8 @@ def test_hec_events_have_cim_fields(report: ScanReport) -> None:
         assert isinstance(event["time"], float) and event["time"] > 10**9
 
 
-def test_junit_is_wellformed_and_counts(report: ScanReport, findings: list[Finding]) -> None:
-    root = ET.fromstring(junit.render(report))
+def test_junit_is_wellformed_and_counts(report: Report, findings: list[Finding]) -> None:
+    root = ET.fromstring(text_of(junit.render, report))
     suites = root.findall("testsuite")
     assert len(suites) == len(report.hosts)
     assert int(root.get("tests", "0")) == len(findings)
@@ -268,9 +271,9 @@ def test_junit_is_wellformed_and_counts(report: ScanReport, findings: list[Findi
 
 @settings(max_examples=100, deadline=None)
 @given(name=HOST_TEXT, message=HOST_TEXT)
-def test_junit_always_parses(report: ScanReport, name: str, message: str) -> None:
+def test_junit_always_parses(report: Report, name: str, message: str) -> None:
     changed = _with_host_text(report, name or "x", "c", message)
-    root = ET.fromstring(junit.render(changed))
+    root = ET.fromstring(text_of(junit.render, changed))
     assert root.find("testsuite") is not None
 
 
@@ -285,8 +288,8 @@ class _Refs(HTMLParser):
         self.refs += [v or "" for k, v in attrs if k in ("src", "href", "action", "srcset", "data")]
 
 
-def test_html_self_contained_and_escaped(report: ScanReport) -> None:
-    page = html_report.render(report)
+def test_html_self_contained_and_escaped(report: Report) -> None:
+    page = text_of(html_report.render, report)
     parser = _Refs()
     parser.feed(page)
     assert not [r for r in parser.refs if re.match(r"\s*(https?:)?//", r, re.I)]
@@ -297,7 +300,7 @@ def test_html_self_contained_and_escaped(report: ScanReport) -> None:
     assert "<b>" in page and "Needs attention" in page
 
 
-def test_html_escapes_markup_in_host_names(report: ScanReport) -> None:
+def test_html_escapes_markup_in_host_names(report: Report) -> None:
     changed = _with_host_text(report, '<img src="https://evil/x.png" onerror=alert(1)>', "c", "m")
-    page = html_report.render(changed)
+    page = text_of(html_report.render, changed)
     assert "<img" not in page and "&lt;img src=&quot;https://evil/x.png&quot;" in page

@@ -16,9 +16,10 @@ import pytest
 from reports.export import syslog
 from reports.export.destinations import parse_destination
 from reports.findings import flatten
-from reports.formats import cef, csv_report, jsonl
-from reports.model import ScanReport
+from reports.formats import cef, csv_report
+from reports.hosts import Report, parse_report
 from scanner.collect.collector import collect_host
+from scanner.core.formats import Format
 from scanner.core.models import CollectOptions
 from scanner.core.sanitize import csv_cell
 from tests.peers.hostile_lab import (
@@ -47,6 +48,7 @@ from tests.peers.rawserver import (
 from tests.support.cefparse import parse as parse_cef
 from tests.support.cefparse import shown
 from tests.support.cliproc import natt_audit
+from tests.support.sample_report import rendered
 from tests.support.syslogparse import parse_syslog
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # the only escape sequences rich itself writes with --color always
@@ -129,16 +131,18 @@ def test_forbidden_character_references_survive_as_replacements(tmp_path: Path) 
 
 
 @pytest.fixture(scope="module")
-def text_report(scanned: Scanned) -> ScanReport:
+def text_report(scanned: Scanned) -> Report:
     data: dict[str, Any] = json.loads(scanned.report_bytes)
     data["hosts"] = [h for h in data["hosts"] if h["name"] in TEXT_HOSTS]
-    return ScanReport.model_validate(data)
+    return parse_report(json.dumps(data))
 
 
-def test_csv_cells_are_neutralised(text_report: ScanReport) -> None:
-    rows = list(csv.reader(io.StringIO(csv_report.render(text_report))))
+def test_csv_cells_are_neutralised(text_report: Report) -> None:
+    out = io.StringIO()
+    csv_report.render(text_report.header, text_report.hosts, out)
+    rows = list(csv.reader(io.StringIO(out.getvalue())))
     header, body = rows[0], rows[1:]
-    assert len(body) == len(flatten(text_report))  # one row per finding, newlines inside cells quoted
+    assert len(body) == len(list(flatten(*text_report)))  # one row per finding, newlines inside cells quoted
     for row in body:
         assert len(row) == len(header)
         for cell in row:
@@ -147,9 +151,11 @@ def test_csv_cells_are_neutralised(text_report: ScanReport) -> None:
     assert "'" + FORMULAS[0] in captions
 
 
-def test_cef_and_syslog_stay_one_record_each(text_report: ScanReport) -> None:
-    findings = flatten(text_report)
-    lines = cef.render(text_report).split("\n")
+def test_cef_and_syslog_stay_one_record_each(text_report: Report) -> None:
+    findings = list(flatten(*text_report))
+    out = io.StringIO()
+    cef.render(text_report.header, text_report.hosts, out)
+    lines = out.getvalue().split("\n")
     assert lines[-1] == "" and len(lines) - 1 == len(findings)
     for line, finding in zip(lines, findings, strict=False):
         assert line.startswith("CEF:0|") and "\r" not in line
@@ -201,11 +207,11 @@ def test_hostile_fault_text_is_inert_in_console_and_json_logs(tmp_path: Path) ->
 
 
 @pytest.fixture(scope="module")
-def siem_report(scanned: Scanned) -> ScanReport:
+def siem_report(scanned: Scanned) -> Report:
     data: dict[str, Any] = json.loads(scanned.report_bytes)
     data["hosts"] = [h for h in data["hosts"] if h["name"] == "t-siem"]
-    report = ScanReport.model_validate(data)
-    host = report.hosts[0]
+    report = parse_report(json.dumps(data))
+    host = next(iter(report.hosts))
     # The text came through the lab, WinRM and the collector unchanged: the exports get it raw.
     assert host.os is not None and host.os.caption == SIEM_TEXT
     assert host.setting is not None and host.setting.raw_value == SIEM_TEXT
@@ -217,23 +223,24 @@ def assert_no_raw_control(text: str) -> None:
     assert [f"U+{ord(c):04X}" for c in SIEM_RAW if c in text] == []
 
 
-def test_csv_export_spells_host_controls_out(siem_report: ScanReport) -> None:
-    text = csv_report.render(siem_report)
+def test_csv_export_spells_host_controls_out(siem_report: Report) -> None:
+    text = rendered(siem_report, Format.CSV)
     assert_no_raw_control(text)
     rows = list(csv.reader(io.StringIO(text)))
     header, body = rows[0], rows[1:]
-    assert len(body) == len(flatten(siem_report)) and len(text.splitlines()) == len(rows)
+    findings = list(flatten(siem_report.header, siem_report.hosts))
+    assert len(body) == len(findings) and len(text.splitlines()) == len(rows)
     for row in body:
         assert row[header.index("os_caption")] == csv_cell(SIEM_TEXT)
         assert row[header.index("observed")] == csv_cell(SIEM_TEXT)
     assert "siem \\x1b[31mESC\\x1b[0m \\x07BEL \\x00NUL \\x9b2J C1 \\u202eRTL" in text
 
 
-def test_cef_export_spells_host_controls_out(siem_report: ScanReport) -> None:
-    text = cef.render(siem_report)
+def test_cef_export_spells_host_controls_out(siem_report: Report) -> None:
+    text = rendered(siem_report, Format.CEF)
     assert_no_raw_control(text)
     lines = text.removesuffix("\n").split("\n")
-    assert len(lines) == len(flatten(siem_report))
+    assert len(lines) == len(list(flatten(siem_report.header, siem_report.hosts)))
     for line in lines:
         _header, ext = parse_cef(line)  # strictly valid CEF
         assert ext["flexString2"] == ext["cs6"] == shown(SIEM_TEXT)
@@ -241,8 +248,8 @@ def test_cef_export_spells_host_controls_out(siem_report: ScanReport) -> None:
 
 
 @pytest.mark.parametrize("payload", ["cef", "json"])
-def test_syslog_export_on_the_wire_spells_host_controls_out(siem_report: ScanReport, payload: str) -> None:
-    findings = flatten(siem_report)
+def test_syslog_export_on_the_wire_spells_host_controls_out(siem_report: Report, payload: str) -> None:
+    findings = list(flatten(siem_report.header, siem_report.hosts))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
         receiver.bind(("127.0.0.1", 0))
         receiver.settimeout(5)
@@ -264,10 +271,10 @@ def test_syslog_export_on_the_wire_spells_host_controls_out(siem_report: ScanRep
             assert record["os_caption"] == SIEM_TEXT  # JSON escapes keep the text exactly
 
 
-def test_jsonl_export_escapes_host_controls_and_keeps_the_text(siem_report: ScanReport) -> None:
-    text = jsonl.render(siem_report)
+def test_jsonl_export_escapes_host_controls_and_keeps_the_text(siem_report: Report) -> None:
+    text = rendered(siem_report, Format.JSONL)
     assert_no_raw_control(text)
     records = [json.loads(line) for line in text.splitlines()]
-    assert len(records) == len(flatten(siem_report))
+    assert len(records) == len(list(flatten(siem_report.header, siem_report.hosts)))
     for record in records:
         assert record["os_caption"] == SIEM_TEXT and record["raw_value"] == SIEM_TEXT

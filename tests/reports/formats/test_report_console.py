@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import sys
 import time
@@ -12,14 +13,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.text import Text
 
-from reports.build import build_report
-from reports.formats.console import render_console
-from reports.model import HostReport, ScanReport
+from reports.formats.console import PASS_ROWS_LIMIT
+from reports.formats.console import render_console as write_console
+from reports.hosts import Report
+from reports.model import HostReport
 from scanner.core.models import HostError, Observation, OsInfo, Stage
 from scanner.core.results import Status
 from scanner.core.sanitize import console_text as safe_text
 from scanner.core.sanitize import visible
-from tests.support.sample_report import CHINESE_CAPTION, HOSTILE_CAPTION, make_sample_report, target
+from tests.support.sample_report import (
+    CHINESE_CAPTION,
+    HOSTILE_CAPTION,
+    assemble,
+    make_sample_report,
+    target,
+    with_hosts,
+)
 
 ESC = "\x1b"
 C1 = re.compile("[\x80-\x9f]")
@@ -34,19 +43,28 @@ ALPHABET = st.one_of(
 )
 
 
+def render_console(
+    report: Report, *, color: bool, width: int | None = None, max_pass_rows: int = PASS_ROWS_LIMIT
+) -> str:
+    """Return what the console renderer writes for the report."""
+    out = io.StringIO()
+    write_console(report.header, report.hosts, out, color=color, width=width, max_pass_rows=max_pass_rows)
+    return out.getvalue()
+
+
 @pytest.fixture(scope="module")
-def report() -> ScanReport:
+def report() -> Report:
     """Return the sample report."""
     return make_sample_report()
 
 
-def with_caption(report: ScanReport, caption: str, *, name: str = "srv-stray") -> ScanReport:
+def with_caption(report: Report, caption: str, *, name: str = "srv-stray") -> Report:
     """Return the report with one host's caption replaced."""
     hosts = [
         h.model_copy(update={"os": OsInfo(version="10.0.19045", caption=caption)}) if h.name == name else h
         for h in report.hosts
     ]
-    return report.model_copy(update={"hosts": hosts})
+    return with_hosts(report, hosts)
 
 
 # ---- safe_text / visible -------------------------------------------------------------------
@@ -119,7 +137,7 @@ def assert_inert(output: str) -> None:
     assert all(unicodedata.category(ch) not in DANGEROUS_CATEGORIES for ch in output.replace("\n", ""))
 
 
-def test_hostile_text_is_inert_and_visible_in_plain_output(report: ScanReport) -> None:
+def test_hostile_text_is_inert_and_visible_in_plain_output(report: Report) -> None:
     wide = render_console(report, color=False, width=2000)
     assert_inert(wide)
     # The caption is capped at 120 characters before escaping; its visible form is on one line.
@@ -132,7 +150,7 @@ def test_hostile_text_is_inert_and_visible_in_plain_output(report: ScanReport) -
     assert CHINESE_CAPTION in wide
 
 
-def test_color_output_has_only_sgr_escapes_and_same_text(report: ScanReport) -> None:
+def test_color_output_has_only_sgr_escapes_and_same_text(report: Report) -> None:
     colored = render_console(report, color=True, width=120)
     assert SGR.search(colored)
     stripped = SGR.sub("", colored)
@@ -163,9 +181,7 @@ def test_any_name_tag_and_error_message_render_inert(name: str, tag: str, messag
         target=target(name).model_copy(update={"tags": {tag: tag}}),
         error=HostError(stage=Stage.AUTH, reason=message or "r", message=message),
     )
-    out = render_console(
-        build_report([observation], {}, BASE.scan, tool_version="0"), color=False, width=2000
-    )
+    out = render_console(assemble([observation], {}, BASE.header.scan), color=False, width=2000)
     assert_inert(out)
     for shown in (visible(name), visible(f"{tag}={tag}"), visible(message)):
         assert shown in out
@@ -180,14 +196,14 @@ def status_column(output: str) -> list[str]:
     return [line.split()[0] for line in output.splitlines() if line.split()[:1] and line.split()[0] in labels]
 
 
-def test_hosts_are_listed_worst_first_then_by_name(report: ScanReport) -> None:
+def test_hosts_are_listed_worst_first_then_by_name(report: Report) -> None:
     out = render_console(report, color=False, width=200)
     assert status_column(out) == ["ERROR"] * 3 + ["FAIL"] * 8 + ["WAIVED", "PASS", "PASS", "PASS", "N/A"]
     rows = [line.split()[1] for line in out.splitlines() if line.startswith(("PASS", "ERROR"))]
     assert rows == ["srv-auth", "srv-refused", "srv-timeout", "srv-pass-01", "SRV-pass-02", "xp-sp3"]
 
 
-def test_summary_shows_counts_coverage_modes_and_requests(report: ScanReport) -> None:
+def test_summary_shows_counts_coverage_modes_and_requests(report: Report) -> None:
     out = render_console(report, color=False, width=120)
     assert "16 total · 3 error · 8 fail · 1 waived · 3 pass · 1 n/a" in out
     assert "81.25 %  (13 of 16 hosts read; 3 could not be read)" in out
@@ -195,7 +211,7 @@ def test_summary_shows_counts_coverage_modes_and_requests(report: ScanReport) ->
     assert "Requests   109" in out
 
 
-def test_evidence_for_every_non_pass_and_none_for_pass(report: ScanReport) -> None:
+def test_evidence_for_every_non_pass_and_none_for_pass(report: Report) -> None:
     out = render_console(report, color=False, width=300)
     assert "connect/refused: connection refused" in out
     assert "timeout/host_deadline: no complete reply within 30 s" in out
@@ -210,11 +226,11 @@ def test_evidence_for_every_non_pass_and_none_for_pass(report: ScanReport) -> No
     assert all("NATT-" not in line for line in pass_rows)
 
 
-def many_passing(count: int) -> ScanReport:
+def many_passing(count: int) -> Report:
     """Return the sample plus `count` extra passing hosts."""
     template = next(h for h in BASE.hosts if h.status is Status.PASS)
     extra = [template.model_copy(update={"name": f"pass-{i:05d}"}) for i in range(count)]
-    return BASE.model_copy(update={"hosts": BASE.hosts + extra})
+    return with_hosts(BASE, [*BASE.hosts, *extra])
 
 
 def test_many_passing_hosts_collapse_to_one_count_line() -> None:
@@ -227,18 +243,19 @@ def test_many_passing_hosts_collapse_to_one_count_line() -> None:
 
 
 def test_empty_inventory_says_so() -> None:
-    empty = build_report([], {}, BASE.scan, tool_version="0.1.0")
+    empty = assemble([], {}, BASE.header.scan, tool_version="0.1.0")
     out = render_console(empty, color=False, width=100)
     for shown in ("No hosts in the inventory.", "0.00 %", "none (no host read)"):
         assert shown in out
 
 
 def test_interrupted_scan_is_flagged() -> None:
-    interrupted = BASE.model_copy(update={"scan": BASE.scan.model_copy(update={"interrupted": True})})
+    scan = BASE.header.scan.model_copy(update={"interrupted": True})
+    interrupted = Report(BASE.header.model_copy(update={"scan": scan}), BASE.hosts)
     assert "INTERRUPTED: partial report" in render_console(interrupted, color=False)
 
 
-def test_rendering_ignores_the_environment(monkeypatch: pytest.MonkeyPatch, report: ScanReport) -> None:
+def test_rendering_ignores_the_environment(monkeypatch: pytest.MonkeyPatch, report: Report) -> None:
     before = render_console(report, color=False)
     monkeypatch.setenv("COLUMNS", "40")
     monkeypatch.setenv("NO_COLOR", "1")
@@ -249,19 +266,20 @@ def test_rendering_ignores_the_environment(monkeypatch: pytest.MonkeyPatch, repo
     assert max(len(line) for line in before.splitlines()) == 120
 
 
-def scaled(count: int) -> ScanReport:
+def scaled(count: int) -> Report:
     """Return a report of `count` hosts cycling through the sample's (mostly failing) hosts."""
+    sample = list(BASE.hosts)
     hosts: list[HostReport] = [
-        h.model_copy(update={"name": f"{h.name}-{i:06d}"})
-        for i, h in ((i, BASE.hosts[i % len(BASE.hosts)]) for i in range(count))
+        sample[i % len(sample)].model_copy(update={"name": f"{sample[i % len(sample)].name}-{i:06d}"})
+        for i in range(count)
     ]
-    return BASE.model_copy(update={"hosts": hosts})
+    return with_hosts(BASE, hosts)
 
 
 def test_rendering_time_grows_linearly() -> None:
     small, large = scaled(200), scaled(800)
 
-    def best(r: ScanReport) -> float:
+    def best(r: Report) -> float:
         times = []
         for _ in range(2):
             start = time.perf_counter()

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
-from reports.formats import RENDERERS, render
-from reports.model import ScanReport
+from reports.formats import RENDERERS
+from reports.hosts import Report
 from scanner.core.formats import Format
-from tests.support.sample_report import GOLDEN_DIR, GOLDEN_WIDTH
+from tests.support.sample_report import GOLDEN_DIR, GOLDEN_WIDTH, rendered
 
 
 def golden_name(fmt: Format) -> str:
@@ -25,15 +25,15 @@ def test_every_format_has_a_renderer_and_a_golden_file() -> None:
 
 @pytest.mark.parametrize("fmt", list(Format))
 def test_output_matches_golden(
-    fmt: Format, sample_report: ScanReport, check_golden: Callable[[str, str], None]
+    fmt: Format, sample_report: Report, check_golden: Callable[[str, str], None]
 ) -> None:
-    check_golden(golden_name(fmt), render(sample_report, fmt, color=False, width=GOLDEN_WIDTH))
+    check_golden(golden_name(fmt), rendered(sample_report, fmt, color=False, width=GOLDEN_WIDTH))
 
 
 @pytest.mark.parametrize("fmt", list(Format))
-def test_renderers_are_pure_and_end_with_a_newline(fmt: Format, sample_report: ScanReport) -> None:
-    first = render(sample_report, fmt, color=True, width=100)
-    assert first == render(sample_report, fmt, color=True, width=100)
+def test_renderers_are_pure_and_end_with_a_newline(fmt: Format, sample_report: Report) -> None:
+    first = rendered(sample_report, fmt, color=True, width=100)
+    assert first == rendered(sample_report, fmt, color=True, width=100)
     assert first.endswith("\n")
 
 

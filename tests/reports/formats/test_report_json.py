@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
@@ -13,12 +14,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reports.build import build_report
-from reports.formats.json_report import render_json, to_plain
-from reports.model import ScanReport
+from reports.formats.json_report import render_json as write_json
+from reports.formats.json_report import render_json_whole, to_plain
+from reports.hosts import MemoryHosts, Report, parse_report
+from reports.model import ReportDocument, ReportHeader
 from reports.schema import DRAFT, SCHEMA_ID, report_json_schema, report_json_schema_text
+from scanner.core.formats import Format
 from scanner.core.models import HostError, Observation, Stage
-from tests.support.sample_report import HOSTILE_CAPTION, SCAN, target
+from tests.support.sample_report import HOSTILE_CAPTION, SCAN, assemble, rendered, target
+
+
+def render_json(report: Report) -> str:
+    """Return the `-f json` text of the report (written host by host)."""
+    return rendered(report, Format.JSON)
 
 SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 FIELDS = {
@@ -41,7 +49,7 @@ def validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
-def test_issue_field_names_and_order(sample_report: ScanReport) -> None:
+def test_issue_field_names_and_order(sample_report: Report) -> None:
     doc = json.loads(render_json(sample_report))
     assert list(doc) == FIELDS[""]
     assert list(doc["tool"]) == FIELDS["tool"]
@@ -65,11 +73,11 @@ def test_issue_field_names_and_order(sample_report: ScanReport) -> None:
                 assert key in host["setting"]
 
 
-def test_dict_fields_are_sorted_and_lists_keep_report_order(sample_report: ScanReport) -> None:
+def test_dict_fields_are_sorted_and_lists_keep_report_order(sample_report: Report) -> None:
     doc = json.loads(render_json(sample_report))
     assert list(doc["summary"]["hosts_by_status"]) == ["error", "fail", "not_applicable", "pass", "waived"]
     assert list(doc["summary"]["modes"]) == ["0", "1", "2", "not_applicable", "unknown"]
-    host = sample_report.hosts[0].model_copy(update={"tags": {"z": "1", "a": "2", "m": "3"}})
+    host = next(iter(sample_report.hosts)).model_copy(update={"tags": {"z": "1", "a": "2", "m": "3"}})
     plain = to_plain(host)
     assert isinstance(plain, dict)
     assert isinstance(plain["tags"], dict)
@@ -77,7 +85,7 @@ def test_dict_fields_are_sorted_and_lists_keep_report_order(sample_report: ScanR
     assert [h["name"] for h in doc["hosts"]] == [h.name for h in sample_report.hosts]
 
 
-def test_format_bytes(sample_report: ScanReport) -> None:
+def test_format_bytes(sample_report: Report) -> None:
     text = render_json(sample_report)
     assert text.endswith("}\n")
     assert not text.endswith("\n\n")
@@ -85,10 +93,11 @@ def test_format_bytes(sample_report: ScanReport) -> None:
     assert "专业版" in text  # UTF-8, not \u escapes
     text.encode("utf-8")  # always encodable
     assert text == render_json(sample_report)
-    assert json.loads(text) == sample_report.model_dump(mode="json")  # nothing lost, nothing added
+    document = ReportDocument(**dict(sample_report.header), hosts=list(sample_report.hosts))
+    assert json.loads(text) == document.model_dump(mode="json")  # nothing lost, nothing added
 
 
-def test_dwords_are_unsigned_and_host_text_is_kept_exactly(sample_report: ScanReport) -> None:
+def test_dwords_are_unsigned_and_host_text_is_kept_exactly(sample_report: Report) -> None:
     text = render_json(sample_report)
     doc = json.loads(text)
     hosts = {h["name"]: h for h in doc["hosts"]}
@@ -110,7 +119,7 @@ def test_any_host_text_round_trips_and_the_file_is_plain_utf8(caption: str) -> N
         target=target("h", 5985, note=caption),
         error=HostError(stage=Stage.PARSE, reason="bad_xml", message=caption),
     )
-    report = build_report([observation], {}, SCAN, tool_version="0")
+    report = assemble([observation], {})
     text = render_json(report)
     data = text.encode("utf-8")  # lone surrogates are \u escapes, so this never fails
     doc = json.loads(data.decode("utf-8"))
@@ -120,15 +129,13 @@ def test_any_host_text_round_trips_and_the_file_is_plain_utf8(caption: str) -> N
 
 
 def test_sample_report_validates_against_the_schema(
-    sample_report: ScanReport, validator: jsonschema.Draft202012Validator
+    sample_report: Report, validator: jsonschema.Draft202012Validator
 ) -> None:
     validator.validate(json.loads(render_json(sample_report)))
 
 
 def test_empty_and_interrupted_reports_validate(validator: jsonschema.Draft202012Validator) -> None:
-    empty = build_report(
-        [], {}, SCAN.model_copy(update={"interrupted": True, "inventory": None}), tool_version="0"
-    )
+    empty = assemble([], {}, SCAN.model_copy(update={"interrupted": True, "inventory": None}))
     validator.validate(json.loads(render_json(empty)))
 
 
@@ -146,7 +153,7 @@ def test_empty_and_interrupted_reports_validate(validator: jsonschema.Draft20201
     ],
 )
 def test_schema_rejects_broken_reports(
-    sample_report: ScanReport,
+    sample_report: Report,
     validator: jsonschema.Draft202012Validator,
     path: tuple[Any, ...],
     value: object,
@@ -162,7 +169,7 @@ def test_schema_rejects_broken_reports(
 
 
 def test_schema_requires_every_field_and_every_status_key(
-    sample_report: ScanReport, validator: jsonschema.Draft202012Validator
+    sample_report: Report, validator: jsonschema.Draft202012Validator
 ) -> None:
     doc = json.loads(render_json(sample_report))
     del doc["hosts"][0]["error"]
@@ -193,7 +200,7 @@ def test_every_control_and_format_character_is_escaped_in_the_file() -> None:
     observation = Observation(
         target=target("h"), error=HostError(stage=Stage.PARSE, reason="x", message=dangerous)
     )
-    text = render_json(build_report([observation], {}, SCAN, tool_version="0"))
+    text = render_json(assemble([observation], {}))
     # "\n" occurs raw only as layout between lines; inside strings json.dumps writes \n.
     assert [f"U+{ord(ch):04X}" for ch in chars if ch in text] == ["U+000A"]
     assert '"message": "\\u0000.\\u0001' in text
@@ -204,15 +211,43 @@ def test_lone_surrogates_become_escapes_not_encoding_errors() -> None:
     observation = Observation(
         target=target("h\udc80"), error=HostError(stage=Stage.PARSE, reason="x", message="a\ud800b\udfffc")
     )
-    text = render_json(build_report([observation], {}, SCAN, tool_version="0"))
+    text = render_json(assemble([observation], {}))
     text.encode("utf-8")
     assert '"message": "a\\ud800b\\udfffc"' in text
     assert json.loads(text)["hosts"][0]["name"] == "h\udc80"
 
 
-def test_streamed_chunks_equal_one_whole_dump(sample_report: ScanReport) -> None:
-    from reports.formats.json_report import json_chunks, render_json_whole
+def test_host_by_host_text_equals_one_whole_dump(sample_report: Report) -> None:
+    header, hosts = sample_report
+    assert render_json(sample_report) == render_json_whole(header, hosts)
+    empty = Report(header, MemoryHosts.of([]))
+    assert render_json(empty) == render_json_whole(header, [])
+    assert json.loads(render_json(empty))["hosts"] == []
 
-    assert "".join(json_chunks(sample_report)) == render_json_whole(sample_report)
-    empty = sample_report.model_copy(update={"hosts": []})
-    assert "".join(json_chunks(empty)) == render_json_whole(empty)
+
+def test_the_json_renderer_writes_one_host_at_a_time(sample_report: Report) -> None:
+    writes: list[str] = []
+
+    class Recorder(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return super().write(text)
+
+    out = Recorder()
+    write_json(sample_report.header, sample_report.hosts, out)
+    assert out.getvalue() == render_json(sample_report)
+    assert len(writes) == len(sample_report.hosts) + 1  # each host, then the closing frame
+    assert all(text.count('"results": [') <= 1 for text in writes)  # never two hosts in one piece
+
+
+def test_a_written_report_reads_back_as_the_same_header_and_hosts(sample_report: Report) -> None:
+    text = render_json(sample_report)
+    header, hosts = parse_report(text)
+    assert header == sample_report.header
+    assert list(hosts) == list(sample_report.hosts)
+    assert render_json(Report(header, hosts)) == text
+
+
+def test_the_header_is_the_document_without_its_hosts() -> None:
+    document = list(ReportDocument.model_fields)
+    assert [name for name in document if name != "hosts"] == list(ReportHeader.model_fields)

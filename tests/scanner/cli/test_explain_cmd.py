@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from reports.formats.json_report import render_json
 from scanner.cli.main import main
-from tests.support.sample_report import make_sample_report
+from scanner.core.formats import Format
+from tests.support.sample_report import make_sample_report, rendered
 
 BASE = make_sample_report()
 
@@ -17,7 +17,7 @@ BASE = make_sample_report()
 @pytest.fixture
 def report_file(tmp_path: Path) -> Path:
     path = tmp_path / "report.json"
-    path.write_text(render_json(BASE), encoding="utf-8")
+    path.write_text(rendered(BASE, Format.JSON), encoding="utf-8")
     return path
 
 

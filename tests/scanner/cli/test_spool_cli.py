@@ -14,33 +14,39 @@ from hypothesis import strategies as st
 
 from reports.export.destinations import DestinationError, Kind, parse_destination
 from reports.export.spool import Spool
-from reports.findings import flatten
-from reports.formats.json_report import render_json
+from reports.findings import Finding, flatten
+from reports.hosts import Report
 from scanner.cli.export import register
+from scanner.core.formats import Format
 from tests.peers.receivers import TOKEN, Rsyslog
-from tests.support.sample_report import make_sample_report
+from tests.support.sample_report import make_sample_report, rendered
+
+
+def findings_of(report: Report) -> list[Finding]:
+    """Return the flattened report."""
+    return list(flatten(report.header, report.hosts))
 
 
 def test_spool_round_trip_and_pending(tmp_path: Path) -> None:
     report = make_sample_report()
-    findings = flatten(report)
+    findings = findings_of(report)
     spool = Spool(tmp_path)
-    path = spool.write_scan(report.scan.id, findings)
-    assert spool.load(report.scan.id) == findings
-    assert spool.scan_ids() == [report.scan.id]
+    path = spool.write_scan(report.header.scan.id, findings)
+    assert spool.load(report.header.scan.id) == findings
+    assert spool.scan_ids() == [report.header.scan.id]
     assert not list(path.parent.glob(".*.tmp"))
     dest = parse_destination("syslog+tcp://127.0.0.1:9")
-    spool.mark(dest, report.scan.id, [findings[0].event_uid])
-    spool.mark(dest, report.scan.id, [findings[1].event_uid], dead=True)
-    with (tmp_path / "state" / dest.key / f"{report.scan.id}.acks").open("a") as handle:
+    spool.mark(dest, report.header.scan.id, [findings[0].event_uid])
+    spool.mark(dest, report.header.scan.id, [findings[1].event_uid], dead=True)
+    with (tmp_path / "state" / dest.key / f"{report.header.scan.id}.acks").open("a") as handle:
         handle.write("A " + findings[2].event_uid[:20])  # a line cut by a crash
-    assert [f.event_uid for f in spool.pending(dest, report.scan.id)] == [f.event_uid for f in findings[2:]]
+    assert [f.event_uid for f in spool.pending(dest, report.header.scan.id)] == [f.event_uid for f in findings[2:]]
 
 
 def test_disk_full_keeps_the_previous_spool_file(tmp_path: Path) -> None:
     report = make_sample_report()
     spool = Spool(tmp_path)
-    path = spool.write_scan(report.scan.id, flatten(report)[:1])
+    path = spool.write_scan(report.header.scan.id, findings_of(report)[:1])
     before = path.read_bytes()
     # A child process whose files may not grow past 4 KB: the write fails like a full disk.
     code = (
@@ -52,7 +58,7 @@ def test_disk_full_keeps_the_previous_spool_file(tmp_path: Path) -> None:
         "from tests.support.sample_report import make_sample_report\n"
         "r = make_sample_report()\n"
         "try:\n"
-        f"    Spool({str(tmp_path)!r}).write_scan(r.scan.id, flatten(r))\n"
+        f"    Spool({str(tmp_path)!r}).write_scan(r.header.scan.id, list(flatten(*r)))\n"
         "except SpoolError as exc:\n"
         "    print('SpoolError', exc); sys.exit(7)\n"
     )
@@ -112,9 +118,9 @@ def _run(argv: list[str]) -> int:
 def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = make_sample_report()
     source = tmp_path / "report.json"
-    source.write_text(render_json(report), encoding="utf-8")
+    source.write_text(rendered(report, Format.JSON), encoding="utf-8")
     assert _run(["export", str(source), "-f", "cef"]) == 0
-    assert capsys.readouterr().out.count("CEF:0|") == len(flatten(report))
+    assert capsys.readouterr().out.count("CEF:0|") == len(findings_of(report))
     target = tmp_path / "out.html"
     assert (
         _run(["export", str(source), "-f", "html", "--to", str(target), "--spool", str(tmp_path / "s")]) == 0
@@ -130,18 +136,18 @@ def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_ship_cli_reports_pending_and_delivers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = make_sample_report()
     source = tmp_path / "report.json"
-    source.write_text(render_json(report), encoding="utf-8")
+    source.write_text(rendered(report, Format.JSON), encoding="utf-8")
     receiver = Rsyslog(tmp_path / "rs")
     dest = f"syslog+tcp://127.0.0.1:{receiver.tcp_port}?retries=1"
     spool = str(tmp_path / "spool")
     assert _run(["export", str(source), "-f", "cef", "--to", dest, "--spool", spool]) == 5
-    assert f"{len(flatten(report))} pending" in capsys.readouterr().err
+    assert f"{len(findings_of(report))} pending" in capsys.readouterr().err
     receiver.start()
     try:
         assert _run(["ship", "--spool", spool]) == 0
-        lines = receiver.records("tcp", len(flatten(report)))
-        assert len(lines) == len(flatten(report))
-        spooled = [json.loads(line)["event_uid"] for line in Spool(spool).scan_path(report.scan.id).open()]
+        lines = receiver.records("tcp", len(findings_of(report)))
+        assert len(lines) == len(findings_of(report))
+        spooled = [json.loads(line)["event_uid"] for line in Spool(spool).scan_path(report.header.scan.id).open()]
         assert all(any(uid in line for line in lines) for uid in spooled)
     finally:
         receiver.stop()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scanner.core.atomic import write_atomic
+from scanner.core.atomic import atomic_text, write_atomic
 from scanner.core.exitcodes import ExitCode, combine
 from scanner.core.sanitize import one_line
 
@@ -65,6 +65,36 @@ def test_atomic_write_streams_chunks_and_a_failing_chunk_keeps_previous(tmp_path
     with pytest.raises(OSError, match="No space"):
         write_atomic(target, broken())
     assert target.read_bytes() == b"abc"
+    assert os.listdir(tmp_path) == ["report.json"]
+
+
+def test_atomic_text_streams_utf8_without_newline_translation(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    with atomic_text(target) as out:
+        out.write("a\r\n")
+        assert target.read_text() == "old"  # nothing is visible before the block ends
+        out.write("专业版\n")
+    assert target.read_bytes() == "a\r\n专业版\n".encode()
+    assert os.listdir(tmp_path) == ["report.json"]
+
+
+def _write_then_fail(target: Path, bad: str | None) -> None:
+    with atomic_text(target) as out:
+        out.write("x" * 100_000)  # more than the text buffer: some of it reaches the temp file
+        if bad is None:
+            raise OSError(28, "No space left on device")
+        out.write(bad)  # a lone surrogate cannot be written as UTF-8
+        out.flush()
+
+
+@pytest.mark.parametrize("bad", ["half\ud800", None])
+def test_atomic_text_failure_keeps_previous(tmp_path: Path, bad: str | None) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    with pytest.raises(UnicodeEncodeError if bad else OSError):
+        _write_then_fail(target, bad)
+    assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["report.json"]
 
 

@@ -8,7 +8,6 @@ ignores SIGXFSZ, so the write fails with EFBIG).
 
 from __future__ import annotations
 
-import json
 import resource
 import subprocess
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 
 from reports.export.spool import Spool, SpoolError
 from reports.findings import flatten
-from reports.model import ScanReport
+from reports.hosts import parse_report
 from tests.peers.hostile_lab import CREDS, Scanned
 from tests.support.cliproc import natt_audit
 
@@ -117,13 +116,13 @@ def _env() -> dict[str, str]:
 
 
 def test_spool_on_a_full_disk(scanned: Scanned, small_disk: Path) -> None:
-    report = ScanReport.model_validate(json.loads(scanned.report_bytes))
-    findings = flatten(report)
+    header, hosts = parse_report(scanned.report_bytes)
+    findings = list(flatten(header, hosts))
     spool = Spool(small_disk / "spool")
-    first = spool.write_scan(report.scan.id, findings[:2])  # small enough to fit
+    first = spool.write_scan(header.scan.id, findings[:2])  # small enough to fit
     before = first.read_bytes()
     with pytest.raises(SpoolError) as info:
-        spool.write_scan(report.scan.id, findings)
+        spool.write_scan(header.scan.id, findings)
     assert "No space left on device" in str(info.value)
     assert first.read_bytes() == before
     assert sorted(p.name for p in first.parent.iterdir()) == [first.name]

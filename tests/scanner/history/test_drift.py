@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reports.formats.console import render_console
+from reports.hosts import MemoryHosts, Report
 from reports.lifecycle import Activity, drift_events
-from reports.model import ScanReport
 from scanner.core.results import Status, finding_uid
 from scanner.history.drift import compute_drift, drift_counts
 from tests.support.nightly_helpers import read, report, unreachable
@@ -38,7 +40,7 @@ def test_every_kind_of_change_is_reported() -> None:
         started="2026-11-27T01:00:00Z",
     )
     drift = compute_drift(before, after)
-    assert drift.previous_scan_id == before.scan.id
+    assert drift.previous_scan_id == before.header.scan.id
     assert [(f.host, f.rule_id, f.before, f.after) for f in drift.new_failures] == [
         ("h-evidence", "NATT-002", Status.PASS, Status.FAIL),  # 3 is not a valid DWORD
         ("h-joined", "NATT-001", None, Status.FAIL),
@@ -86,7 +88,7 @@ MODES = st.sampled_from([None, 0, 1, 2, 3, "dark"])
 @settings(max_examples=60, deadline=None)
 @given(st.dictionaries(st.sampled_from("abcdef"), MODES), st.dictionaries(st.sampled_from("abcdef"), MODES))
 def test_drift_properties(old: dict[str, object], new: dict[str, object]) -> None:
-    def build(spec: dict[str, object], started: str) -> ScanReport:
+    def build(spec: dict[str, object], started: str) -> Report:
         obs = [
             unreachable(n) if m == "dark" else read(n, m if isinstance(m, int) else None)
             for n, m in sorted(spec.items())
@@ -118,9 +120,11 @@ def test_console_summary_shows_drift_with_host_text_made_inert() -> None:
     hostile = "evil\x1b[2J\nname"
     before = report([read("a", 1), read(hostile, 0)])
     after = report([read("a", 2), read(hostile, 2)], started="2026-11-27T01:00:00Z")
-    after = after.model_copy(update={"drift": compute_drift(before, after)})
-    text = render_console(after, color=False)
-    assert f"since scan {before.scan.id[:8]}" in text
+    after = Report(after.header.model_copy(update={"drift": compute_drift(before, after)}), after.hosts)
+    out = io.StringIO()
+    render_console(after.header, after.hosts, out, color=False)
+    text = out.getvalue()
+    assert f"since scan {before.header.scan.id[:8]}" in text
     assert "2 new failures: a NATT-001, evil\\x1b[2J\\nname NATT-001" in text
     assert "\x1b" not in text
     assert "a effective_mode 1 -> 2" in text
@@ -129,12 +133,11 @@ def test_console_summary_shows_drift_with_host_text_made_inert() -> None:
 def test_a_rule_dropped_from_the_policy_is_not_resolved() -> None:
     before = report([read("h1", 2)])
     after = report([read("h1", 2)], started="2026-11-27T01:00:00Z")
-    after = after.model_copy(
-        update={
-            "hosts": [
-                h.model_copy(update={"results": [r for r in h.results if r.rule_id != "NATT-001"]}) for h in after.hosts
-            ]
-        }
+    after = Report(
+        after.header,
+        MemoryHosts.of(
+            h.model_copy(update={"results": [r for r in h.results if r.rule_id != "NATT-001"]}) for h in after.hosts
+        ),
     )
     drift = compute_drift(before, after)
     assert drift.resolved_failures == []
