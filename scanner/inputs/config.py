@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from scanner.core.errors import NattError
 from scanner.core.formats import Format
 from scanner.core.results import Severity
 from scanner.inputs.credentials import ENV_PASSWORD, ENV_USERNAME
@@ -30,7 +31,7 @@ SECRET_KEYS = frozenset({"password", "passwd", "pwd", "secret"})
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
 
-class ConfigError(Exception):
+class ConfigError(NattError):
     """The configuration is unusable; str() is `where: problem`, one problem per line."""
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import SecretStr
 
+from scanner.core.errors import NattError
 from scanner.core.models import Credentials
 
 ENV_USERNAME = "NATT_AUDIT_USERNAME"
@@ -39,7 +40,7 @@ _SECRET_OPTIONS = frozenset(
 _URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s@]*:[^/?#\s]*@")
 
 
-class CredentialError(Exception):
+class CredentialError(NattError):
     """No usable credentials; the message says why and how to give them, never the secret."""
 
 
