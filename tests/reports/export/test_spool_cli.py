@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from reports.export.destinations import DestinationError, Kind, parse_destinatio
 from reports.export.spool import Spool
 from reports.findings import flatten
 from reports.formats.json_report import render_json
-from scanner.cli.export import register
+from scanner.cli.main import main
 from tests.reports.export.conftest import TOKEN
 from tests.reports.export.servers import Rsyslog
 from tests.reports.sample import make_sample_report
@@ -104,10 +103,7 @@ def test_destination_parser_only_raises_destination_error(text: str) -> None:
 
 
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return main(argv)
 
 
 def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
