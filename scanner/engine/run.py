@@ -237,11 +237,11 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
         spill.close()
         raise
     log.debug(
-        "collection: %d hosts (%d from the journal) in %.3f s; evaluation: %.3f s in total",
+        "collection: %d hosts (%d from the journal) in %.1f ms; evaluation: %.1f ms in total",
         len(request.inventory.targets),
         len(done),
-        time.perf_counter() - clock,
-        evaluating,
+        (time.perf_counter() - clock) * 1000,
+        evaluating * 1000,
     )
     scan = ScanInfo(
         id=request.scan_id or str(uuid.uuid4()),

@@ -24,7 +24,7 @@ ENV_USERNAME = "NATT_AUDIT_USERNAME"
 ENV_PASSWORD = "NATT_AUDIT_PASSWORD"  # noqa: S105 - the variable's name, not a password
 MAX_PASSWORD_FILE_BYTES = 64 * 1024  # a password is a line; a bigger file is the wrong file
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("natt_audit.inputs")  # under natt_audit: the one stderr path (scanner/core/logsetup.py)
 
 HOW = (
     "give credentials one of three ways: --password-file FILE (first line is the password) with "
