@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pydantic import SecretStr
 from reports.formats.json_report import render_json
 from rules.loader import resolve_policies
 from scanner.cli.options import Subparsers
+from scanner.cli.output import use_color
 from scanner.core.atomic import write_atomic
 from scanner.core.errors import NattError, OutputError
 from scanner.core.formats import Format
@@ -47,17 +47,9 @@ def register(subparsers: Subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _use_color(choice: str) -> bool:
-    if choice == "always":
-        return True
-    if choice == "never" or os.environ.get("NO_COLOR"):
-        return False
-    return sys.stdout.isatty()
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the demo with the parsed arguments."""
-    return run_demo(out=args.out, color=_use_color(args.color))
+    return run_demo(out=args.out, color=use_color(args.color))
 
 
 def demo_estate() -> Path:

@@ -46,11 +46,9 @@ def flag(args: argparse.Namespace, key: str) -> object:
 
 
 def add_global_options(parser: argparse.ArgumentParser) -> None:
-    """Add -v/--verbose and --log-format; every parser of the tree has them, before or after the command.
-
-    Their default is SUPPRESS, so a sub-command's parser never overwrites what was given before
-    the command name; the top-level parser's `set_defaults` supplies the real defaults.
-    """
+    """Add -v/--verbose and --log-format; every parser of the tree has them, before or after the command."""
+    # Their default is SUPPRESS, so a sub-command's parser never overwrites what was given before
+    # the command name; the top-level parser's `set_defaults` supplies the real defaults.
     parser.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug detail to stderr"
     )

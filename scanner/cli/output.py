@@ -50,6 +50,15 @@ def open_history(args: argparse.Namespace) -> SqliteStore:
     return SqliteStore(path)
 
 
+def use_color(choice: str) -> bool:
+    """Return whether to colour stdout: `always`, `never`, or `auto` (a terminal, and no NO_COLOR)."""
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty()
+
+
 def pct(value: float) -> str:
     """Return a fraction as a percentage with one decimal."""
     return f"{value * 100:.1f}%"

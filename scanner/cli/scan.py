@@ -16,6 +16,7 @@ from scanner.cli.options import (
     positive_float,
     positive_int,
 )
+from scanner.cli.output import use_color
 from scanner.core.formats import Format
 from scanner.core.logsetup import set_format
 from scanner.core.results import Severity
@@ -155,18 +156,10 @@ def register(subparsers: Subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _use_color(choice: str) -> bool:
-    if choice == "always":
-        return True
-    if choice == "never" or os.environ.get("NO_COLOR"):
-        return False
-    return sys.stdout.isatty()
-
-
 def run(args: argparse.Namespace) -> int:
     """Layer the configuration, load and validate every input (exit 2 on any problem), then scan."""
     config = load_config(path=args.config, environ=os.environ, flags=config_flags(args)).config
     set_format(config.log_format)  # the config file or the environment may choose json
     inputs = load_inputs(config, os.environ, stdin_isatty=sys.stdin.isatty())
-    result = execute_scan(config, inputs, resume=args.resume, color=_use_color(config.color), environ=os.environ)
+    result = execute_scan(config, inputs, resume=args.resume, color=use_color(config.color), environ=os.environ)
     return result.code

@@ -286,11 +286,9 @@ def execute_scan(
     color: bool = False,
     environ: Mapping[str, str] | None = None,
 ) -> ScanResult:
-    """Scan with history as configured, write the report, export; return the exit code and head.
-
-    Raises LockedError (exit 4) when another scan holds the database, JournalError (exit 2)
-    when --resume cannot be honoured, OutputError (exit 2) when the report cannot be written.
-    """
+    """Scan with history as configured, write the report, export; return the exit code and head."""
+    # Raises LockedError (exit 4) when another scan holds the database, JournalError (exit 2)
+    # when --resume cannot be honoured, OutputError (exit 2) when the report cannot be written.
     env = os.environ if environ is None else environ
     _warn_about_inputs(config, inputs)
     inventory_id = inventory_id_of(config, inputs.inventory)

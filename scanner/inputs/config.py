@@ -133,11 +133,10 @@ def _bool(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Key:
-    """One configuration key: its dotted name, environment variable and how to parse that text.
+    """One configuration key: its dotted name, environment variable and how to parse that text."""
 
-    Flags are not listed here: the command line hands its values over by key name (`flags` of
-    `load_config`), so no argparse destination name is part of the layering.
-    """
+    # Flags are not listed here: the command line hands its values over by key name (`flags` of
+    # `load_config`, scanner/cli/options.py), so no argparse destination is part of the layering.
 
     name: str
     env: str | None
@@ -318,11 +317,9 @@ def _flag_values(flags: Mapping[str, object] | None) -> dict[str, tuple[object, 
 def load_config(
     *, path: str | None, environ: Mapping[str, str], flags: Mapping[str, object] | None = None
 ) -> Loaded:
-    """Return the effective configuration: defaults < file < environment < flags.
-
-    `flags` maps configuration key names (`timeouts.host`, not an argparse dest) to the values
-    given on the command line; None or [] means "not given". An unknown name is a KeyError.
-    """
+    """Return the effective configuration: defaults < file < environment < flags."""
+    # `flags` maps configuration key names (`timeouts.host`, not an argparse dest) to the values
+    # given on the command line; None or [] means "not given". An unknown name is a KeyError.
     if path is None:
         path = environ.get(ENV_CONFIG) or None
     merged: dict[str, object] = {}
