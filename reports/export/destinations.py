@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import SecretStr
 
+from scanner.core.errors import NattError
 from scanner.core.models import Frozen
 from scanner.core.sanitize import one_line
 
@@ -19,7 +20,7 @@ TOKEN_ENV = "NATT_AUDIT_HEC_TOKEN"  # noqa: S105 - the variable name, not a secr
 _TOKEN_FILE_LIMIT = 4096
 
 
-class DestinationError(ValueError):
+class DestinationError(NattError, ValueError):
     """A DEST that cannot be used; the message never repeats a secret."""
 
 

@@ -32,13 +32,14 @@ from reports.build import host_sort_key, is_covered
 from reports.formats.json_report import header_json
 from reports.hosts import Hosts, MemoryHosts, Report
 from reports.model import HostReport, ReportDocument, ReportHeader
+from scanner.core.errors import NattError
 from scanner.core.models import Observation
 from scanner.core.results import Status
 
 SCHEMA_VERSION = 3
 
 
-class StoreError(Exception):
+class StoreError(NattError):
     """The history database cannot be opened, read or written; the message says which and why."""
 
 

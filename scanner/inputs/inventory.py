@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from scanner.core import yamlfile
+from scanner.core.errors import NattError
 from scanner.core.models import AuthMethod, Frozen, Scheme, Target
 from scanner.core.sanitize import has_unsafe
 
@@ -40,7 +41,7 @@ _CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group")
 _TAG_PREFIX = "tag:"
 
 
-class InventoryError(Exception):
+class InventoryError(NattError):
     """An unusable inventory; str() lists "path:line: message", one problem per line."""
 
     def __init__(self, problems: Sequence[str]) -> None:

@@ -208,7 +208,7 @@ def test_two_nights_drift_history_and_html(tmp_path: Path) -> None:
     records = [json.loads(line) for line in night2.stderr.splitlines()]
     assert records and all(set(r) == {"ts", "level", "msg", "fields"} for r in records)
     assert not any(r["msg"] == "forged" for r in records)
-    summary = next(r for r in records if r["msg"].startswith("natt-audit: scanned"))
+    summary = next(r for r in records if r["msg"].startswith("scanned "))
     assert summary["fields"]["exit_code"] == 3
 
     report = load(tmp_path / "n2.json")

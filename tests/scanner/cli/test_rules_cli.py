@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from rules.loader import builtin_policy
 from scanner.cli import policy as cli
+from scanner.cli.main import main
 from scanner.cli.policy import run_examples
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,11 +38,8 @@ def policy_file(
 
 
 def invoke(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Parse argv with the sub-commands registered by scanner.cli.policy and run them."""
-    parser = argparse.ArgumentParser(prog="natt-audit")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli.register(sub)
-    code = cli.run(parser.parse_args(list(argv)))
+    """Run `natt-audit ARGV` in this process, as the CLI wires it."""
+    code = main(list(argv))
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -76,7 +73,7 @@ def test_validate_notes_missing_examples_but_accepts(tmp_path, capsys):
     path.write_text("name: t\nrules:\n" + RULE.split("    examples:")[0].format(rid="T-1"), "utf-8")
     code, _, err = invoke("policy", "validate", str(path), capsys=capsys)
     assert code == 0
-    assert f"note: {path}:3: rule T-1 lacks pass or fail examples" in err
+    assert f"natt-audit: warning: {path}:3: rule T-1 lacks pass or fail examples" in err
 
 
 def test_test_builtins_and_example_pass(capsys):
@@ -126,6 +123,6 @@ def test_examples_take_the_real_path():
 
 
 def test_run_validate_to_streams():
-    out, err = io.StringIO(), io.StringIO()
-    assert cli.run_validate(["strict"], out, err) == 0
+    out = io.StringIO()
+    assert cli.run_validate(["strict"], out) == 0
     assert "policy 'strict', 4 rules" in out.getvalue()

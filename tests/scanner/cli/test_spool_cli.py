@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from reports.export.destinations import DestinationError, Kind, parse_destinatio
 from reports.export.spool import Spool
 from reports.findings import Finding, flatten
 from reports.hosts import Report
-from scanner.cli.export import register
+from scanner.cli.main import main
 from scanner.core.formats import Format
 from tests.peers.receivers import TOKEN, Rsyslog
 from tests.support.sample_report import make_sample_report, rendered
@@ -109,10 +108,7 @@ def test_destination_parser_only_raises_destination_error(text: str) -> None:
 
 
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return main(argv)
 
 
 def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -49,14 +49,18 @@ def test_any_text_round_trips_on_one_line(text: str) -> None:
     assert json.loads(line)["msg"] == text
 
 
-def test_say_follows_the_format(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_summary_follows_the_format(capsys: pytest.CaptureFixture[str]) -> None:
+    log = logging.getLogger("natt_audit")
     logsetup.setup_logging(fmt="json")
-    logsetup.say("natt-audit: scanned 3 hosts", hosts=3)
+    log.info("scanned 3 hosts", extra=logsetup.fields(hosts=3))
     doc = json.loads(capsys.readouterr().err)
-    assert doc["msg"] == "natt-audit: scanned 3 hosts" and doc["fields"] == {"hosts": 3}
+    assert doc["msg"] == "scanned 3 hosts" and doc["fields"] == {"hosts": 3}
     logsetup.setup_logging(fmt="plain")
-    logsetup.say("plain line")
-    assert capsys.readouterr().err == "plain line\n"
-    # The plain format keeps the historic escaping of log records.
-    logging.getLogger("natt_audit").warning("a\nb")
-    assert capsys.readouterr().err == "natt-audit: WARNING: a\\nb\n"
+    log.info("scanned 3 hosts")
+    assert capsys.readouterr().err == "natt-audit: scanned 3 hosts\n"
+    # One prefix per line: a record's text never opens a line of its own...
+    log.warning("a\nb")
+    assert capsys.readouterr().err == "natt-audit: warning: a\\nb\n"
+    # ...unless the message lists one problem per line: then each line is prefixed and inert.
+    log.error("f:1: bad\x1b[31m\nf:2: worse", extra=logsetup.multiline_fields())
+    assert capsys.readouterr().err == "natt-audit: error: f:1: bad\\x1b[31m\nnatt-audit: error: f:2: worse\n"

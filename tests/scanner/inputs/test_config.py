@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scanner.cli.main import build_parser
+from scanner.cli.options import config_flags
 from scanner.inputs.config import ConfigError, format_duration, load_config, parse_duration, redact, show_config
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "examples" / "natt-audit.toml"
@@ -21,8 +21,8 @@ def write(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
-def scan_args(*argv: str) -> argparse.Namespace:
-    return build_parser().parse_args(["scan", *argv])
+def scan_flags(*argv: str) -> dict[str, object]:
+    return config_flags(build_parser().parse_args(["scan", *argv]))
 
 
 def test_layering_defaults_file_env_flags(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ def test_layering_defaults_file_env_flags(tmp_path: Path) -> None:
         'inventory = "file.yaml"\nconcurrency = 8\nfail_on = "high"\n\n[timeouts]\nhost = 12\ndeadline = "45m"\n',
     )
     env = {"NATT_AUDIT_CONCURRENCY": "16", "NATT_AUDIT_MIN_COVERAGE": "0.9"}
-    loaded = load_config(path=path, environ=env, args=scan_args("--concurrency", "32"))
+    loaded = load_config(path=path, environ=env, flags=scan_flags("--concurrency", "32"))
     c = loaded.config
     assert c.inventory == "file.yaml"  # file
     assert c.concurrency == 32  # flag beats env beats file

@@ -103,16 +103,21 @@ def test_password_file_readable_by_others_is_warned_about(
 ) -> None:
     environ = {ENV_USERNAME: USER}
     path = secret_file(tmp_path, SECRET.encode() + b"\n", mode=0o644)
-    with caplog.at_level(logging.WARNING, logger="scanner.inputs.credentials"):
+    logger = logging.getLogger("natt_audit")  # the one stderr logger; setup_logging may stop its propagation
+    logger.addHandler(caplog.handler)
+    propagate, logger.propagate = logger.propagate, False  # each record once, whatever ran before
+    try:
         load_credentials(password_file=path, environ=environ, stdin_isatty=False, prompt=never)
-    assert [r.getMessage() for r in caplog.records] == [
-        f"password file {path!r} is accessible to group or others (mode 0o644); chmod 600 it"
-    ]
-    caplog.clear()
-    os.chmod(path, 0o600)
-    with caplog.at_level(logging.WARNING, logger="scanner.inputs.credentials"):
+        assert [r.getMessage() for r in caplog.records] == [
+            f"password file {path!r} is accessible to group or others (mode 0o644); chmod 600 it"
+        ]
+        caplog.clear()
+        os.chmod(path, 0o600)
         load_credentials(password_file=path, environ=environ, stdin_isatty=False, prompt=never)
-    assert caplog.records == []
+        assert caplog.records == []
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.propagate = propagate
 
 
 @pytest.mark.parametrize(
