@@ -13,6 +13,7 @@ from typing import NoReturn, cast
 from scanner import __version__
 from scanner.core.exitcodes import ExitCode
 from scanner.core.formats import Format
+from scanner.core.models import DEFAULT_CONCURRENCY
 from scanner.core.results import Severity
 
 log = logging.getLogger("natt_audit")
@@ -110,7 +111,7 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
         help="report format (default: console)",
     )
     parser.add_argument("-o", "--output", help="write the report to this file (atomically) instead of stdout")
-    parser.add_argument("--concurrency", type=_positive_int, help="hosts in flight (default 64)")
+    parser.add_argument("--concurrency", type=_positive_int, help=f"hosts in flight (default {DEFAULT_CONCURRENCY})")
     parser.add_argument(
         "--host-timeout",
         type=_positive_float,
