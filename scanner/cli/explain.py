@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from reports.model import HostReport, ScanReport
-from rules.evaluate import NodeTrace, RuleTrace, explain
+from rules.explain import NodeTrace, RuleTrace, explain
 from rules.loader import resolve_policies
 from rules.models import PolicyError
 from scanner.core.exitcodes import ExitCode
