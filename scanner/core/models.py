@@ -36,12 +36,10 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Policies, waivers, the configuration, YAML inventories and lab estates all derive from Strict, so a
+# typo in any of them is refused at load with its file:line:col instead of silently taking a default.
 class Strict(Frozen):
-    """Base for models read from files people write: an unknown key is an error, never ignored.
-
-    Policies, waivers, the configuration, YAML inventories and lab estates all use it, so a typo
-    in any of them is refused at load with its file:line:col instead of silently taking a default.
-    """
+    """Base for models read from files people write: an unknown key is an error, never ignored."""
 
 
 class Scheme(StrEnum):
