@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from rules.compile import compile_condition
 from rules.explain import explain
 from rules.facts import example_facts
-from rules.loader import load_policy
+from rules.loader import load_policy, policy_json_schema
 from rules.models import (
     AllOf,
     AnyOf,
@@ -80,6 +81,25 @@ def test_nested_nodes_keep_their_variants() -> None:
     inner, last = node.children
     assert isinstance(inner, NoneOf) and isinstance(inner.children[0], Exists)
     assert isinstance(last, In) and last.operand == [None]
+
+
+def test_a_validated_node_validates_as_itself() -> None:
+    node = parse_condition({"fact": "effective_mode", "not_in": [2]})
+    again = parse_condition(node)
+    assert type(again) is NotIn and again == node
+
+
+def test_json_schema_takes_exactly_one_variant_per_node() -> None:
+    schema = policy_json_schema()
+    for text, _, _ in VARIANTS:  # oneOf: a valid node matches exactly one variant
+        jsonschema.validate({"name": "t", "rules": [rule(check=yaml.safe_load(text))]}, schema)
+    for bad in (
+        {"fact": "effective_mode", "equal": 0},
+        {"fact": "effective_mode", "equals": 0, "in": [1]},
+        {"all": [], "fact": "present"},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"name": "t", "rules": [rule(check=bad)]}, schema)
 
 
 def refused(data: Any) -> tuple[tuple[str | int, ...], str]:
