@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rules.evaluate import compile_policies, ruleset
+from rules.compile import compile_policies, ruleset
 from rules.models import Policy, PolicyError
 from scanner.core.yamlfile import FileError, YamlDocument, load_file, load_text
 

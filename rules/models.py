@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Never, Self
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
+    BeforeValidator,
+    Discriminator,
     Field,
+    PlainValidator,
     PrivateAttr,
     StrictBool,
     StrictInt,
     StrictStr,
+    Tag,
+    TypeAdapter,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from scanner.core.errors import NattError
+from scanner.core.models import Strict, parse_version
 from scanner.core.results import Severity
 from scanner.core.semantics import Integrity, OsFamily
 
@@ -81,7 +87,8 @@ ENUMS: dict[str, frozenset[str]] = {
     "os.family": frozenset(f.value for f in OsFamily),
 }
 OPERATORS = ("equals", "not_equals", "in", "not_in", "less_than", "greater_than", "exists", "matches")
-_VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
+COMBINATORS = ("all", "any", "none")
+NODE_KEYS = frozenset({"fact", *OPERATORS, *COMBINATORS})
 
 
 def fact_kind(name: str) -> Kind | None:
@@ -89,20 +96,6 @@ def fact_kind(name: str) -> Kind | None:
     if name.startswith(TAG_PREFIX) and len(name) > len(TAG_PREFIX):
         return Kind.STR
     return FACTS.get(name)
-
-
-def version_tuple(text: str) -> tuple[int, ...] | None:
-    """Parse "10.0.19045" into (10, 0, 19045); None when it is not a dotted number."""
-    text = text.strip()
-    if not _VERSION.match(text):
-        return None
-    return tuple(int(p) for p in text.split("."))
-
-
-class Strict(BaseModel):
-    """Base for policy-file models: unknown fields are refused, values are immutable."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
 _KIND_NAMES = {
@@ -138,102 +131,285 @@ def _check_operand(fact: str, kind: Kind, op: str, value: Any) -> None:
         )
     if fact in ENUMS and value not in ENUMS[fact]:
         raise ValueError(f"{fact} is one of {sorted(ENUMS[fact])}; got {value!r}")
-    if kind is Kind.VERSION and version_tuple(value) is None:
+    if kind is Kind.VERSION and parse_version(value) is None:
         raise ValueError(f"{fact} operand {value!r} is not a dotted version such as 6.0 or 10.0.19045")
 
 
-class Condition(Strict):
-    """One check node: a comparison `{fact: NAME, OPERATOR: VALUE}` or `all`/`any`/`none` of nodes."""
+# ---------------------------------------------------------------------------------------------
+# Check nodes: one model per operator and per combinator, picked by the one key that names it.
 
-    all: list[Condition] | None = None
-    any: list[Condition] | None = None
-    none: list[Condition] | None = None
-    fact: StrictStr | None = None
-    equals: Scalar = None
-    not_equals: Scalar = None
-    in_: list[Scalar] | None = Field(default=None, alias="in")
-    not_in: list[Scalar] | None = None
-    less_than: StrictInt | StrictStr | None = None
-    greater_than: StrictInt | StrictStr | None = None
-    exists: StrictBool | None = None
-    matches: Annotated[StrictStr, Field(max_length=MAX_REGEX)] | None = None
 
-    @property
-    def operator(self) -> str | None:
-        """Return the one operator of a comparison node."""
-        ops = [op for op in OPERATORS if (op if op != "in" else "in_") in self.model_fields_set]
-        return ops[0] if len(ops) == 1 else None
+class Comparison(Strict):
+    """A comparison `{fact: NAME, OPERATOR: VALUE}`; each operator is a subclass holding its operand."""
 
-    @property
-    def operand(self) -> Any:
-        """Return the operand of a comparison node."""
-        op = self.operator
-        return getattr(self, "in_" if op == "in" else op) if op else None
+    OPERATOR: ClassVar[str]
+    FIELD: ClassVar[str]  # the attribute holding the operand: `in` is a Python keyword
+
+    fact: StrictStr
 
     @field_validator("fact")
     @classmethod
-    def _known_fact(cls, value: str | None) -> str | None:
-        if value is not None and fact_kind(value) is None:
+    def _known_fact(cls, value: str) -> str:
+        if fact_kind(value) is None:
             raise ValueError(f"unknown fact {value!r}; known: {', '.join(sorted(FACTS))}, tags.<name>")
         return value
 
-    @model_validator(mode="after")
-    def _one_shape(self) -> Condition:
-        combos = [k for k in ("all", "any", "none") if k in self.model_fields_set]
-        ops = [op for op in OPERATORS if (op if op != "in" else "in_") in self.model_fields_set]
-        if combos:
-            if len(combos) > 1 or ops or self.fact is not None:
-                raise ValueError("a node is exactly one of: all, any, none, or {fact, operator}")
-            if not getattr(self, combos[0]):
-                raise ValueError(f"{combos[0]} needs at least one node")
-            return self
-        if self.fact is None:
-            raise ValueError(
-                f"a node needs `fact` and one operator ({', '.join(OPERATORS)}), or all/any/none"
-            )
+    @property
+    def operator(self) -> str:
+        """Return the operator as the policy spells it."""
+        return self.OPERATOR
+
+    @property
+    def operand(self) -> Any:
+        """Return the operand as the policy gives it."""
+        return getattr(self, self.FIELD)
+
+    @property
+    def kind(self) -> Kind:
+        """Return the kind of the fact this comparison reads."""
         kind = fact_kind(self.fact)
         if kind is None:  # pragma: no cover - refused by _known_fact with the exact position
-            raise ValueError(f"unknown fact {self.fact!r}")
-        if len(ops) != 1:
-            raise ValueError(
-                f"a comparison has exactly one operator ({', '.join(OPERATORS)}); got {ops or 'none'}"
-            )
-        op, value = ops[0], self.operand
-        if kind is Kind.LIST and op != "exists":
+            raise PolicyError(f"unknown fact {self.fact!r}")
+        return kind
+
+    @model_validator(mode="after")
+    def _fits_fact(self) -> Self:
+        if self.kind is Kind.LIST and self.OPERATOR != "exists":
             raise ValueError(f"{self.fact} is a list: only `exists` applies (use stray_count to count)")
-        if op in ("equals", "not_equals", "exists"):
-            if op == "exists" and value is None:
-                raise ValueError("exists takes true or false")
-            if op != "exists":
-                _check_operand(self.fact, kind, op, value)
-        elif op in ("in", "not_in"):
-            if value is None:
-                raise ValueError(f"{op} takes a list")
-            for item in value:
-                _check_operand(self.fact, kind, op, item)
-        elif op in ("less_than", "greater_than"):
-            if kind not in (Kind.INT, Kind.VERSION, Kind.ANY):
-                raise ValueError(f"{op} applies to integer facts and os.version, not {self.fact}")
-            if value is None or isinstance(value, bool):
-                raise ValueError(f"{op} takes an integer (or a version string for os.version)")
-            if kind is Kind.VERSION:
-                if not isinstance(value, str):
-                    raise ValueError(
-                        f"{op} on os.version takes a version string such as '6.0', got {value!r}"
-                    )
-                _check_operand(self.fact, kind, op, value)
-            elif not isinstance(value, int):
-                raise ValueError(f"{op} on {self.fact} takes an integer, got {value!r}")
-        elif op == "matches":
-            if kind not in (Kind.STR, Kind.VERSION, Kind.ANY):
-                raise ValueError(f"matches applies to string facts, not {self.fact}")
-            if value is None:
-                raise ValueError("matches takes a regular expression")
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"bad regular expression {value!r}: {exc}") from None
+        self._check(self.kind)
         return self
+
+    def _check(self, kind: Kind) -> None:
+        """Refuse an operand that can never be meaningful for this fact; each operator has its rule."""
+
+
+class Equals(Comparison):
+    """`equals: VALUE`: the fact has this value (type-aware); `equals: null` asks whether it is absent."""
+
+    OPERATOR: ClassVar[str] = "equals"
+    FIELD: ClassVar[str] = "equals"
+    equals: Scalar
+
+    def _check(self, kind: Kind) -> None:
+        _check_operand(self.fact, kind, self.OPERATOR, self.equals)
+
+
+class NotEquals(Comparison):
+    """`not_equals: VALUE`: the fact is known and has another value."""
+
+    OPERATOR: ClassVar[str] = "not_equals"
+    FIELD: ClassVar[str] = "not_equals"
+    not_equals: Scalar
+
+    def _check(self, kind: Kind) -> None:
+        _check_operand(self.fact, kind, self.OPERATOR, self.not_equals)
+
+
+class In(Comparison):
+    """`in: [VALUES]`: the fact equals one of the values."""
+
+    OPERATOR: ClassVar[str] = "in"
+    FIELD: ClassVar[str] = "in_"
+    in_: list[Scalar] = Field(alias="in")
+
+    def _check(self, kind: Kind) -> None:
+        for item in self.in_:
+            _check_operand(self.fact, kind, self.OPERATOR, item)
+
+
+class NotIn(Comparison):
+    """`not_in: [VALUES]`: the fact is known and equals none of the values."""
+
+    OPERATOR: ClassVar[str] = "not_in"
+    FIELD: ClassVar[str] = "not_in"
+    not_in: list[Scalar]
+
+    def _check(self, kind: Kind) -> None:
+        for item in self.not_in:
+            _check_operand(self.fact, kind, self.OPERATOR, item)
+
+
+def _bound(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("the bound is an integer (or a version string for os.version)")
+    return value
+
+
+Bound = Annotated[StrictInt | StrictStr, BeforeValidator(_bound)]
+
+
+class Ordering(Comparison):
+    """The rule less_than and greater_than share: integer facts, or os.version compared part by part."""
+
+    def _check(self, kind: Kind) -> None:
+        op, value = self.OPERATOR, self.operand
+        if kind not in (Kind.INT, Kind.VERSION, Kind.ANY):
+            raise ValueError(f"{op} applies to integer facts and os.version, not {self.fact}")
+        if kind is Kind.VERSION:
+            if not isinstance(value, str):
+                raise ValueError(f"{op} on os.version takes a version string such as '6.0', got {value!r}")
+            _check_operand(self.fact, kind, op, value)
+        elif not isinstance(value, int):
+            raise ValueError(f"{op} on {self.fact} takes an integer, got {value!r}")
+
+
+class LessThan(Ordering):
+    """`less_than: N`: the fact is an integer (or os.version) below N."""
+
+    OPERATOR: ClassVar[str] = "less_than"
+    FIELD: ClassVar[str] = "less_than"
+    less_than: Bound
+
+
+class GreaterThan(Ordering):
+    """`greater_than: N`: the fact is an integer (or os.version) above N."""
+
+    OPERATOR: ClassVar[str] = "greater_than"
+    FIELD: ClassVar[str] = "greater_than"
+    greater_than: Bound
+
+
+class Exists(Comparison):
+    """`exists: true|false`: whether the fact has a value (a non-empty list, for `stray`)."""
+
+    OPERATOR: ClassVar[str] = "exists"
+    FIELD: ClassVar[str] = "exists"
+    exists: StrictBool
+
+
+class Matches(Comparison):
+    """`matches: REGEX`: the fact is a string the regular expression finds a match in."""
+
+    OPERATOR: ClassVar[str] = "matches"
+    FIELD: ClassVar[str] = "matches"
+    matches: Annotated[StrictStr, Field(max_length=MAX_REGEX)]
+
+    def _check(self, kind: Kind) -> None:
+        if kind not in (Kind.STR, Kind.VERSION, Kind.ANY):
+            raise ValueError(f"matches applies to string facts, not {self.fact}")
+        try:
+            re.compile(self.matches)
+        except re.error as exc:
+            raise ValueError(f"bad regular expression {self.matches!r}: {exc}") from None
+
+
+class Combinator(Strict):
+    """`all`, `any` or `none` of a non-empty list of nodes; each is a subclass."""
+
+    COMBINATOR: ClassVar[str]
+
+    @property
+    def children(self) -> list[Condition]:
+        """Return the nodes this one combines."""
+        children: list[Condition] = getattr(self, self.COMBINATOR)
+        return children
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if not self.children:
+            raise ValueError(f"{self.COMBINATOR} needs at least one node")
+        return self
+
+
+class AllOf(Combinator):
+    """`all: [nodes]`: every node holds."""
+
+    COMBINATOR: ClassVar[str] = "all"
+    all: list[Condition]
+
+
+class AnyOf(Combinator):
+    """`any: [nodes]`: at least one node holds."""
+
+    COMBINATOR: ClassVar[str] = "any"
+    any: list[Condition]
+
+
+class NoneOf(Combinator):
+    """`none: [nodes]`: no node holds."""
+
+    COMBINATOR: ClassVar[str] = "none"
+    none: list[Condition]
+
+
+# Tags are spelled node[...]: scanner/core/yamlfile.py drops loc parts holding "[" (union member
+# names), so an error inside a node names the node's own fields and their file:line:col.
+_REFUSED = "node[refused]"
+_SHAPES = (
+    "a check node is {fact: NAME, OPERATOR: VALUE} with one OPERATOR of "
+    + ", ".join(OPERATORS)
+    + "; or one of all, any, none with a list of nodes"
+)
+
+
+def _node_tag(value: Any) -> str:
+    """Pick the variant by the one operator or combinator key present; any other shape is refused."""
+    if isinstance(value, Comparison):
+        return f"node[{value.OPERATOR}]"
+    if isinstance(value, Combinator):
+        return f"node[{value.COMBINATOR}]"
+    if not isinstance(value, dict) or not set(value) <= NODE_KEYS:
+        return _REFUSED
+    named = [key for key in value if key != "fact"]
+    # One operator next to `fact`, or one combinator alone.
+    if len(named) != 1 or (named[0] in COMBINATORS) == ("fact" in value):
+        return _REFUSED
+    return f"node[{named[0]}]"
+
+
+def _known_key(key: Any) -> Any:
+    if key not in NODE_KEYS:
+        close = difflib.get_close_matches(str(key), sorted(NODE_KEYS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown key {key!r}{hint}: {_SHAPES}")
+    return key
+
+
+# Validating the keys as a mapping puts each unknown key's error at that key (loc KEY, "[key]").
+_NODE_KEYS: TypeAdapter[dict[Any, Any]] = TypeAdapter(dict[Annotated[Any, AfterValidator(_known_key)], Any])
+
+
+def _refuse(value: Any) -> Never:
+    """Raise the most specific error for a node no variant takes; unknown keys at their own place."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{_SHAPES}; got {type(value).__name__}")
+    _NODE_KEYS.validate_python(value)  # raises ValidationError naming every unknown key
+    ops = [key for key in value if key in OPERATORS]
+    if any(key in COMBINATORS for key in value):
+        raise ValueError("a node is exactly one of: all, any, none, or {fact, operator}")
+    if "fact" not in value and ops:
+        raise ValueError(f"a comparison needs `fact` next to {ops[0]}: {{fact: NAME, {ops[0]}: VALUE}}")
+    if "fact" not in value:
+        raise ValueError(f"a node needs `fact` and one operator ({', '.join(OPERATORS)}), or all/any/none")
+    raise ValueError(f"a comparison has exactly one operator ({', '.join(OPERATORS)}); got {ops or 'none'}")
+
+
+# The refused shape never validates (it always raises), so it adds nothing to the static type, and
+# its JSON Schema matches nothing, leaving `oneOf` to the real variants.
+_Refused = Annotated[Never, PlainValidator(_refuse), WithJsonSchema({"not": {}}), Tag(_REFUSED)]
+Condition = Annotated[
+    Annotated[Equals, Tag("node[equals]")]
+    | Annotated[NotEquals, Tag("node[not_equals]")]
+    | Annotated[In, Tag("node[in]")]
+    | Annotated[NotIn, Tag("node[not_in]")]
+    | Annotated[LessThan, Tag("node[less_than]")]
+    | Annotated[GreaterThan, Tag("node[greater_than]")]
+    | Annotated[Exists, Tag("node[exists]")]
+    | Annotated[Matches, Tag("node[matches]")]
+    | Annotated[AllOf, Tag("node[all]")]
+    | Annotated[AnyOf, Tag("node[any]")]
+    | Annotated[NoneOf, Tag("node[none]")]
+    | _Refused,
+    Discriminator(_node_tag),
+]
+for _combinator in (AllOf, AnyOf, NoneOf):
+    _combinator.model_rebuild()
+_CONDITION: TypeAdapter[Condition] = TypeAdapter(Condition)
+
+
+def parse_condition(data: Any) -> Condition:
+    """Validate one check node and its children from plain data, as a policy file holds it."""
+    return _CONDITION.validate_python(data)
 
 
 class StringMatch(Strict):
@@ -271,7 +447,7 @@ class FamilyMatch(Strict):
 
 
 def _version(value: str | None) -> str | None:
-    if value is not None and version_tuple(value) is None:
+    if value is not None and parse_version(value) is None:
         raise ValueError(f"{value!r} is not a dotted version such as 6.0 or 10.0.19045")
     return value
 
@@ -288,8 +464,8 @@ class VersionRange(Strict):
         _version(self.below)
         if self.at_least is None and self.below is None:
             raise ValueError("give at_least, below or both")
-        lo = version_tuple(self.at_least) if self.at_least else None
-        hi = version_tuple(self.below) if self.below else None
+        lo = parse_version(self.at_least) if self.at_least else None
+        hi = parse_version(self.below) if self.below else None
         if lo is not None and hi is not None and lo >= hi:
             raise ValueError(f"empty range: at_least {self.at_least} is not below {self.below}")
         return self

@@ -12,9 +12,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, StrictStr, model_validator
 
-from rules.evaluate import string_match
-from rules.models import RULE_ID, Strict, StringMatch
-from scanner.core.models import Frozen, Target
+from rules.compile import string_match
+from rules.models import RULE_ID, StringMatch
+from scanner.core.models import Frozen, Strict, Target
 from scanner.core.results import RuleResult, Status, WaiverNote, host_identity
 from scanner.core.yamlfile import FileError, load_file
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -35,16 +36,6 @@ class Kind(StrEnum):
 
 
 SYSLOG_KINDS = (Kind.SYSLOG_UDP, Kind.SYSLOG_TCP, Kind.SYSLOG_TLS)
-# Query options each scheme accepts; anything else is refused so a typo is not silently ignored.
-_OPTIONS: dict[Kind, frozenset[str]] = {
-    Kind.SYSLOG_UDP: frozenset({"format", "facility", "max_size"}),
-    Kind.SYSLOG_TCP: frozenset({"format", "facility", "timeout", "retries", "backoff_cap"}),
-    Kind.SYSLOG_TLS: frozenset({"format", "facility", "timeout", "retries", "backoff_cap", "ca"}),
-    Kind.HEC: frozenset(
-        {"ca", "token_file", "ack", "index", "timeout", "retries", "path", "batch_bytes", "backoff_cap"}
-    ),
-}
-_SECRET_OPTIONS = frozenset({"token", "password", "auth", "key"})
 
 
 class Destination(Frozen):
@@ -79,20 +70,138 @@ class Destination(Frozen):
         return self.kind is not Kind.FILE
 
 
-def _int(name: str, value: str, low: int, high: int) -> int:
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise DestinationError(f"option {name} must be an integer from {low} to {high}")
-    return int(value)
+# --- query options: one table drives parsing, defaults and every error message -----------------
 
 
-def _float(name: str, value: str, low: float, high: float) -> float:
+@dataclass(frozen=True)
+class OptionSpec:
+    """One query option: the Destination field it sets and how its text is read."""
+
+    field: str | None  # None for a secret: refused whatever the kind
+    read: Callable[[str, str], object] = lambda _name, text: text  # (name, text) -> value, or DestinationError
+    required: bool = False
+    secret: bool = False
+
+    @property
+    def default(self) -> object:
+        """Return the value the Destination gets when the option is not given."""
+        return None if self.field is None else Destination.model_fields[self.field].default
+
+
+def _int(low: int, high: int) -> Callable[[str, str], object]:
+    def read(name: str, text: str) -> object:
+        if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+            raise DestinationError(f"option {name} must be an integer from {low} to {high}")
+        return int(text)
+
+    return read
+
+
+def _float(low: float, high: float) -> Callable[[str, str], object]:
+    def read(name: str, text: str) -> object:
+        try:
+            number = float(text)
+        except ValueError:
+            raise DestinationError(f"option {name} must be a number") from None
+        if not low <= number <= high:  # also refuses nan
+            raise DestinationError(f"option {name} must be between {low} and {high}")
+        return number
+
+    return read
+
+
+def _choice(choices: Mapping[str, object], wording: str) -> Callable[[str, str], object]:
+    def read(name: str, text: str) -> object:
+        if text not in choices:
+            raise DestinationError(f"option {name} is {wording}")
+        return choices[text]
+
+    return read
+
+
+def _http_path(name: str, text: str) -> object:
+    if not text.startswith("/"):
+        raise DestinationError(f"option {name} must start with /")
+    return text
+
+
+_SECRET = OptionSpec(field=None, secret=True)
+_CA = OptionSpec("ca_file")
+_FORMAT = OptionSpec("payload", _choice({"cef": "cef", "json": "json"}, "cef or json"))
+_FACILITY = OptionSpec("facility", _int(0, 23))  # RFC 5424 section 6.2.1
+_TIMEOUT = OptionSpec("timeout", _float(0.1, 600))
+_RETRIES = OptionSpec("retries", _int(1, 100))
+_BACKOFF_CAP = OptionSpec("backoff_cap", _float(0.0, 3600))
+_SYSLOG = {"format": _FORMAT, "facility": _FACILITY}
+_STREAM = {"timeout": _TIMEOUT, "retries": _RETRIES, "backoff_cap": _BACKOFF_CAP}
+
+# Options each kind accepts; anything else is refused so a typo is never silently ignored.
+OPTIONS: dict[Kind, dict[str, OptionSpec]] = {
+    Kind.FILE: {},
+    Kind.SYSLOG_UDP: {**_SYSLOG, "max_size": OptionSpec("max_size", _int(480, 65000))},  # RFC 5426 section 3.2
+    Kind.SYSLOG_TCP: {**_SYSLOG, **_STREAM},
+    Kind.SYSLOG_TLS: {**_SYSLOG, **_STREAM, "ca": _CA},
+    Kind.HEC: {
+        **_STREAM,
+        "ca": _CA,
+        "token_file": OptionSpec("token_file"),
+        "ack": OptionSpec("ack", _choice({"1": True, "true": True, "0": False, "false": False}, "1 or 0")),
+        "index": OptionSpec("index"),
+        "path": OptionSpec("hec_path", _http_path),
+        "batch_bytes": OptionSpec("batch_bytes", _int(1024, 1_000_000)),
+    },
+}
+# Never accepted on the command line, whatever the kind: they would land in shell history and ps.
+SECRET_OPTIONS: dict[str, OptionSpec] = {name: _SECRET for name in ("token", "password", "auth", "key")}
+
+
+def read_options(
+    kind: Kind,
+    query: str,
+    table: Mapping[Kind, Mapping[str, OptionSpec]] = OPTIONS,
+    secrets: Mapping[str, OptionSpec] = SECRET_OPTIONS,
+) -> dict[str, object]:
+    """Return the Destination fields a query string sets, checked against `table[kind]`."""
+    allowed = table[kind]
     try:
-        number = float(value)
-    except ValueError:
-        raise DestinationError(f"option {name} must be a number") from None
-    if not low <= number <= high:
-        raise DestinationError(f"option {name} must be between {low} and {high}")
-    return number
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:  # a field without "=" (strict_parsing)
+        raise DestinationError("options are NAME=VALUE pairs joined by &") from None
+    given: dict[str, tuple[OptionSpec, str]] = {}
+    for name, text in pairs:
+        spec = secrets.get(name) or allowed.get(name)
+        if spec is not None and spec.secret:
+            raise DestinationError(
+                f"option {name} is not accepted: secrets never go on the command line; "
+                f"set {TOKEN_ENV} or use ?token_file=PATH"
+            )
+        if spec is None:
+            raise DestinationError(_not_allowed(kind, name, table))
+        if name in given:
+            raise DestinationError(f"option {name} given twice")
+        given[name] = (spec, text)
+    missing = [name for name, spec in allowed.items() if spec.required and name not in given]
+    if missing:
+        raise DestinationError(f"{kind.value}:// needs option {', '.join(missing)}")
+    fields: dict[str, object] = {}
+    for name, (spec, text) in given.items():
+        if spec.field is None:  # pragma: no cover - a secret is refused above
+            continue
+        try:
+            fields[spec.field] = spec.read(name, text)
+        except DestinationError as exc:
+            default = spec.default
+            shown = str(int(default)) if isinstance(default, bool) else default  # as it is written: ack=0
+            raise DestinationError(str(exc) if default is None else f"{exc} (default {shown})") from None
+    return fields
+
+
+def _not_allowed(kind: Kind, name: str, table: Mapping[Kind, Mapping[str, OptionSpec]]) -> str:
+    known = ", ".join(sorted(table[kind])) or "none"
+    elsewhere = [k.value + "://" for k, options in table.items() if k is not kind and name in options]
+    if elsewhere:
+        return f"option {name} does not apply to {kind.value}:// (only to {', '.join(elsewhere)}); known: {known}"
+    return f"unknown option {one_line(name, 40)!r} for {kind.value}://; known: {known}"
 
 
 def parse_destination(text: str) -> Destination:
@@ -126,53 +235,8 @@ def parse_destination(text: str) -> Destination:
         raise DestinationError("the port must be a number from 1 to 65535") from None
     if not host or port is None or port == 0:
         raise DestinationError(f"{kind.value}:// needs HOST:PORT")
-    options: dict[str, str] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)):
-        if name in _SECRET_OPTIONS:
-            raise DestinationError(
-                f"option {name} is not accepted: secrets never go on the command line; "
-                f"set {TOKEN_ENV} or use ?token_file=PATH"
-            )
-        if name not in _OPTIONS[kind]:
-            raise DestinationError(
-                f"unknown option {one_line(name, 40)!r} for {kind.value}://; "
-                f"known: {', '.join(sorted(_OPTIONS[kind]))}"
-            )
-        if name in options:
-            raise DestinationError(f"option {name} given twice")
-        options[name] = value
-    fields: dict[str, object] = {"kind": kind, "text": text, "host": host, "port": port}
-    if "ca" in options:
-        fields["ca_file"] = options["ca"]
-    if "format" in options:
-        if options["format"] not in ("cef", "json"):
-            raise DestinationError("option format is cef or json")
-        fields["payload"] = options["format"]
-    if "facility" in options:
-        fields["facility"] = _int("facility", options["facility"], 0, 23)
-    if "max_size" in options:
-        fields["max_size"] = _int("max_size", options["max_size"], 480, 65000)
-    if "timeout" in options:
-        fields["timeout"] = _float("timeout", options["timeout"], 0.1, 600)
-    if "token_file" in options:
-        fields["token_file"] = options["token_file"]
-    if "ack" in options:
-        if options["ack"] not in ("0", "1", "true", "false"):
-            raise DestinationError("option ack is 1 or 0")
-        fields["ack"] = options["ack"] in ("1", "true")
-    if "index" in options:
-        fields["index"] = options["index"]
-    if "path" in options:
-        if not options["path"].startswith("/"):
-            raise DestinationError("option path must start with /")
-        fields["hec_path"] = options["path"]
-    if "retries" in options:
-        fields["retries"] = _int("retries", options["retries"], 1, 100)
-    if "batch_bytes" in options:
-        fields["batch_bytes"] = _int("batch_bytes", options["batch_bytes"], 1024, 1_000_000)
-    if "backoff_cap" in options:
-        fields["backoff_cap"] = _float("backoff_cap", options["backoff_cap"], 0.0, 3600)
-    return Destination.model_validate(fields)
+    fields = read_options(kind, parts.query)
+    return Destination.model_validate({**fields, "kind": kind, "text": text, "host": host, "port": port})
 
 
 def load_token(destination: Destination, env: Mapping[str, str] | None = None) -> SecretStr:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from reports.hosts import parse_report
 from reports.model import HostReport
-from rules.evaluate import NodeTrace, RuleTrace, explain
+from rules.explain import NodeTrace, RuleTrace, explain
 from rules.loader import resolve_policies
 from scanner.core.errors import UsageError
 from scanner.core.exitcodes import ExitCode

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from rules.evaluate import compile_policies, evaluate_facts
+from rules.compile import compile_policies
+from rules.evaluate import evaluate_facts
 from rules.facts import example_facts
 from rules.loader import BUILTINS, builtin_policy, load_policy
 from rules.models import Policy, PolicyError

@@ -19,6 +19,7 @@ from scanner.cli.options import (
 from scanner.cli.output import use_color
 from scanner.core.formats import Format
 from scanner.core.logsetup import set_format
+from scanner.core.models import DEFAULT_CONCURRENCY
 from scanner.core.results import Severity
 from scanner.engine.scan import execute_scan, load_inputs
 from scanner.inputs.config import load_config
@@ -49,7 +50,13 @@ def register(subparsers: Subparsers) -> None:
     config_option(
         parser, "-o", "--output", key="output", help="write the report to this file (atomically) instead of stdout"
     )
-    config_option(parser, "--concurrency", key="concurrency", type=positive_int, help="hosts in flight (default 64)")
+    config_option(
+        parser,
+        "--concurrency",
+        key="concurrency",
+        type=positive_int,
+        help=f"hosts in flight (default {DEFAULT_CONCURRENCY})",
+    )
     config_option(
         parser,
         "--host-timeout",

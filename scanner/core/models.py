@@ -2,20 +2,45 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-# Registry paths under HKLM (docs/domain.md#registry-locations).
+# Registry paths under HKLM, the one definition the scanner, the rules and the lab share
+# (docs/domain.md#registry-locations): Services\IPsec on XP SP2/2003, Services\PolicyAgent on Vista
+# and later (KB 885407, KB 926179).
 IPSEC_KEY = "SYSTEM\\CurrentControlSet\\Services\\IPsec"
 POLICYAGENT_KEY = "SYSTEM\\CurrentControlSet\\Services\\PolicyAgent"
 VALUE_NAME = "AssumeUDPEncapsulationContextOnSendRule"
+
+# Hosts in flight when neither the configuration nor --concurrency says otherwise (docs/config.md);
+# docs/performance.md measures why this is enough for 2,000 hosts at 20 ms latency.
+DEFAULT_CONCURRENCY = 64
+
+# A dotted Windows version: 1 to 4 ASCII-digit parts ("10", "6.0", "10.0.19045"). Each part is
+# bounded, so host-supplied text never turns into a huge integer.
+_VERSION = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,10}){0,3}", re.ASCII)
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    """Parse "10.0.19045" into (10, 0, 19045); None when it is not a dotted version."""
+    text = text.strip()
+    if not _VERSION.fullmatch(text):
+        return None
+    return tuple(int(part) for part in text.split("."))
 
 
 class Frozen(BaseModel):
     """Base for immutable, strictly validated values."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# Policies, waivers, the configuration, YAML inventories and lab estates all derive from Strict, so a
+# typo in any of them is refused at load with its file:line:col instead of silently taking a default.
+class Strict(Frozen):
+    """Base for models read from files people write: an unknown key is an error, never ignored."""
 
 
 class Scheme(StrEnum):

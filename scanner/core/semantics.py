@@ -5,7 +5,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from scanner.core.models import IPSEC_KEY, POLICYAGENT_KEY, VALUE_NAME, Frozen, Observation, OsInfo
+from scanner.core.models import (
+    IPSEC_KEY,
+    POLICYAGENT_KEY,
+    VALUE_NAME,
+    Frozen,
+    Observation,
+    OsInfo,
+    parse_version,
+)
 
 
 class OsFamily(StrEnum):
@@ -60,19 +68,12 @@ class Setting(Frozen):
         return self.value_name is None or self.value_name == VALUE_NAME
 
 
-def _version_parts(version: str) -> tuple[int, int] | None:
-    parts = version.strip().split(".")
-    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
-        return None
-    return int(parts[0]), int(parts[1])
-
-
 def os_family(os: OsInfo) -> OsFamily:
     """Classify by Version and ServicePackMajorVersion, never by the (localised) caption."""
-    parts = _version_parts(os.version)
-    if parts is None:
+    parts = parse_version(os.version)
+    if parts is None or len(parts) < 2:
         return OsFamily.UNKNOWN
-    major, minor = parts
+    major, minor = parts[:2]
     sp = os.service_pack or 0
     if major >= 6:
         return OsFamily.VISTA_PLUS

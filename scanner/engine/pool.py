@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from scanner.collect.collector import collect_with
 from scanner.collect.wsman.auth import AuthMaterial
-from scanner.core.models import CollectOptions, Credentials, Observation, Target
+from scanner.core.models import DEFAULT_CONCURRENCY, CollectOptions, Credentials, Observation, Target
 
 
 def collect_all(
@@ -15,7 +15,7 @@ def collect_all(
     credentials: Credentials,
     options: CollectOptions,
     *,
-    concurrency: int = 64,
+    concurrency: int = DEFAULT_CONCURRENCY,
     on_result: Callable[[Observation], None] | None = None,
     stop: threading.Event | None = None,
     keep: bool = True,

@@ -28,7 +28,7 @@ from scanner import __version__
 from scanner.core.atomic import atomic_text
 from scanner.core.exitcodes import ExitCode, combine
 from scanner.core.formats import Format
-from scanner.core.models import CollectOptions, Credentials, HostError, Observation, Stage, Target
+from scanner.core.models import DEFAULT_CONCURRENCY, CollectOptions, Credentials, HostError, Observation, Stage, Target
 from scanner.core.results import Severity
 from scanner.core.semantics import assess
 from scanner.engine.pool import collect_all
@@ -45,7 +45,7 @@ class ScanRequest:
     policies: Sequence[Policy]
     credentials: Credentials
     options: CollectOptions = field(default_factory=CollectOptions)
-    concurrency: int = 64
+    concurrency: int = DEFAULT_CONCURRENCY
     fail_on: Severity = Severity.LOW
     min_coverage: float = 1.0
     waivers: WaiverSet | None = None

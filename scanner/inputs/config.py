@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 
 from scanner.core.errors import NattError
 from scanner.core.formats import Format
+from scanner.core.models import DEFAULT_CONCURRENCY, Strict
 from scanner.core.results import Severity
 from scanner.inputs.credentials import ENV_PASSWORD, ENV_USERNAME
 
@@ -72,11 +73,7 @@ def format_duration(seconds: float) -> str:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CredentialSettings(_Strict):
+class CredentialSettings(Strict):
     """Where the scan account comes from; never the password itself."""
 
     username: str | None = None
@@ -85,7 +82,7 @@ class CredentialSettings(_Strict):
     password_env: str = ENV_PASSWORD
 
 
-class TimeoutSettings(_Strict):
+class TimeoutSettings(Strict):
     """Per-host limits and the limits of the whole run."""
 
     host: float = Field(default=30.0, gt=0)
@@ -94,7 +91,7 @@ class TimeoutSettings(_Strict):
     grace: float = Field(default=10.0, ge=0)
 
 
-class Config(_Strict):
+class Config(Strict):
     """The effective configuration of a scan."""
 
     inventory: str | None = None
@@ -105,7 +102,7 @@ class Config(_Strict):
     exports: list[str] = Field(default_factory=list)
     database: str | None = None
     history: bool = True
-    concurrency: int = Field(default=64, ge=1)
+    concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1)
     fail_on: Severity = Severity.LOW
     min_coverage: float = Field(default=1.0, ge=0.0, le=1.0)
     log_format: Literal["plain", "json"] = "plain"

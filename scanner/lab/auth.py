@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import spnego
-from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
 from spnego.exceptions import SpnegoError
 
+from scanner.core import ntlmhash
 from scanner.lab.estate import Account
 
 PROTOCOL = b"application/HTTP-SPNEGO-session-encrypted"
@@ -33,8 +33,10 @@ def write_credential_file(accounts: list[Account], directory: Path) -> Path:
     lines = []
     for i, acc in enumerate(accounts):
         pw = acc.password.get_secret_value()
-        lm = lmowfv1(pw).hex().upper()
-        nt = ntowfv1(pw).hex().upper()
+        nt_hash = ntlmhash.nt_hash(pw)
+        if nt_hash is None:
+            raise RuntimeError("no MD4 available (hashlib or pyspnego) to write the lab's NTLM store")
+        lm, nt = ntlmhash.lm_hash(pw).hex().upper(), nt_hash.hex().upper()
         lines.append(f"{acc.username}:{1000 + i}:{lm}:{nt}:[U]:LCT-00000000")
     path = directory / f"lab-ntlm-{secrets.token_hex(4)}.smbpasswd"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -8,15 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationInfo, field_validator, model_validator
 
+from scanner.core.models import IPSEC_KEY, POLICYAGENT_KEY, VALUE_NAME, Strict, parse_version
 from scanner.core.yamlfile import FileError, YamlDocument, load_file
 
 HKLM = 2147483650
-IPSEC_KEY = "SYSTEM\\CurrentControlSet\\Services\\IPsec"
 IPSEC_KEY_NT5 = "SYSTEM\\CurrentControlSet\\Services\\IPSEC"  # spelling stored on XP/2003
-POLICYAGENT_KEY = "SYSTEM\\CurrentControlSet\\Services\\PolicyAgent"
-VALUE_NAME = "AssumeUDPEncapsulationContextOnSendRule"
 
 RegType = Literal["REG_SZ", "REG_EXPAND_SZ", "REG_BINARY", "REG_DWORD", "REG_MULTI_SZ", "REG_QWORD"]
 # StdRegProv EnumValues type codes (winnt.h REG_* constants).
@@ -46,32 +44,29 @@ FAULT_KINDS = (
 )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class OsSpec(_Strict):
+class OsSpec(Strict):
     """Win32_OperatingSystem identity of a simulated host."""
 
-    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    version: str = Field(pattern=r"^[0-9]{1,10}\.[0-9]{1,10}\.[0-9]{1,10}$")  # a subset of parse_version
     build: int = Field(ge=0)
     service_pack: int = Field(default=0, ge=0, le=9)
     caption: str
-    csd_version: str | None = None  # derived from service_pack when omitted
+    csd_version: str | None = Field(default=None, validate_default=True)  # derived from service_pack when omitted
     architecture: Literal["32-bit", "64-bit"] = "64-bit"
     product_type: Literal[1, 2, 3] = 1  # 1 workstation, 2 domain controller, 3 server
 
-    @model_validator(mode="after")
-    def _csd(self) -> OsSpec:
-        if self.csd_version is None and self.service_pack:
-            self.csd_version = f"Service Pack {self.service_pack}"
-        return self
+    @field_validator("csd_version")
+    @classmethod
+    def _csd(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Derived while validating (service_pack is validated first): the model is frozen once built.
+        service_pack = info.data.get("service_pack")
+        return f"Service Pack {service_pack}" if value is None and service_pack else value
 
     @property
     def nt(self) -> tuple[int, int]:
         """Return (major, minor) of the NT version."""
-        major, minor, _ = self.version.split(".")
-        return int(major), int(minor)
+        parts = parse_version(self.version) or ()  # never empty: the field pattern is stricter
+        return parts[0], parts[1]
 
 
 def _preset(
@@ -79,7 +74,7 @@ def _preset(
 ) -> dict[str, Any]:
     return {
         "version": version,
-        "build": int(version.rsplit(".", 1)[1]),
+        "build": (parse_version(version) or ())[-1],
         "service_pack": sp,
         "caption": caption,
         "product_type": product_type,
@@ -116,7 +111,7 @@ OS_PRESETS: dict[str, OsSpec] = {
 }
 
 
-class RegValueSpec(_Strict):
+class RegValueSpec(Strict):
     """One registry value: its type and data, checked against the type."""
 
     type: RegType
@@ -158,7 +153,7 @@ Registry = dict[str, dict[str, RegValueSpec] | None]
 NonNeg = Annotated[int, Field(ge=0)]
 
 
-class HostFields(_Strict):
+class HostFields(Strict):
     """Fields a host may set, or inherit from the estate defaults."""
 
     os: str | OsSpec = "win10"
@@ -191,7 +186,7 @@ class HostSpec(HostFields):
     name: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-class Account(_Strict):
+class Account(Strict):
     """A username/password every simulated host accepts."""
 
     username: str = Field(min_length=1)
@@ -235,7 +230,7 @@ class Recipe(HostFields):
 MODE_CHOICES = ("absent", "key-absent", "0", "1", "2", "3", "sz")
 
 
-class Estate(_Strict):
+class Estate(Strict):
     """A whole estate file."""
 
     accounts: list[Account] = Field(min_length=1)

@@ -12,20 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules.evaluate import (
-    _identity,
-    _uid,
-    compile_condition,
-    compile_policies,
-    decide,
-    evaluate,
-    evaluate_facts,
-    explain,
-    ruleset,
-)
+from rules.compile import compile_condition, compile_policies, ruleset
+from rules.evaluate import _identity, _uid, decide, decide_memoised, evaluate, evaluate_facts
+from rules.explain import explain
 from rules.facts import NOT_APPLICABLE, UNKNOWN, address_private, example_facts, extract_facts
 from rules.loader import builtin_policy, load_policy
-from rules.models import Condition
+from rules.models import parse_condition
 from scanner.core.results import NAMESPACE, Status, finding_uid
 from scanner.core.semantics import assess
 from tests.support.rules_helpers import GARBLED, WIN10, WIN2000, WIN2003, XP_SP1, observe, policy, rule, target
@@ -35,12 +27,12 @@ ROLE_BASED = Path(__file__).resolve().parents[2] / "docs" / "examples" / "role-b
 
 def run(check: dict[str, Any], **facts: Any) -> bool | None:
     """Compile a check and run it on example facts (defaults: a Windows 10 host, value absent)."""
-    return compile_condition(Condition.model_validate(check)).fn(example_facts(facts))
+    return compile_condition(parse_condition(check)).fn(example_facts(facts))
 
 
 def fact_run(check: dict[str, Any], facts: dict[str, Any]) -> bool | None:
     """Compile a check and run it on a raw fact mapping."""
-    return compile_condition(Condition.model_validate(check)).fn(facts)
+    return compile_condition(parse_condition(check)).fn(facts)
 
 
 @pytest.mark.parametrize(
@@ -220,7 +212,7 @@ FACT_VALUES = st.fixed_dictionaries(
 @given(check=CHECKS, facts=FACT_VALUES)
 def test_property_a_true_verdict_holds_for_every_value_of_the_unknowns(check, facts):
     facts = {**facts, "tags": {}}
-    node = compile_condition(Condition.model_validate(check))
+    node = compile_condition(parse_condition(check))
     verdict = node.fn(facts)
     unknown = [f for f, v in facts.items() if v is UNKNOWN]
     completions = [
@@ -240,7 +232,7 @@ def test_property_a_true_verdict_holds_for_every_value_of_the_unknowns(check, fa
 def test_property_rule_status_is_pass_only_when_the_check_is_true(check, facts):
     full = example_facts({})
     full.update(facts)
-    verdict = compile_condition(Condition.model_validate(check)).fn(full)
+    verdict = compile_condition(parse_condition(check)).fn(full)
     (result,) = evaluate_facts(full, [policy(rule(check=check))])
     assert result.status is (Status.PASS if verdict is True else Status.FAIL)
 
@@ -357,4 +349,4 @@ def test_property_memoised_decisions_equal_fresh_ones(os, value, stray, tgt):
     assert setting is not None
     facts = extract_facts(obs, setting)
     fresh = compile_policies(policies)  # no memo yet
-    assert rs.decide(facts) == decide(fresh, facts)
+    assert decide_memoised(rs, facts) == decide(fresh, facts)

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from rules.evaluate import evaluate, explain
+from rules.evaluate import evaluate
+from rules.explain import explain
 from rules.loader import builtin_policy, load_policy
 from scanner.core.results import Status
 from tests.support.rules_helpers import (

@@ -9,7 +9,6 @@ pure-Python DES for every context, which alone costs ~2 ms of CPU per host.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import struct
 import threading
@@ -20,6 +19,7 @@ from spnego.exceptions import SpnegoError
 
 from scanner.collect.wsman.encryption import CREDSSP_ENCRYPTED, SPNEGO_ENCRYPTED
 from scanner.collect.wsman.errors import CollectError
+from scanner.core import ntlmhash
 from scanner.core.models import AuthMethod, Credentials, Stage
 
 
@@ -49,22 +49,9 @@ class AuthMaterial:
         """Return the hex NT hash (MD4 of UTF-16LE password), computed once; None if MD4 is unavailable."""
         with self._lock:
             if self._nt_hash is None:
-                self._nt_hash = _md4_hex(self.password().encode("utf-16-le"))
+                digest = ntlmhash.nt_hash(self.password())
+                self._nt_hash = "" if digest is None else digest.hex()
             return self._nt_hash or None
-
-
-def _md4_hex(data: bytes) -> str:
-    try:
-        # MD4 is what NTLM is defined with (MS-NLMP 3.3.1 NTOWFv1); not our choice of hash.
-        return hashlib.new("md4", data).hexdigest()  # noqa: S324
-    except ValueError:  # OpenSSL 3 without the legacy provider has no MD4
-        pass
-    try:
-        from spnego._ntlm_raw.md4 import md4  # pyspnego's own pure-Python MD4
-    except ImportError:
-        return ""
-    digest: bytes = md4(data)
-    return digest.hex()
 
 
 def _tls_channel_bindings(certificate: bytes | None) -> Any:

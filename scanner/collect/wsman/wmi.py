@@ -17,7 +17,7 @@ import xmltodict  # type: ignore[import-untyped]
 
 from scanner.collect.wsman.errors import CollectError, HttpStatusError
 from scanner.collect.wsman.xmlsafe import Element, parse
-from scanner.core.models import OsInfo, Stage
+from scanner.core.models import OsInfo, Stage, parse_version
 
 SOAP_NS = "http://www.w3.org/2003/05/soap-envelope"
 ADDRESSING_NS = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
@@ -52,7 +52,6 @@ FAULT_REASONS = {
 _MSGID = "00000000-0000-0000-0000-00000000feed"
 _TEMPLATES: dict[tuple[Any, ...], str] = {}
 _TEMPLATES_LOCK = threading.Lock()
-_VERSION = re.compile(r"^\d{1,5}(\.\d{1,10}){1,3}$")
 
 
 class Sender(Protocol):
@@ -182,7 +181,7 @@ def os_info_from_item(item: Element) -> OsInfo:
     if version_node is None or version_node.nil:
         raise CollectError(Stage.PARSE, "bad_os_version", "Win32_OperatingSystem has no Version")
     version = version_node.text.strip()
-    if not _VERSION.match(version):
+    if len(parse_version(version) or ()) < 2:  # 2 to 4 dotted numbers, as Windows reports them
         raise CollectError(
             Stage.PARSE, "bad_os_version", f"Win32_OperatingSystem.Version is not a version: {version[:40]!r}"
         )

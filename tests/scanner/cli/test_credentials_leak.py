@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from scanner.core import ntlmhash
 from tests.peers.hostile_lab import CREDS, PASSWORD, USERNAME, Scanned
 from tests.peers.pki import Pki
 from tests.peers.rawserver import RawConn, RawServer, http
@@ -54,12 +55,9 @@ def encodings(secret: str) -> dict[str, bytes]:
         forms[f"base64-{i}"] = core
     for i, core in enumerate(_b64_cores(utf16)):
         forms[f"base64-utf16le-{i}"] = core
-    try:  # the NT hash (MD4 of UTF-16LE) is what NTLM derives from the password
-        from spnego._ntlm_raw.crypto import ntowfv1
-
-        forms["nt-hash"] = ntowfv1(secret).hex().encode()
-    except ImportError:
-        pass
+    nt_hash = ntlmhash.nt_hash(secret)  # the NT hash (MD4 of UTF-16LE) is what NTLM derives from the password
+    if nt_hash is not None:
+        forms["nt-hash"] = nt_hash.hex().encode()
     return forms
 
 

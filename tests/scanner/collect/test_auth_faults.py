@@ -17,6 +17,7 @@ from scanner.collect.collector import collect_host
 from scanner.collect.wsman.auth import Authenticator, AuthMaterial
 from scanner.collect.wsman.encryption import SPNEGO_ENCRYPTED, decrypt, encrypt
 from scanner.collect.wsman.errors import CollectError
+from scanner.core import ntlmhash
 from scanner.core.models import AuthMethod, CollectOptions, Target
 from tests.peers.rawserver import CREDENTIALS, RawConn, RawServer
 
@@ -64,10 +65,10 @@ def test_any_challenge_bytes_are_a_classified_error(challenge: bytes) -> None:
 @pytest.fixture(scope="module", autouse=True)
 def ntlm_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Give pyspnego's in-memory NTLM acceptor the lab account (it reads only $NTLM_USER_FILE)."""
-    from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
-
+    nt_hash = ntlmhash.nt_hash("Lab-Passw0rd!")
+    assert nt_hash is not None
     path = tmp_path_factory.mktemp("ntlm") / "users.smbpasswd"
-    lm, nt = lmowfv1("Lab-Passw0rd!").hex().upper(), ntowfv1("Lab-Passw0rd!").hex().upper()
+    lm, nt = ntlmhash.lm_hash("Lab-Passw0rd!").hex().upper(), nt_hash.hex().upper()
     path.write_text(f"LAB\\auditor:1000:{lm}:{nt}:[U]:LCT-00000000\n", encoding="utf-8")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NTLM_USER_FILE", str(path))

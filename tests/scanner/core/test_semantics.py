@@ -17,6 +17,7 @@ from scanner.core.models import (
     RegistryValue,
     Stage,
     Target,
+    parse_version,
 )
 from scanner.core.semantics import Integrity, OsFamily, assess, os_family
 
@@ -138,6 +139,31 @@ def test_family_comes_from_version_never_caption() -> None:
 @given(st.text(max_size=20))
 def test_any_version_string_classifies_without_raising(version: str) -> None:
     assert isinstance(os_family(OsInfo(version=version)), OsFamily)
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("10.0.19045", (10, 0, 19045)),
+        (" 6.0 ", (6, 0)),
+        ("10", (10,)),
+        ("5.1.2600.5512", (5, 1, 2600, 5512)),
+        ("5.1.2600.5512.1", None),  # at most four parts
+        ("10.0.x", None),  # every part is a number, not just the first two
+        ("\N{ARABIC-INDIC DIGIT ONE}\N{ARABIC-INDIC DIGIT ZERO}.0", None),  # ASCII digits only
+        ("1" * 11 + ".0", None),  # a part is at most ten digits: host text never becomes a huge int
+        ("", None),
+        ("10..0", None),
+    ],
+)
+def test_parse_version_is_the_one_dotted_version_reader(text: str, parsed: tuple[int, ...] | None) -> None:
+    assert parse_version(text) == parsed
+
+
+def test_version_with_a_garbage_tail_is_an_unknown_family() -> None:
+    # Every part must be a number: a garbage tail makes the family unknown, so rules fail closed.
+    assert os_family(OsInfo(version="10.0.x")) is OsFamily.UNKNOWN
+    assert os_family(OsInfo(version="6.0")) is OsFamily.VISTA_PLUS
 
 
 def test_unparseable_version_fails_closed() -> None:

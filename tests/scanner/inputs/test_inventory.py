@@ -12,13 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scanner.core.models import AuthMethod, Scheme
-from scanner.inputs.inventory import (
-    MAX_SHOWN_PROBLEMS,
-    Format,
-    InventoryError,
-    load_inventory,
-    parse_inventory,
-)
+from scanner.inputs.inventory import Format, InventoryError, load_inventory, parse_inventory
+from scanner.inputs.inventory.validate import MAX_SHOWN_PROBLEMS
 
 DATA = Path(__file__).parent / "data"
 

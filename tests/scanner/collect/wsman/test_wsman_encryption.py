@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -46,14 +48,19 @@ def test_matches_pywinrm_framing(ntlm_pair: tuple[Any, Any]) -> None:
     class Session:
         auth = Auth()
 
+    # Only pywinrm's public API: the request it would send, and how it reads an encrypted reply.
     pywinrm = Encryption(Session(), "ntlm")  # type: ignore[arg-type]
-    framed = pywinrm._encrypt_message(MESSAGE, "host") + BOUNDARY + b"--\r\n"
-    assert decrypt(server, SPNEGO_ENCRYPTED, framed) == MESSAGE
+    request = pywinrm.prepare_encrypted_request(requests.Session(), "http://host:5985/wsman", MESSAGE)
+    assert request.headers["Content-Type"] == content_type(SPNEGO_ENCRYPTED)
+    assert isinstance(request.body, bytes)
+    assert decrypt(server, SPNEGO_ENCRYPTED, request.body) == MESSAGE
 
-    class Response:
-        content = encrypt(server, SPNEGO_ENCRYPTED, b"<ok/>")
-
-    assert pywinrm._decrypt_response(Response(), "host") == b"<ok/>"  # type: ignore[arg-type]
+    reply = SimpleNamespace(  # what parse_encrypted_response reads of a requests.Response
+        headers={"Content-Type": content_type(SPNEGO_ENCRYPTED)},
+        content=encrypt(server, SPNEGO_ENCRYPTED, b"<ok/>"),
+        request=request,
+    )
+    assert pywinrm.parse_encrypted_response(reply) == b"<ok/>"  # type: ignore[arg-type]
 
 
 def test_tampered_ciphertext_is_bad_encryption(ntlm_pair: tuple[Any, Any]) -> None:
