@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
 
-from scanner.lab import wsman
+from scanner.lab import faults, soap, wsman
 from scanner.lab.auth import (
     ENCRYPTED_CONTENT_TYPE,
     Acceptor,
@@ -293,22 +293,22 @@ class HostServer:
             )
         return _response(reply.status, out_body, auth_headers), reply.delay_ms + self.extra_ms, None
 
-    def _dispatch(self, plain: bytes, authenticated: bool) -> wsman.Reply:
+    def _dispatch(self, plain: bytes, authenticated: bool) -> soap.Reply:
         if wsman.is_identify(plain):
-            return wsman.Reply(200, wsman.identify(self.host if authenticated else None))
+            return soap.Reply(200, wsman.identify(self.host if authenticated else None))
         try:
-            req = wsman.parse_request(plain)
-        except wsman.BadRequest:
-            return wsman.fault(
+            req = soap.parse_request(plain)
+        except soap.BadRequest:
+            return faults.fault(
                 None,
-                wsman.F_SCHEMA,
+                faults.F_SCHEMA,
                 "The WS-Management service cannot process the request because the XML is invalid.",
                 value="s:Sender",
                 subcode="w:SchemaValidationError",
                 machine=self.state.machine,
             )
         if self.fault == "wrong-relatesto":
-            req.message_id = wsman._uuid()
+            req.message_id = soap.new_uuid()
         return wsman.handle(self.state, req)
 
     async def _trickle(self, writer: asyncio.StreamWriter) -> None:
@@ -321,7 +321,7 @@ class HostServer:
 
     async def _reset(self, writer: asyncio.StreamWriter) -> None:
         # Headers and part of the body, then RST (SO_LINGER 0 makes close() abort the connection).
-        writer.write(_response(200, b"", [], SOAP_TYPE, length=4096) + wsman.ENV_OPEN.encode()[:200])
+        writer.write(_response(200, b"", [], SOAP_TYPE, length=4096) + soap.ENV_OPEN.encode()[:200])
         await writer.drain()
         await asyncio.sleep(0.05)
         sock = writer.get_extra_info("socket")
@@ -331,7 +331,7 @@ class HostServer:
 
     async def _oversize(self, writer: asyncio.StreamWriter) -> None:
         # A 200 MB reply streamed in 1 MB chunks, never built in memory.
-        head = (wsman.ENV_OPEN + "><s:Header/><s:Body><p:Filler>").encode()
+        head = (soap.ENV_OPEN + "><s:Header/><s:Body><p:Filler>").encode()
         tail = b"</p:Filler></s:Body></s:Envelope>"
         writer.write(_response(200, b"", [], SOAP_TYPE, length=OVERSIZE_BYTES) + head)
         chunk = b"A" * (1 << 20)
