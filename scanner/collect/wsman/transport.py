@@ -124,7 +124,7 @@ class WsmanTransport:
                     )
                 token = auth.step(server_token)
                 continue
-            raise self._status_error(response)
+            raise self._status_error(response, handshake=True)
         raise CollectError(
             Stage.AUTH, "auth_failed", f"authentication did not finish in {MAX_AUTH_LEGS} legs"
         )
@@ -160,16 +160,23 @@ class WsmanTransport:
             raise bad_encryption("the host sent an unencrypted reply on an encrypted session")
         return decrypt(self._auth.context, self._auth.encryption_protocol, response.body)
 
-    def _status_error(self, response: Response) -> HttpStatusError:
+    def _status_error(self, response: Response, *, handshake: bool = False) -> HttpStatusError:
+        """Return the error for a non-2xx reply, holding its body (decrypted if it came encrypted)."""
         reason = "".join(ch for ch in response.reason[:80] if ch.isprintable())
-        return HttpStatusError(response.status, b"", f"HTTP {response.status} {reason}".rstrip())
+        message = f"HTTP {response.status} {reason}".rstrip()
+        body, unencrypted = response.body, False
+        if body and self._auth.encrypts and not handshake:
+            if is_encrypted(response.header("content-type"), self._auth.encryption_protocol):
+                body = decrypt(self._auth.context, self._auth.encryption_protocol, body)
+            else:
+                # WinRM answers in clear what it could not decrypt or accept (docs/wire.md): such a
+                # body is read only as a fault, never as data.
+                unencrypted = True
+        return HttpStatusError(response.status, body, message, unencrypted=unencrypted, handshake=handshake)
 
     def _handle(self, response: Response) -> bytes:
         if response.status == 200:
             return self._body(response)
         if response.status == 401:
             raise unauthorized("the host refused the authenticated request")
-        if response.status == 500:
-            return_body = self._body(response)
-            raise HttpStatusError(500, return_body, "HTTP 500 with no SOAP fault")
         raise self._status_error(response)
