@@ -83,6 +83,14 @@ class HttpStatusError(CollectError):
         self.handshake = handshake
 
 
+class ConnectionDropped(CollectError):
+    """A reused keep-alive connection closed or reset before any byte of the reply arrived.
+
+    The request may not have been processed; a client may retry it once on a new connection (RFC
+    9112 section 9.3.1, the usual keep-alive race).
+    """
+
+
 def deadline_error() -> CollectError:
     """Return the error for a host whose wall-clock budget ran out."""
     return CollectError(Stage.TIMEOUT, "deadline", "host deadline exceeded")

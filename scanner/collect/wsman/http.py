@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from scanner.collect.wsman.errors import CollectError, deadline_error
+from scanner.collect.wsman.errors import CollectError, ConnectionDropped, deadline_error
 from scanner.core.models import Stage
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -148,6 +148,8 @@ class HttpConnection:
         self._path = path
         self._sock: socket.socket | None = None
         self._buf = bytearray()
+        self._served = 0  # replies read on the current connection
+        self._received = False  # whether any byte of the current reply arrived
         self.connections = 0  # how many TCP connections were opened (a new one loses NTLM auth)
 
     @property
@@ -166,6 +168,7 @@ class HttpConnection:
         """Close the connection, if open."""
         sock, self._sock = self._sock, None
         self._buf.clear()
+        self._served = 0
         if sock is not None:
             with contextlib.suppress(OSError):  # closing a broken socket can fail; nothing to do then
                 sock.close()
@@ -227,9 +230,25 @@ class HttpConnection:
         return tls
 
     def request(self, headers: list[tuple[str, str]], body: bytes) -> Response:
-        """Send one POST and read the whole reply (caps enforced); reconnect if needed first."""
+        """Send one POST and read the whole reply (caps enforced); reconnect if needed first.
+
+        On a reused connection that the peer closes or resets before any byte of the reply,
+        raise ConnectionDropped: the caller decides whether to retry on a new connection.
+        """
         if self._sock is None:
             self.connect()
+        reused = self._served > 0
+        self._received = False
+        try:
+            response = self._exchange(headers, body)
+        except CollectError as exc:
+            dropped = exc.stage is Stage.CONNECT and exc.reason in ("reset", "closed")
+            if reused and dropped and not self._received:
+                raise ConnectionDropped(exc.stage, exc.reason, exc.message) from None
+            raise
+        return response
+
+    def _exchange(self, headers: list[tuple[str, str]], body: bytes) -> Response:
         lines = [
             f"POST {self._path} HTTP/1.1",
             f"Host: {self._host_header}",
@@ -245,6 +264,8 @@ class HttpConnection:
         response, keep = self._read_response()
         if not keep:
             self.close()
+        else:
+            self._served += 1
         return response
 
     def _sendall(self, data: bytes) -> None:
@@ -278,6 +299,7 @@ class HttpConnection:
                 return False
             self.close()
             raise CollectError(Stage.CONNECT, "closed", "connection closed by the peer before a full reply")
+        self._received = True
         self._buf += chunk
         return True
 

@@ -13,7 +13,7 @@ import time
 
 from scanner.collect.wsman.auth import Authenticator, AuthMaterial
 from scanner.collect.wsman.encryption import bad_encryption, content_type, decrypt, encrypt, is_encrypted
-from scanner.collect.wsman.errors import CollectError, HttpStatusError
+from scanner.collect.wsman.errors import CollectError, ConnectionDropped, HttpStatusError
 from scanner.collect.wsman.http import Deadline, HttpConnection, Response, tls_context
 from scanner.core.models import CollectOptions, Scheme, Stage, Target
 
@@ -64,13 +64,28 @@ class WsmanTransport:
         self._conn.close()
 
     def send_message(self, message: str | bytes) -> bytes:
-        """Send one SOAP message and return the (decrypted) reply body of an HTTP 200."""
+        """Send one SOAP message and return the (decrypted) reply body of an HTTP 200.
+
+        After a 503, or when a reused keep-alive connection drops before replying, the message is
+        sent once more, on a new connection with a new security context. Never on the old one:
+        whether the host unsealed the first copy (and advanced its sequence number, MS-NLMP 3.4.4)
+        is unknown, so sealing it again with the next sequence number could be refused or, worse,
+        accepted twice. A new context starts both sides at sequence number 0.
+        """
         data = message.encode("utf-8") if isinstance(message, str) else message
         retried = False
         while True:
-            response = self._send(data)
+            try:
+                response = self._send(data)
+            except ConnectionDropped:
+                if retried:
+                    raise
+                retried = True
+                self._conn.close()
+                continue
             if response.status == 503 and not retried and self._wait_for_retry(response):
                 retried = True
+                self._conn.close()
                 continue
             return self._handle(response)
 
