@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from scanner.core import yamlfile
-from scanner.core.models import AuthMethod, Frozen, Scheme, Target
+from scanner.core.models import OS_VERSION_PATTERN, AuthMethod, Frozen, Scheme, Target, WinRMStack
 
 Format = Literal["yaml", "csv", "text"]
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -30,13 +30,15 @@ MAX_CIDR_ADDRESSES = 65536  # /16 for IPv4, /112 for IPv6: bigger ranges are alm
 MAX_SHOWN_PROBLEMS = 20
 _MAX_KEPT_PROBLEMS = 10_000  # bounded memory for a file that is wrong on every line
 HTTP_PORT, HTTPS_PORT = 5985, 5986  # WinRM listener defaults (DOMAIN.md section 3)
+LEGACY_HTTP_PORT, LEGACY_HTTPS_PORT = 80, 443  # WinRM 1.1's defaults (MS-WSMV 2.2.4.5, docs/wire.md)
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/")
 _PORT = re.compile(r"[1-9][0-9]{0,4}", re.ASCII)
 _BRACKETED = re.compile(r"\[([^\[\]]*)\](?::(.*))?", re.DOTALL)
 _WHERE = re.compile(r":([0-9]+)(?::([0-9]+))?\Z")
-_CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group")
+_CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group", "winrm", "os_version")
+_OS_VERSION = re.compile(OS_VERSION_PATTERN)
 _TAG_PREFIX = "tag:"
 
 
@@ -142,6 +144,8 @@ class _Entry:
     tags: dict[str, str] = field(default_factory=dict)
     group: str | None = None
     ip: bool = False  # produced by CIDR expansion or an IP literal already checked
+    winrm: WinRMStack | str | None = None
+    os_version: str | None = None
 
 
 class _Problems:
@@ -166,10 +170,13 @@ class _Defaults:
     port: int
     scheme: Scheme
     transport: AuthMethod
+    winrm: WinRMStack = WinRMStack.CURRENT
 
 
-def _port_for(scheme: Scheme, default_port: int) -> int:
-    # An untouched HTTP default means "the scheme's standard WinRM port".
+def _port_for(scheme: Scheme, default_port: int, winrm: WinRMStack = WinRMStack.CURRENT) -> int:
+    # An untouched HTTP default means "the scheme's standard WinRM port" (80/443 for WinRM 1.1).
+    if default_port == HTTP_PORT and winrm is WinRMStack.LEGACY:
+        return LEGACY_HTTPS_PORT if scheme is Scheme.HTTPS else LEGACY_HTTP_PORT
     if scheme is Scheme.HTTPS and default_port == HTTP_PORT:
         return HTTPS_PORT
     return default_port
@@ -215,9 +222,22 @@ def _build(entry: _Entry, defaults: _Defaults, problems: _Problems) -> Target | 
             transport, ok = None, False
     elif entry.transport is not None:
         transport = entry.transport
+    winrm: WinRMStack | None = defaults.winrm
+    if isinstance(entry.winrm, str) and not isinstance(entry.winrm, WinRMStack):
+        try:
+            winrm = WinRMStack(entry.winrm)
+        except ValueError:
+            problems.add(entry.where("winrm"), f"winrm {show(entry.winrm)} must be one of: current, legacy")
+            winrm, ok = None, False
+    elif entry.winrm is not None:
+        winrm = entry.winrm
+    if entry.os_version is not None and not _OS_VERSION.match(entry.os_version):
+        message = f"os_version {show(entry.os_version)} must be a Windows version such as 10.0.19045 or 6.1"
+        problems.add(entry.where("os_version"), message)
+        ok = False
     port: int | None
     if entry.port is None:
-        port = _port_for(scheme or Scheme.HTTP, defaults.port)
+        port = _port_for(scheme or Scheme.HTTP, defaults.port, winrm or WinRMStack.CURRENT)
     elif isinstance(entry.port, int):
         port = entry.port if 1 <= entry.port <= 65535 else None
     else:
@@ -241,7 +261,7 @@ def _build(entry: _Entry, defaults: _Defaults, problems: _Problems) -> Target | 
         if why:
             problems.add(entry.where("group"), f"group {show(entry.group)} {why}")
             ok = False
-    if not ok or port is None or scheme is None or transport is None:
+    if not ok or port is None or scheme is None or transport is None or winrm is None:
         return None
     return Target(
         name=entry.name,
@@ -252,6 +272,8 @@ def _build(entry: _Entry, defaults: _Defaults, problems: _Problems) -> Target | 
         tags=dict(entry.tags),
         group=entry.group,
         source=entry.source,
+        winrm=winrm,
+        os_version=entry.os_version,
     )
 
 
@@ -458,6 +480,8 @@ def _csv_entries(text: str, path: str, problems: _Problems, max_hosts: int) -> I
             transport=cell("transport"),
             group=cell("group"),
             tags={c[len(_TAG_PREFIX) :]: row[i] for c, i in tags.items() if row[i]},
+            winrm=cell("winrm"),
+            os_version=cell("os_version"),
         )
 
 
@@ -473,6 +497,7 @@ class _YamlDefaults(_Strict):
     scheme: Scheme | None = None
     transport: AuthMethod | None = None
     tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    winrm: WinRMStack | None = None
 
 
 class _YamlHost(_Strict):
@@ -483,6 +508,8 @@ class _YamlHost(_Strict):
     transport: AuthMethod | None = None
     tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     group: StrictStr | None = None
+    winrm: WinRMStack | None = None
+    os_version: StrictStr | None = None
 
 
 class _YamlFile(_Strict):
@@ -532,6 +559,7 @@ def _yaml_entries(
         port=top.defaults.port if top.defaults.port is not None else defaults.port,
         scheme=top.defaults.scheme or defaults.scheme,
         transport=top.defaults.transport or defaults.transport,
+        winrm=top.defaults.winrm or defaults.winrm,
     )
     if top.defaults.port is not None and not 1 <= top.defaults.port <= 65535:
         message = f"port {top.defaults.port} must be an integer 1..65535"
@@ -564,6 +592,8 @@ def _yaml_entries(
                 transport=host.transport,
                 tags={**top.defaults.tags, **host.tags},
                 group=host.group,
+                winrm=host.winrm,
+                os_version=host.os_version,
             )
         )
     return file_defaults, entries
