@@ -79,7 +79,7 @@ def handle_shell(st: wsman.HostState, req: soap.Request) -> soap.Reply:
     if shell is None:
         return faults.fault(
             req.message_id,
-            2150858843,
+            faults.F_BAD_SELECTOR,
             "The request for the Windows Remote Shell with ShellId failed because the shell was not found on"
             " the server. Possible causes are: the specified ShellId is incorrect or the shell no longer"
             " exists on the"
@@ -146,7 +146,7 @@ def handle_shell(st: wsman.HostState, req: soap.Request) -> soap.Reply:
 def _bad_command(st: wsman.HostState, req: soap.Request) -> soap.Reply:
     return faults.fault(
         req.message_id,
-        2150858843,
+        faults.F_BAD_SELECTOR,
         "The WS-Management service cannot process the request because the CommandId is not valid.",
         value="s:Sender",
         subcode="w:InvalidSelectors",

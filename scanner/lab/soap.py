@@ -72,6 +72,7 @@ class Reply:
     xml: bytes
     delay_ms: int = 0
     special: str | None = None  # "oversize": the server streams a huge body itself
+    plain: bool = False  # sent in clear even on an encrypted session (the plain-fault fault)
 
 
 def local(tag: str) -> str:

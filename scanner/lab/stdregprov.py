@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
 from scanner.lab.estate import HKLM, TYPE_CODES
-from scanner.lab.faults import F_ACTION, F_SCHEMA, fault, wmi_fault
+from scanner.lab.faults import F_ACTION, F_SCHEMA, WBEM_INVALID_METHOD, fault, wmi_fault
 from scanner.lab.soap import Reply, Request, envelope, local, ns, text, x
 from scanner.lab.wql import class_from_uri
 
@@ -68,8 +68,9 @@ def call(st: HostState, req: Request, method: str) -> Reply:
             value="s:Sender",
             subcode="a:ActionNotSupported",
             provider=True,
-            wmi_code=2147749907,
+            wmi_code=WBEM_INVALID_METHOD,
             machine=st.machine,
+            winrm=st.host.winrm,
         )
     try:
         hive = int(text(body, "hDefKey") or str(HKLM))

@@ -159,7 +159,9 @@ def test_root_cimv2_stdregprov_only_on_vista_and_later(lab: RunningLab) -> None:
         reg_call(xp, "GetDWORDValue", IPSEC, VALUE, resource=REG_CIMV2)
     assert info.value.code == 500
     assert info.value.wsman_fault_code == 2150858752
-    assert info.value.wmierror_code == 2147749904
+    # XP runs the WinRM 1.1 persona: no MSFT_WmiError (WinRM 3.0+); WMI's code is in __ExtendedStatus.
+    assert info.value.wmierror_code is None
+    assert "<p:StatusCode>2147749904</p:StatusCode>" in info.value.response
 
 
 # ---------------------------------------------------------------- WQL, Get, Identify

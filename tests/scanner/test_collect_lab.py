@@ -208,6 +208,37 @@ def test_faults(
     assert PASSWORD not in observation.model_dump_json()
 
 
+@pytest.mark.parametrize(
+    ("name", "reason", "words"),
+    [
+        # docs/wire.md lists each shape and its public source.
+        ("shape-quota-wmierror", "quota", "MSFT_WmiError 2150859174 (0x803381A6)"),
+        ("fault-quota", "quota", "WSManFault 2150859174 (0x803381A6)"),
+        ("fault-wmi-access-denied", "access_denied", "WSManFault 5 (0x00000005)"),
+        ("shape-access-hresult", "access_denied", "WSManFault 2147942405 (0x80070005)"),
+        ("shape-wmi-svc-denied", "access_denied", "MSFT_WmiError 2147749891 (0x80041003)"),
+        ("shape-wmi-svc-denied-xp", "access_denied", "__ExtendedStatus 2147749891 (0x80041003)"),
+        ("shape-wbem-denied", "access_denied", "MSFT_WmiError 2147749891"),
+        ("fault-wmi-class", "wmi_class", "0x80338000"),
+        ("fault-op-timeout", "operation_timeout", "0x80338029"),
+        ("shape-selectors", "invalid_selectors", "0x8033803D"),
+        ("shape-action", "not_supported", "0x80338013"),
+        ("shape-400", "request_rejected", "HTTP 400: WSManFault 2150858817"),
+        ("shape-503-quota", "quota", "HTTP 503: WSManFault 2150859174"),
+        ("shape-handshake", "quota", "during authentication: WSManFault 2150859174"),
+        ("shape-plain", "access_denied", "WSManFault 5"),
+        ("shape-plain-400", "request_rejected", "HTTP 400: WSManFault 2150858817"),
+    ],
+)
+def test_fault_shapes_end_to_end(
+    scan: tuple[dict[str, Observation], float, list[Observation]], name: str, reason: str, words: str
+) -> None:
+    error = scan[0][name].error
+    assert error is not None
+    assert (error.stage, error.reason) == (Stage.COLLECT, reason), error
+    assert words in error.message, error.message
+
+
 def test_basic_over_http_refused_without_sending(lab: RunningLab) -> None:
     observation = collect_host(target(lab, "dword1", AuthMethod.BASIC), CREDENTIALS, options(lab))
     assert observation.error is not None
