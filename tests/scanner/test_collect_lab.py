@@ -239,6 +239,20 @@ def test_fault_shapes_end_to_end(
     assert words in error.message, error.message
 
 
+def test_wrong_original_length_is_refused_by_the_host_in_clear(
+    lab: RunningLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lab checks OriginalContent's Length against the decrypted length (MS-WSMV 2.2.9.1.1.2.2) and
+    # refuses a mismatch with HTTP 400 and a fault in clear: read as that fault, not as bad_encryption.
+    from scanner.collect.wsman import encryption
+
+    monkeypatch.setattr(encryption, "original_length", lambda message, wrapped: len(message) + 1)
+    observation = collect_host(target(lab, "dword1"), CREDENTIALS, options(lab))
+    assert observation.error is not None
+    assert (observation.error.stage, observation.error.reason) == (Stage.COLLECT, "request_rejected")
+    assert observation.error.message.startswith("HTTP 400: WSManFault 2150858791 (0x80338027)")
+
+
 def test_basic_over_http_refused_without_sending(lab: RunningLab) -> None:
     observation = collect_host(target(lab, "dword1", AuthMethod.BASIC), CREDENTIALS, options(lab))
     assert observation.error is not None
