@@ -161,6 +161,19 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="do NOT verify HTTPS certificates (logged as a warning on every run)",
     )
+    parser.add_argument(
+        "--tls-min-version",
+        choices=["1.0", "1.1", "1.2"],
+        default=None,
+        help="lowest TLS version for HTTPS hosts (default 1.2; 1.0 for Server 2003 listeners, warned on every run)",
+    )
+    parser.add_argument(
+        "--legacy-port-fallback",
+        action="store_const",
+        const=True,
+        default=None,
+        help="when 5985/5986 refuses the connection, try WinRM 1.1's 80/443 (docs/wire.md)",
+    )
     parser.add_argument("--color", choices=["auto", "always", "never"], default=None, help="console colours")
     parser.add_argument(
         "--db",

@@ -207,6 +207,12 @@ def _scan(args: argparse.Namespace, config: Config) -> int:
         log.warning("%s", warning)
     if config.insecure_skip_tls_verify:
         log.warning("TLS certificate verification is OFF (--insecure-skip-tls-verify): results can be spoofed")
+    if config.tls_min_version != "1.2":
+        log.warning(
+            "TLS %s is allowed for HTTPS hosts (--tls-min-version), with OpenSSL's weakest ciphers: for "
+            "WinRM 1.1 listeners only",
+            config.tls_min_version,
+        )
     inventory_id = inventory_id_of(config, inventory)
     policy_names = tuple(p.name for p in inputs.policies)
     store = None
@@ -280,6 +286,8 @@ def _scan(args: argparse.Namespace, config: Config) -> int:
         connect_timeout=min(config.timeouts.connect, config.timeouts.host),
         ca_bundle=config.ca_bundle,
         verify_tls=not config.insecure_skip_tls_verify,
+        tls_min_version=config.tls_min_version,
+        legacy_port_fallback=config.legacy_port_fallback,
     )
     request = ScanRequest(
         inventory=inventory,

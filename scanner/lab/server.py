@@ -225,7 +225,7 @@ class HostServer:
         encrypted = ctype.startswith(b"multipart/encrypted")
         if not (conn.authed or basic_ok):
             if headers.get(b"wsmanidentify", b"").lower() == b"unauthenticated" and wsman.is_identify(body):
-                return self._response(200, wsman.identify(None)), self.extra_ms, None
+                return self._response(200, wsman.identify(self.host, authenticated=False)), self.extra_ms, None
             return self._unauthorized(conn)
         if not body:
             # pywinrm's encryption set-up POST: authenticate the connection, nothing to answer
@@ -270,7 +270,7 @@ class HostServer:
 
     def _dispatch(self, plain: bytes, authenticated: bool) -> soap.Reply:
         if wsman.is_identify(plain):
-            return soap.Reply(200, wsman.identify(self.host if authenticated else None))
+            return soap.Reply(200, wsman.identify(self.host, authenticated))
         try:
             req = soap.parse_request(plain)
         except soap.BadRequest:

@@ -100,11 +100,14 @@ def handle(st: HostState, req: Request) -> Reply:
     return r
 
 
-def identify(host: Host | None) -> bytes:
-    """Answer wsmid:Identify; the OS version appears only to authenticated callers (as on Windows)."""
-    ver = "OS: 0.0.0 SP: 0.0 Stack: 3.0"
-    if host is not None:
-        ver = f"OS: {host.os.version} SP: {host.os.service_pack}.0 Stack: 3.0"
+def identify(host: Host, authenticated: bool) -> bytes:
+    """Answer wsmid:Identify; the OS version appears only to authenticated callers (as on Windows).
+
+    The stack version is the host's WinRM persona (1.1, 2.0 or 3.0).
+    """
+    ver = f"OS: 0.0.0 SP: 0.0 Stack: {host.winrm}"
+    if authenticated:
+        ver = f"OS: {host.os.version} SP: {host.os.service_pack}.0 Stack: {host.winrm}"
     return (
         f'<s:Envelope xml:lang="en-US" xmlns:s="{NS_S}"><s:Header/><s:Body>'
         f'<wsmid:IdentifyResponse xmlns:wsmid="{NS_WSMID}">'

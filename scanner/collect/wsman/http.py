@@ -16,6 +16,7 @@ import socket
 import ssl
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 
 from scanner.collect.wsman.errors import CollectError, ConnectionDropped, deadline_error
@@ -435,18 +436,32 @@ class HttpConnection:
                 return data
 
 
-_TLS_CONTEXTS: dict[tuple[str | None, bool], ssl.SSLContext] = {}
+_TLS_CONTEXTS: dict[tuple[str | None, bool, str], ssl.SSLContext] = {}
 _TLS_LOCK = threading.Lock()
+TLS_VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2}
 
 
-def tls_context(ca_bundle: str | None, verify: bool) -> ssl.SSLContext:
-    """Return a (shared, cached) client TLS context: verification on unless `verify` is False."""
-    key = (ca_bundle, verify)
+def tls_context(ca_bundle: str | None, verify: bool, min_version: str = "1.2") -> ssl.SSLContext:
+    """Return a (shared, cached) client TLS context: verification on unless `verify` is False.
+
+    `min_version` below 1.2 (``--tls-min-version``) is for WinRM 1.1 listeners on Windows XP and
+    Server 2003, whose SChannel speaks TLS 1.0 at most. OpenSSL 3 refuses TLS 1.0/1.1 and their
+    SHA-1 signatures above security level 0, so the level is lowered with the version; certificate
+    and name verification stay as they are.
+    """
+    key = (ca_bundle, verify, min_version)
     with _TLS_LOCK:
         ctx = _TLS_CONTEXTS.get(key)
         if ctx is None:
             ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_bundle)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            if min_version == "1.2":
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            else:
+                with warnings.catch_warnings():
+                    # TLS 1.0/1.1 are deprecated; asking for them is the point of the option.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    ctx.minimum_version = TLS_VERSIONS[min_version]
+                ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
             if not verify:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE

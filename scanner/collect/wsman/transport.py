@@ -14,6 +14,7 @@ import time
 from scanner.collect.wsman.auth import Authenticator, AuthMaterial
 from scanner.collect.wsman.encryption import bad_encryption, content_type, decrypt, encrypt, is_encrypted
 from scanner.collect.wsman.errors import CollectError, ConnectionDropped, HttpStatusError
+from scanner.collect.wsman.faults import status_error
 from scanner.collect.wsman.http import Deadline, HttpConnection, Response, tls_context
 from scanner.core.models import CollectOptions, Scheme, Stage, Target
 
@@ -41,7 +42,7 @@ class WsmanTransport:
         tls = None
         if https:
             try:
-                tls = tls_context(options.ca_bundle, options.verify_tls)
+                tls = tls_context(options.ca_bundle, options.verify_tls, options.tls_min_version)
             except (OSError, ValueError) as exc:
                 raise CollectError(
                     Stage.TLS, "tls_verify", f"cannot load the CA bundle ({type(exc).__name__})"
@@ -62,6 +63,18 @@ class WsmanTransport:
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
+
+    def authenticate(self) -> None:
+        """Run the handshake now (NTLM: two requests); Basic needs none. A fault in reply is classified."""
+        try:
+            self._ensure_authenticated()
+        except HttpStatusError as exc:
+            raise status_error(exc) from None
+
+    @property
+    def challenge_version(self) -> tuple[int, int, int] | None:
+        """Return the version the host's NTLM CHALLENGE announced (MS-NLMP 2.2.2.10), once authenticated."""
+        return self._auth.challenge_version if self._auth.complete else None
 
     def send_message(self, message: str | bytes) -> bytes:
         """Send one SOAP message and return the (decrypted) reply body of an HTTP 200.
