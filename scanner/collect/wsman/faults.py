@@ -265,9 +265,9 @@ def fault_error(root: Element, status: int = 500) -> CollectError:
 def status_error(exc: HttpStatusError) -> CollectError:
     """Turn a non-2xx reply into the fault it carries, or into http_<status> when it carries none.
 
-    HTTP 500 is WinRM's fault status (MS-WSMV 3.1.4.1.8): its body must be a fault, so an
-    unreadable body is reported as what it is (malformed XML, an unencrypted reply on an encrypted
-    session). Any other status (400, 503, a proxy's 502) is read as a fault only when the body is
+    HTTP 500 is the status WinRM sends every fault with (SOAP 1.2 Part 2 section 7.5.1.2 would
+    send s:Sender faults with 400): its body must be a fault, so an unreadable body is reported as
+    what it is (malformed XML, an unencrypted reply on an encrypted session). Any other status (400, 503, a proxy's 502) is read as a fault only when the body is
     one; otherwise it stays http_<status>. An unencrypted body on an encrypted session counts only
     as a well-formed fault: it cannot carry data, only an error.
     """
