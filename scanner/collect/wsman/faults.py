@@ -267,8 +267,9 @@ def status_error(exc: HttpStatusError) -> CollectError:
 
     HTTP 500 is the status WinRM sends every fault with (SOAP 1.2 Part 2 section 7.5.1.2 would
     send s:Sender faults with 400): its body must be a fault, so an unreadable body is reported as
-    what it is (malformed XML, an unencrypted reply on an encrypted session). Any other status (400, 503, a proxy's 502) is read as a fault only when the body is
-    one; otherwise it stays http_<status>. An unencrypted body on an encrypted session counts only
+    what it is (malformed XML, an unencrypted reply on an encrypted session). Any other status
+    (400, 503, a proxy's 502) is read as a fault only when the body is one; otherwise it stays
+    http_<status>. An unencrypted body on an encrypted session counts only
     as a well-formed fault: it cannot carry data, only an error.
     """
     status = exc.status
