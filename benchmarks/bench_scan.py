@@ -1,10 +1,11 @@
 """Benchmark: natt-audit scan against the lab, then the naive pywinrm baseline on the same estate.
 
     python benchmarks/bench_scan.py --hosts 2000 --latency-ms 20 [--concurrency C]
-                                    [--skip-naive] [--naive-sample K]
+                                    [--skip-naive] [--naive-sample K] [--os-mix realistic|nt6]
 
 Not a test: nothing here asserts a time. Steps: write an estate (the lab's ``generate:`` recipes,
-one per OS with the realistic OS / NAT-T mode mix of ``natt-audit lab generate``), start the lab in
+one per OS with the realistic OS / NAT-T mode mix of ``natt-audit lab generate``; ``--os-mix nt6``
+keeps only the NT 6.0+ presets, in the same proportions), start the lab in
 its own process, wait for the inventory, run ``natt-audit scan -f json`` as a child process, then
 ``benchmarks/naive_baseline.py`` as another child. Each child's CPU (user + sys) and peak RSS
 come from ``os.wait4`` for that child only; the lab's own costs are not included. The lab's costs
@@ -36,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scanner.lab.estate import OS_PRESETS  # noqa: E402
 from scanner.lab.generate import MODE_MIX, OS_MIX  # noqa: E402
 
 USERNAME = "LAB\\auditor"
@@ -66,17 +68,18 @@ class ChildRun:
     stdout: str
 
 
-def estate_yaml(hosts: int, latency_ms: int, seed: int = 1) -> str:
+def estate_yaml(hosts: int, latency_ms: int, seed: int = 1, os_mix: str = "realistic") -> str:
     """Return an estate of `hosts` hosts: one recipe per OS preset, shares and modes from the generator."""
-    shares = sorted(OS_MIX.items(), key=lambda kv: -kv[1])
-    total = sum(OS_MIX.values())
+    mix = {name: share for name, share in OS_MIX.items() if os_mix != "nt6" or OS_PRESETS[name].nt >= (6, 0)}
+    shares = sorted(mix.items(), key=lambda kv: -kv[1])
+    total = sum(mix.values())
     counts = {name: int(hosts * share / total) for name, share in shares}
     rest = hosts - sum(counts.values())
     for name, _ in shares[:rest]:  # largest remainder, simply: give the leftovers to the big groups
         counts[name] += 1
-    mix = ", ".join(f'"{mode}": {share}' for mode, share in MODE_MIX.items())
+    modes = ", ".join(f'"{mode}": {share}' for mode, share in MODE_MIX.items())
     lines = [
-        f"# natt-audit benchmark estate: {hosts} hosts, latency {latency_ms} ms",
+        f"# natt-audit benchmark estate: {hosts} hosts ({os_mix} OS mix), latency {latency_ms} ms",
         "accounts:",
         "  - {username: 'LAB\\auditor', password: 'Lab-Passw0rd!'}",
         f"defaults: {{latency_ms: {latency_ms}, wmi_ms: 5, shell_create_ms: 50, process_start_ms: 400}}",
@@ -88,7 +91,7 @@ def estate_yaml(hosts: int, latency_ms: int, seed: int = 1) -> str:
             prefix = "h" + name.replace("-", "") + "-"
             lines.append(
                 f'  - {{count: {counts[name]}, prefix: {prefix}, width: 6, os: "{name}", seed: {seed + n},'
-                f' tags: {{bench: "yes"}}, mode_mix: {{{mix}}}}}'
+                f' tags: {{bench: "yes"}}, mode_mix: {{{modes}}}}}'
             )
     return "\n".join(lines) + "\n"
 
@@ -180,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         help="extra argument for natt-audit scan, repeatable (e.g. --scan-arg=--no-history)",
     )
     parser.add_argument("--keep", type=Path, default=None, help="copy the scan report here")
+    parser.add_argument(
+        "--os-mix",
+        choices=["realistic", "nt6"],
+        default="realistic",
+        help="realistic: the generator's OS shares (1%% NT 5.x); nt6: only NT 6.0+ presets",
+    )
     args = parser.parse_args(argv)
     if args.hosts < 1:
         parser.error("--hosts must be at least 1")
@@ -200,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         # every run is a first run (recorded in history, no drift to compute against an older scan).
         env["XDG_STATE_HOME"] = str(work / "state")
         estate = work / "estate.yaml"
-        estate.write_text(estate_yaml(args.hosts, args.latency_ms), encoding="utf-8")
+        estate.write_text(estate_yaml(args.hosts, args.latency_ms, os_mix=args.os_mix), encoding="utf-8")
         lab = LabProcess(estate, work)
         try:
             print(f"lab: {args.hosts} hosts ready in {lab.ready_s:.1f} s, latency {args.latency_ms} ms per round trip")

@@ -124,6 +124,21 @@ def register(subparsers: Subparsers) -> None:
         const=True,
         help="do NOT verify HTTPS certificates (logged as a warning on every run)",
     )
+    config_option(
+        parser,
+        "--tls-min-version",
+        key="tls_min_version",
+        choices=["1.0", "1.1", "1.2"],
+        help="lowest TLS version for HTTPS hosts (default 1.2; 1.0 for Server 2003 listeners, warned on every run)",
+    )
+    config_option(
+        parser,
+        "--legacy-port-fallback",
+        key="legacy_port_fallback",
+        action="store_const",
+        const=True,
+        help="when 5985/5986 refuses the connection, try WinRM 1.1's 80/443 (docs/wire.md)",
+    )
     config_option(parser, "--color", key="color", choices=["auto", "always", "never"], help="console colours")
     config_option(
         parser,

@@ -3,14 +3,22 @@
 Per host, shell-free (docs/domain.md#reading-without-a-shell), on one keep-alive connection:
 
 1. NTLM handshake, pre-emptive Negotiate (2 requests), then MS-WSMV message encryption on HTTP;
-2. WQL ``Enumerate`` of Win32_OperatingSystem (1 request);
+2. the OS facts: from the VERSION field of the host's NTLM CHALLENGE when it says NT 6.0 or later,
+   else from the inventory's os_version when that says 6.0 or later, else (NT 5.x, where the
+   service pack decides; Kerberos or Basic without an os_version; a policy reading
+   os.service_pack) a WQL ``Enumerate`` of Win32_OperatingSystem (1 request). docs/wire.md, "OS
+   facts", explains why that is enough for every verdict;
 3. ``StdRegProv.GetDWORDValue`` of the NAT-T value at Services\\IPsec and Services\\PolicyAgent
    (2 requests). Both keys are always read: one applies to the OS, the other can only hold a
    stray value (on Windows 2000 / XP before SP2 neither applies: both are stray candidates).
 
-So the common case is exactly 5 HTTP requests. Only when a value exists with another type
-(ReturnValue 0x80041005) are ``EnumValues`` (stored name + type code) and the matching
-``Get*Value`` added for that key.
+So the common case on NT 6+ is exactly 4 HTTP requests (5 with the WQL read). Only when a value
+exists with another type (ReturnValue 0x80041005) are ``EnumValues`` (stored name + type code) and
+the matching ``Get*Value`` added for that key.
+
+With ``--legacy-port-fallback``, a host whose WinRM 2.0+ port (5985/5986) refuses the connection
+is tried once more on WinRM 1.1's (80/443), within the same deadline; the observation's target
+then names the port actually used.
 
 Key presence (`KeyRead.key_present`): ReturnValue 0 and 0x80041005 prove the key exists. Windows
 returns 2 (ERROR_FILE_NOT_FOUND) for both a missing key and a missing value, so from one
@@ -45,6 +53,7 @@ from scanner.core.models import (
     KeyRead,
     Observation,
     OsInfo,
+    OsSource,
     RegistryValue,
     Stage,
     Target,
@@ -90,9 +99,78 @@ def read_key(protocol: wmi.Sender, key: str) -> KeyRead:
     )
 
 
-def _read_host(protocol: wmi.Sender) -> tuple[OsInfo, tuple[KeyRead, ...]]:
-    os_info = wmi.read_os(protocol)
+def known_os(target: Target, challenge: tuple[int, int, int] | None, options: CollectOptions) -> OsInfo | None:
+    """Return the OS facts when the NTLM CHALLENGE or the inventory settles them (NT 6.0+), else None.
+
+    The challenge is the host speaking now, so it wins over the inventory; one that names NT 5.x
+    means WMI must be read (the service pack decides XP's behaviour, KB 885407). A version no
+    Windows sends (pyspnego's own 0.x, say) is ignored.
+    """
+    if options.read_os_always:
+        return None
+    if challenge is not None and 5 <= challenge[0] < 100 and challenge[2] > 0:
+        major, minor, build = challenge
+        if major < 6:
+            return None
+        return OsInfo(version=f"{major}.{minor}.{build}", build=build, source=OsSource.NTLM_CHALLENGE)
+    if target.os_version is not None:
+        parts = [int(p) for p in target.os_version.split(".")]
+        if parts[0] >= 6:
+            inventory_build = parts[2] if len(parts) > 2 else None
+            return OsInfo(version=target.os_version, build=inventory_build, source=OsSource.INVENTORY)
+    return None
+
+
+def _read_host(
+    transport: WsmanTransport, protocol: wmi.Sender, target: Target, options: CollectOptions
+) -> tuple[OsInfo, tuple[KeyRead, ...]]:
+    transport.authenticate()
+    os_info = known_os(target, transport.challenge_version, options) or wmi.read_os(protocol)
     return os_info, tuple(read_key(protocol, key) for key in KEYS)
+
+
+def _attempt(target: Target, material: AuthMaterial, options: CollectOptions, deadline: Deadline) -> Observation:
+    transport: WsmanTransport | None = None
+    try:
+        transport = WsmanTransport(target, material, options, deadline)
+        try:
+            os_info, keys = _read_host(transport, new_protocol(target, options, transport), target, options)
+        finally:
+            transport.close()
+        return Observation(target=target, requests=transport.requests, os=os_info, keys=keys)
+    except CollectError as exc:
+        error = exc.to_host_error()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001
+        # Final guard, by contract: one host's bug must not stop the scan. Only the exception's
+        # TYPE is kept: its message could hold request data (never log str(exc) here).
+        error = HostError(
+            stage=Stage.COLLECT, reason="internal_error", message=f"internal error ({type(exc).__name__})"
+        )
+    return Observation(
+        target=target, requests=transport.requests if transport is not None else 0, error=error
+    )
+
+
+def _refused(observation: Observation) -> bool:
+    error = observation.error
+    return error is not None and error.stage is Stage.CONNECT and error.reason == "refused"
+
+
+def _collect(target: Target, material: AuthMaterial, options: CollectOptions) -> Observation:
+    """Read one host, once more on the WinRM 1.1 port when asked and the first port refused."""
+    deadline = Deadline(options.host_timeout)
+    observation = _attempt(target, material, options, deadline)
+    fallback = dict(options.fallback_ports).get(target.port) if options.legacy_port_fallback else None
+    if fallback is None or not _refused(observation) or deadline.expired():
+        return observation
+    second = _attempt(target.model_copy(update={"port": fallback}), material, options, deadline)
+    if _refused(second):
+        message = f"connection refused on port {target.port} and on the WinRM 1.1 port {fallback}"
+        error = HostError(stage=Stage.CONNECT, reason="refused", message=message)
+        return observation.model_copy(update={"error": error})
+    return second
 
 
 def collect_with(target: Target, material: AuthMaterial, options: CollectOptions) -> Observation:
@@ -127,31 +205,6 @@ def collect_with(target: Target, material: AuthMaterial, options: CollectOptions
                 observation.error.message,
             )
     return observation
-
-
-def _collect(target: Target, material: AuthMaterial, options: CollectOptions) -> Observation:
-    deadline = Deadline(options.host_timeout)
-    transport: WsmanTransport | None = None
-    try:
-        transport = WsmanTransport(target, material, options, deadline)
-        try:
-            os_info, keys = _read_host(new_protocol(target, options, transport))
-        finally:
-            transport.close()
-        return Observation(target=target, requests=transport.requests, os=os_info, keys=keys)
-    except CollectError as exc:
-        error = exc.to_host_error()
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception as exc:  # noqa: BLE001
-        # Final guard, by contract: one host's bug must not stop the scan. Only the exception's
-        # TYPE is kept: its message could hold request data (never log str(exc) here).
-        error = HostError(
-            stage=Stage.COLLECT, reason="internal_error", message=f"internal error ({type(exc).__name__})"
-        )
-    return Observation(
-        target=target, requests=transport.requests if transport is not None else 0, error=error
-    )
 
 
 def collect_host(target: Target, credentials: Credentials, options: CollectOptions) -> Observation:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -59,6 +60,16 @@ class AuthMethod(StrEnum):
     BASIC = "basic"
 
 
+class WinRMStack(StrEnum):
+    """Which WinRM generation a host runs, as far as the inventory knows."""
+
+    CURRENT = "current"  # WinRM 2.0 and later: listeners on 5985 (HTTP) / 5986 (HTTPS)
+    LEGACY = "legacy"  # WinRM 1.1 (XP SP2 / Server 2003 download, KB 936059): 80 / 443
+
+
+OS_VERSION_PATTERN = r"^\d{1,5}\.\d{1,5}(\.\d{1,10}){0,2}$"
+
+
 class Target(Frozen):
     """One inventory entry: where a host is and how to reach it."""
 
@@ -71,6 +82,9 @@ class Target(Frozen):
     group: str | None = None
     # "inventory.yaml:12", so later messages can point back at the entry.
     source: str = ""
+    winrm: WinRMStack = WinRMStack.CURRENT
+    # The host's Windows version ("10.0.19045") when the inventory knows it (docs/wire.md, OS facts).
+    os_version: str | None = Field(default=None, pattern=OS_VERSION_PATTERN)
 
     @property
     def endpoint(self) -> str:
@@ -79,13 +93,22 @@ class Target(Frozen):
         return f"{self.scheme.value}://{host}:{self.port}/wsman"
 
 
+class OsSource(StrEnum):
+    """Where a host's OS facts came from (docs/wire.md, OS facts)."""
+
+    WMI = "wmi"  # Win32_OperatingSystem, read over WS-Management
+    NTLM_CHALLENGE = "ntlm_challenge"  # the VERSION field of the host's NTLM CHALLENGE (MS-NLMP 2.2.2.10)
+    INVENTORY = "inventory"  # the target's os_version
+
+
 class OsInfo(Frozen):
-    """Win32_OperatingSystem facts. Caption is untrusted, localised, display only."""
+    """OS facts of a host. Caption is untrusted, localised, display only (and only WMI gives it)."""
 
     version: str  # "10.0.19045"; identity comes from this, never from the caption
     build: int | None = None
-    service_pack: int | None = None
+    service_pack: int | None = None  # only WMI gives it: None from the other sources
     caption: str | None = None
+    source: OsSource = OsSource.WMI
 
 
 class RegistryValue(Frozen):
@@ -163,3 +186,10 @@ class CollectOptions(Frozen):
     operation_timeout: int = Field(default=20, gt=0)  # WS-Man OperationTimeout sent to the host, seconds
     ca_bundle: str | None = None  # PEM file of CAs for HTTPS; None = system store
     verify_tls: bool = True  # False only with --insecure-skip-tls-verify, logged loudly
+    tls_min_version: Literal["1.0", "1.1", "1.2"] = "1.2"  # lower only for legacy listeners, logged loudly
+    # --legacy-port-fallback: when a WinRM 2.0+ port refuses the connection, try the WinRM 1.1 one.
+    legacy_port_fallback: bool = False
+    fallback_ports: tuple[tuple[int, int], ...] = ((5985, 80), (5986, 443))
+    # Read Win32_OperatingSystem even when the NTLM CHALLENGE or the inventory gives the version:
+    # set when a policy reads a fact only WMI has (os.service_pack; docs/wire.md, OS facts).
+    read_os_always: bool = False

@@ -21,6 +21,7 @@ from reports.hosts import Hosts
 from reports.hostspill import HostSpill
 from reports.model import ReportHeader, ScanInfo, WaiverEntry, WaiversSection
 from reports.progress import Progress
+from rules.compile import ruleset
 from rules.evaluate import evaluate
 from rules.loader import Policy
 from rules.waivers import EXPIRY_WARNING_DAYS, WaiverRef, WaiverSet, apply_waivers, summarize
@@ -79,6 +80,19 @@ class ScanOutcome:
         """Delete the temp file the report's hosts are read from; the hosts are unusable after."""
         if self.spill is not None:
             self.spill.close()
+
+
+# Facts only Win32_OperatingSystem gives (the NTLM CHALLENGE and the inventory give version and build):
+# when a policy reads one, every host is read over WQL (docs/wire.md, OS facts).
+WMI_ONLY_FACTS = frozenset({"os.service_pack"})
+
+
+def collect_options(request: ScanRequest) -> CollectOptions:
+    """Return the request's collect options, with the WQL OS read forced when a policy needs it."""
+    names = {name for c in ruleset(request.policies).rules for name in (*c.reads, *(term for term, _ in c.scope))}
+    if names & WMI_ONLY_FACTS:
+        return request.options.model_copy(update={"read_os_always": True})
+    return request.options
 
 
 def now_rfc3339() -> str:
@@ -144,7 +158,7 @@ class _Collector:
             collect_all(
                 self.targets,
                 self.request.credentials,
-                self.request.options,
+                collect_options(self.request),
                 concurrency=self.request.concurrency,
                 on_result=self._on_result,
                 stop=self.stop,

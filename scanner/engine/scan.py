@@ -251,6 +251,8 @@ def _request(config: Config, inputs: ScanInputs, history: _History, sink: _SafeJ
         connect_timeout=min(config.timeouts.connect, config.timeouts.host),
         ca_bundle=config.ca_bundle,
         verify_tls=not config.insecure_skip_tls_verify,
+        tls_min_version=config.tls_min_version,
+        legacy_port_fallback=config.legacy_port_fallback,
     )
     return ScanRequest(
         inventory=inputs.inventory,
@@ -277,6 +279,12 @@ def _warn_about_inputs(config: Config, inputs: ScanInputs) -> None:
         log.warning("%s", warning)
     if config.insecure_skip_tls_verify:
         log.warning("TLS certificate verification is OFF (--insecure-skip-tls-verify): results can be spoofed")
+    if config.tls_min_version != "1.2":
+        log.warning(
+            "TLS %s is allowed for HTTPS hosts (--tls-min-version), with OpenSSL's weakest ciphers: for "
+            "WinRM 1.1 listeners only",
+            config.tls_min_version,
+        )
 
 
 def execute_scan(

@@ -110,6 +110,8 @@ class Config(Strict):
     output: str | None = None
     ca_bundle: str | None = None
     insecure_skip_tls_verify: bool = False
+    tls_min_version: Literal["1.0", "1.1", "1.2"] = "1.2"
+    legacy_port_fallback: bool = False
     color: Literal["auto", "always", "never"] = "auto"
     credentials: CredentialSettings = Field(default_factory=CredentialSettings)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
@@ -157,6 +159,8 @@ KEYS: tuple[Key, ...] = (
     Key("output", "NATT_AUDIT_OUTPUT"),
     Key("ca_bundle", "NATT_AUDIT_CA_BUNDLE"),
     Key("insecure_skip_tls_verify", "NATT_AUDIT_INSECURE_SKIP_TLS_VERIFY", _bool),
+    Key("tls_min_version", "NATT_AUDIT_TLS_MIN_VERSION"),
+    Key("legacy_port_fallback", "NATT_AUDIT_LEGACY_PORT_FALLBACK", _bool),
     Key("color", "NATT_AUDIT_COLOR"),
     Key("credentials.username", None),  # the username's env variable is credentials.username_env
     Key("credentials.username_env", None),

@@ -15,6 +15,7 @@ from spnego.exceptions import SpnegoError
 
 from scanner.core import ntlmhash
 from scanner.lab.estate import Account
+from scanner.lab.spnego_internals import ntlm_context, replace_challenge
 
 PROTOCOL = b"application/HTTP-SPNEGO-session-encrypted"
 BOUNDARY = b"--Encrypted Boundary"
@@ -22,10 +23,17 @@ ENCRYPTED_CONTENT_TYPE = (
     'multipart/encrypted;protocol="application/HTTP-SPNEGO-session-encrypted";boundary="Encrypted Boundary"'
 )
 _OCTET = b"\tContent-Type: application/octet-stream\r\n"
+_CHALLENGE = b"NTLMSSP\x00\x02\x00\x00\x00"
+NEGOTIATE_VERSION = 0x02000000  # MS-NLMP 2.2.2.5 NTLMSSP_NEGOTIATE_VERSION
+NTLM_REVISION = 15  # MS-NLMP 2.2.2.10 NTLMSSP_REVISION_W2K3
 
 
 class AuthFailed(Exception):
     """The initiator's token was refused (bad credentials or a broken token)."""
+
+
+class LengthMismatch(AuthFailed):
+    """The OriginalContent length does not match what the sealed part decrypts to."""
 
 
 def write_credential_file(accounts: list[Account], directory: Path) -> Path:
@@ -48,11 +56,17 @@ def write_credential_file(accounts: list[Account], directory: Path) -> Path:
 
 
 class Acceptor:
-    """One connection's security context: raw NTLMSSP or SPNEGO-wrapped, chosen by the first token."""
+    """One connection's security context: raw NTLMSSP or SPNEGO-wrapped, chosen by the first token.
 
-    def __init__(self) -> None:
+    `version` is the (major, minor, build) the host's NTLM CHALLENGE announces in its VERSION field
+    (MS-NLMP 2.2.2.10), as Windows does with its own version; None sends no VERSION at all.
+    pyspnego would otherwise announce its own package version there.
+    """
+
+    def __init__(self, version: tuple[int, int, int] | None = None) -> None:
         self.ctx: Any = None
         self.complete = False
+        self.version = version
 
     def step(self, token: bytes) -> bytes | None:
         """Feed one initiator token; return the reply token (None when nothing to send)."""
@@ -64,7 +78,35 @@ class Acceptor:
         except (SpnegoError, ValueError, struct.error, KeyError, IndexError) as exc:
             raise AuthFailed(type(exc).__name__) from None
         self.complete = bool(self.ctx.complete)
+        if out is not None and not self.complete:
+            out = self._set_version(out)
         return out
+
+    def _set_version(self, out: bytes) -> bytes:
+        """Rewrite the CHALLENGE's VERSION (same length, so SPNEGO's DER lengths hold)."""
+        at = out.find(_CHALLENGE)
+        ntlm = ntlm_context(self.ctx)
+        if at < 0 or ntlm is None or len(out) < at + 56:
+            return out
+        (flags,) = struct.unpack_from("<I", out, at + 20)
+        if not flags & NEGOTIATE_VERSION:
+            return out  # the initiator did not ask for it (MS-NLMP 3.2.5.1.1)
+        patched = bytearray(out)
+        if self.version is None:
+            struct.pack_into("<I", patched, at + 20, flags & ~NEGOTIATE_VERSION)
+            patched[at + 48 : at + 56] = bytes(8)
+        else:
+            major, minor, build = self.version
+            patched[at + 48 : at + 56] = struct.pack("<BBH3xB", major, minor, build, NTLM_REVISION)
+        # The acceptor checks the AUTHENTICATE MIC over the CHALLENGE it sent (MS-NLMP 3.1.5.1.2): keep
+        # its copy identical to the bytes on the wire.
+        (name_len,) = struct.unpack_from("<H", out, at + 12)
+        (name_off,) = struct.unpack_from("<I", out, at + 16)
+        (info_len,) = struct.unpack_from("<H", out, at + 40)
+        (info_off,) = struct.unpack_from("<I", out, at + 44)
+        end = at + max(56, name_off + name_len, info_off + info_len)
+        replace_challenge(ntlm, bytes(patched[at:end]))
+        return bytes(patched)
 
     def wrap(self, data: bytes) -> tuple[bytes, bytes]:
         """Seal `data`; return (signature, sealed)."""
@@ -89,20 +131,31 @@ def parse_auth_header(value: str) -> tuple[str, bytes] | None:
 
 
 def decrypt_body(acceptor: Acceptor, body: bytes) -> bytes:
-    """Unframe and unseal a multipart/encrypted request body (MS-WSMV 2.2.9.1.1)."""
+    """Unframe, unseal and check a multipart/encrypted request body (MS-WSMV 2.2.9.1.1).
+
+    The sealed data runs to the closing boundary. OriginalContent's Length must equal the
+    decrypted length plus the wrap's padding (MS-WSMV 2.2.9.1.1.2.2): NTLM and AES Kerberos do not
+    pad, so it is the plaintext length; RC4 Kerberos pads, and the padding counts. A mismatch is
+    refused (LengthMismatch), as Windows refuses a message it cannot decrypt.
+    """
     try:
         head_end = body.index(_OCTET)
         header = body[:head_end]
         length = int(header.split(b"Length=", 1)[1].split(b"\r\n", 1)[0])
         payload = body[head_end + len(_OCTET) :]
         sig_len = struct.unpack("<I", payload[:4])[0]
-        if sig_len > 1024 or len(payload) < 4 + sig_len + length:
+        end = payload.rfind(BOUNDARY)
+        if sig_len > 1024 or end < 4 + sig_len:
             raise AuthFailed("truncated encrypted payload")
         signature = payload[4 : 4 + sig_len]
-        sealed = payload[4 + sig_len : 4 + sig_len + length]
+        sealed = payload[4 + sig_len : end]
     except (ValueError, IndexError, struct.error) as exc:
         raise AuthFailed(f"bad encrypted framing: {type(exc).__name__}") from None
-    return acceptor.unwrap(signature, sealed)
+    plain = acceptor.unwrap(signature, sealed)
+    padding = len(sealed) - len(plain)
+    if length != len(plain) + padding:
+        raise LengthMismatch(f"OriginalContent Length={length}, decrypted {len(plain)} + padding {padding}")
+    return plain
 
 
 def encrypt_body(acceptor: Acceptor, message: bytes) -> bytes:

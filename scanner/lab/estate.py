@@ -41,7 +41,17 @@ FAULT_KINDS = (
     "oversize",
     "wrong-relatesto",
     "slow",
+    "quota-wmierror",
+    "access-denied-hresult",
+    "wmi-svc-access-denied",
+    "wbem-access-denied",
+    "handshake-fault",
+    "plain-fault",
+    "503-once",
+    "drop-once",
 )
+# Faults that take a WSManFault code, optionally with the HTTP status to send it with: kind:<code>[@<status>].
+CODE_FAULTS = ("soap-fault", "plain-fault", "handshake-fault")
 
 
 class OsSpec(Strict):
@@ -141,7 +151,11 @@ def _check_fault(v: str | None) -> str | None:
     kind, _, arg = v.partition(":")
     if kind not in FAULT_KINDS:
         raise ValueError(f"unknown fault {kind!r}; one of: {', '.join(FAULT_KINDS)}")
-    if kind in ("soap-fault", "slow"):
+    if kind in CODE_FAULTS:
+        code, at, status = arg.partition("@")
+        if not code.isdigit() or (at and not (status.isdigit() and 400 <= int(status) <= 599)):
+            raise ValueError(f"fault {kind} needs a code and optionally a 4xx/5xx status: {kind}:<code>[@<status>]")
+    elif kind == "slow":
         if not arg.isdigit():
             raise ValueError(f"fault {kind} needs a number: {kind}:<n>")
     elif arg:
@@ -166,6 +180,10 @@ class HostFields(Strict):
     process_start_ms: NonNeg = 400
     denied_keys: list[str] = Field(default_factory=list)  # keys whose ACL denies reading (ReturnValue 5)
     scheme: Literal["http", "https"] = "http"  # https: TLS listener that also accepts Basic
+    # The WinRM stack the host runs; None: the one its OS shipped with (docs/lab.md, WinRM personas).
+    winrm: Literal["1.1", "2.0", "3.0"] | None = None
+    # Whether the NTLM CHALLENGE carries the host's version (MS-NLMP 2.2.2.10); false: no VERSION.
+    ntlm_version: bool = True
 
     @field_validator("os")
     @classmethod
@@ -267,10 +285,11 @@ class RegKey:
 
 @dataclass(slots=True)
 class Fault:
-    """A parsed fault: kind and optional numeric argument."""
+    """A parsed fault: kind, optional numeric argument and the HTTP status a fault is sent with."""
 
     kind: str
     arg: int = 0
+    status: int = 500
 
 
 @dataclass(slots=True)
@@ -288,6 +307,13 @@ class Host:
     process_start_ms: int
     denied: frozenset[str]
     scheme: str = "http"
+    winrm: str = "3.0"
+    ntlm_version: bool = True
+
+    @property
+    def legacy(self) -> bool:
+        """Return whether the host runs WinRM 1.1 (XP SP2 / Server 2003: ports 80/443, HTTP.sys 1.0)."""
+        return self.winrm == "1.1"
 
     def key(self, path: str) -> RegKey | None:
         """Return the key at `path` (case-insensitive, as the registry API matches)."""
@@ -353,7 +379,8 @@ def _resolve(name: str, fields: HostFields) -> Host:
     fault = None
     if fields.fault:
         kind, _, arg = fields.fault.partition(":")
-        fault = Fault(kind, int(arg) if arg else 0)
+        code, _, status = arg.partition("@")
+        fault = Fault(kind, int(code) if code else 0, int(status) if status else 500)
     return Host(
         name=name,
         os=os,
@@ -366,7 +393,18 @@ def _resolve(name: str, fields: HostFields) -> Host:
         process_start_ms=fields.process_start_ms,
         denied=frozenset(k.strip("\\").lower() for k in fields.denied_keys),
         scheme=fields.scheme,
+        winrm=fields.winrm or default_winrm(os),
+        ntlm_version=fields.ntlm_version,
     )
+
+
+def default_winrm(os: OsSpec) -> str:
+    """Return the WinRM persona of an OS: 1.1 on NT 5.x (the XP SP2 / Server 2003 download), else 3.0.
+
+    NT 6.0/6.1 hosts may run 2.0 or 3.0+ depending on the Windows Management Framework installed;
+    the lab gives them 3.0 unless the estate says `winrm: "2.0"` (docs/lab.md, WinRM personas).
+    """
+    return "1.1" if os.nt < (6, 0) else "3.0"
 
 
 def applicable_key(os: OsSpec) -> str | None:

@@ -19,10 +19,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import formatdate
 from pathlib import Path
 
-from scanner.lab import wsman
+from scanner.lab import faults, soap, wsman
 from scanner.lab.auth import (
     ENCRYPTED_CONTENT_TYPE,
     Acceptor,
@@ -32,29 +31,12 @@ from scanner.lab.auth import (
     parse_auth_header,
     write_credential_file,
 )
-from scanner.lab.estate import Estate, Host
+from scanner.lab.estate import CODE_FAULTS, Estate, Host
+from scanner.lab.httpwire import PROXY_502, SERVER, SERVER_LEGACY, SOAP_TYPE, parse_head, response
 
-SERVER = b"Microsoft-HTTPAPI/2.0"
-SOAP_TYPE = b"application/soap+xml;charset=UTF-8"
 MAX_HEAD = 64 * 1024
 MAX_BODY = 4 * 1024 * 1024  # far above WinRM's MaxEnvelopeSizekb (500 KB)
 OVERSIZE_BYTES = 200 * 1024 * 1024
-_REASONS = {
-    200: b"OK",
-    400: b"Bad Request",
-    401: b"Unauthorized",
-    404: b"Not Found",
-    405: b"Method Not Allowed",
-    411: b"Length Required",
-    413: b"Request Entity Too Large",
-    500: b"Internal Server Error",
-    502: b"Bad Gateway",
-}
-PROXY_502 = (
-    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    b"<center><h1>502 Bad Gateway</h1></center>\r\n"
-    b"<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
 
 
 class LabError(Exception):
@@ -71,37 +53,7 @@ class HostEndpoint:
     scheme: str
     tags: dict[str, str]
     fault: str | None
-
-
-_date_cache: tuple[int, bytes] = (0, b"")
-
-
-def _http_date() -> bytes:
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, formatdate(now, usegmt=True).encode())
-    return _date_cache[1]
-
-
-def _response(
-    status: int,
-    body: bytes,
-    headers: list[tuple[bytes, bytes]] | None = None,
-    content_type: bytes | None = SOAP_TYPE,
-    length: int | None = None,
-) -> bytes:
-    """Render a response head (+ body): HTTP.sys always sends Content-Length."""
-    out = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
-    if content_type is not None and (body or length):
-        out.append(b"Content-Type: " + content_type + b"\r\n")
-    out.append(b"Server: " + SERVER + b"\r\n")
-    for k, v in headers or ():
-        out.append(k + b": " + v + b"\r\n")
-    out.append(b"Date: " + _http_date() + b"\r\n")
-    out.append(b"Content-Length: %d\r\n\r\n" % (len(body) if length is None else length))
-    out.append(body)
-    return b"".join(out)
+    legacy: bool = False  # WinRM 1.1: the inventory says `winrm: legacy`
 
 
 class _Conn:
@@ -113,6 +65,10 @@ class _Conn:
         self.acceptor: Acceptor | None = None
         self.authed = False
         self.scheme = b"Negotiate"
+
+
+# What `_serve` hands back to the connection loop: response bytes, delay (ms), special action.
+Served = tuple[bytes, int, str | None]
 
 
 class HostServer:
@@ -130,6 +86,20 @@ class HostServer:
         self.offers = offers
         self.fault = host.fault.kind if host.fault else None
         self.extra_ms = (host.fault.arg if host.fault and host.fault.kind == "slow" else 0) + host.latency_ms
+        self.server = SERVER_LEGACY if host.legacy else SERVER
+        major, minor, build = (int(part) for part in host.os.version.split("."))
+        self.version = (major, minor, build) if host.ntlm_version else None
+        self.once_pending = self.fault in ("503-once", "drop-once")  # fires on the host's first WMI request
+
+    def _response(
+        self,
+        status: int,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        content_type: bytes | None = SOAP_TYPE,
+        length: int | None = None,
+    ) -> bytes:
+        return response(status, body, headers, content_type, length, server=self.server)
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve requests on one keep-alive connection until the client closes it."""
@@ -145,11 +115,11 @@ class HostServer:
                 try:
                     head = await reader.readuntil(b"\r\n\r\n")
                 except asyncio.LimitOverrunError:
-                    writer.write(_response(400, b"", [(b"Connection", b"close")], None))
+                    writer.write(self._response(400, b"", [(b"Connection", b"close")], None))
                     return
-                req = self._parse_head(head)
+                req = parse_head(head)
                 if req is None:
-                    writer.write(_response(400, b"", [(b"Connection", b"close")], None))
+                    writer.write(self._response(400, b"", [(b"Connection", b"close")], None))
                     return
                 method, path, headers = req
                 try:
@@ -157,9 +127,7 @@ class HostServer:
                 except ValueError:
                     length = -1
                 if length < 0 or length > MAX_BODY:
-                    writer.write(
-                        _response(413 if length > 0 else 411, b"", [(b"Connection", b"close")], None)
-                    )
+                    writer.write(self._response(413 if length > 0 else 411, b"", [(b"Connection", b"close")], None))
                     return
                 body = await reader.readexactly(length) if length else b""
                 self.lab.requests += 1
@@ -170,9 +138,8 @@ class HostServer:
                     await self._reset(writer)
                     return
                 if self.fault == "http-502-html":
-                    out = _response(502, PROXY_502, [], b"text/html")
-                    out = out.replace(b"Server: " + SERVER, b"Server: nginx")
-                    delay = self.extra_ms
+                    out = response(502, PROXY_502, [], b"text/html", server=b"nginx")
+                    delay, special = self.extra_ms, None
                 else:
                     out, delay, special = self._serve(conn, method, path, headers, body)
                     if special == "oversize":
@@ -180,11 +147,13 @@ class HostServer:
                             await asyncio.sleep(delay / 1000)
                         await self._oversize(writer)
                         continue
+                    if special == "drop":
+                        return  # closed without a reply: a keep-alive connection the host dropped
                 if delay:
                     await asyncio.sleep(delay / 1000)
                 writer.write(out)
                 await writer.drain()
-                if headers.get(b"connection", b"").lower() == b"close":
+                if special == "close" or headers.get(b"connection", b"").lower() == b"close":
                     return
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             return
@@ -192,35 +161,47 @@ class HostServer:
             self.lab.writers.discard(writer)
             writer.close()
 
-    @staticmethod
-    def _parse_head(head: bytes) -> tuple[bytes, bytes, dict[bytes, bytes]] | None:
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-            return None
-        headers: dict[bytes, bytes] = {}
-        for line in lines[1:]:
-            if not line:
-                continue
-            k, sep, v = line.partition(b":")
-            if not sep:
-                return None
-            headers[k.strip().lower()] = v.strip()
-        return parts[0], parts[1], headers
-
-    def _unauthorized(self, conn: _Conn) -> tuple[bytes, int, str | None]:
+    def _unauthorized(self, conn: _Conn) -> Served:
         conn.acceptor = None
         conn.authed = False
-        return _response(401, b"", self.offers, None), self.extra_ms, None
+        return self._response(401, b"", self.offers, None), self.extra_ms, None
 
-    def _serve(
-        self, conn: _Conn, method: bytes, path: bytes, headers: dict[bytes, bytes], body: bytes
-    ) -> tuple[bytes, int, str | None]:
+    def _clear_fault(self, code: int, status: int, conn: _Conn | None = None) -> Served:
+        """Answer in clear with a fault (the context is dropped: the client must start over)."""
+        if conn is not None:
+            conn.acceptor, conn.authed = None, False
+        reply = faults.coded_fault(None, code, self.state.machine, self.host.winrm, status)
+        return self._response(reply.status, reply.xml), self.extra_ms, None
+
+    def _authenticate(self, conn: _Conn, scheme: str, token: bytes) -> Served | list[tuple[bytes, bytes]]:
+        """Run one NTLM/Negotiate leg: a reply to send now, or the headers of an authenticated request."""
+        if conn.acceptor is None or conn.acceptor.complete:
+            if self.fault == "handshake-fault":
+                assert self.host.fault is not None
+                return self._clear_fault(self.host.fault.arg, self.host.fault.status, conn)
+            conn.acceptor = Acceptor(self.version)
+            conn.authed = False
+        conn.scheme = b"Negotiate" if scheme == "negotiate" else b"NTLM"
+        try:
+            out_token = conn.acceptor.step(token)
+        except AuthFailed:
+            return self._unauthorized(conn)
+        if not conn.acceptor.complete:
+            hdr = conn.scheme + b" " + base64.b64encode(out_token or b"")
+            return self._response(401, b"", [(b"WWW-Authenticate", hdr)], None), self.extra_ms, None
+        if self.fault == "auth-reject":
+            return self._unauthorized(conn)
+        conn.authed = True
+        if out_token:  # SPNEGO accept-complete token
+            return [(b"WWW-Authenticate", conn.scheme + b" " + base64.b64encode(out_token))]
+        return []
+
+    def _serve(self, conn: _Conn, method: bytes, path: bytes, headers: dict[bytes, bytes], body: bytes) -> Served:
         """Authenticate, unwrap, dispatch, wrap: return (response bytes, delay ms, special action)."""
         if path.split(b"?", 1)[0].lower() != b"/wsman":
-            return _response(404, b"", [], None), self.extra_ms, None
+            return self._response(404, b"", [], None), self.extra_ms, None
         if method != b"POST":
-            return _response(405, b"", [(b"Allow", b"POST")], None), self.extra_ms, None
+            return self._response(405, b"", [(b"Allow", b"POST")], None), self.extra_ms, None
         auth_headers: list[tuple[bytes, bytes]] = []
         basic_ok = False
         auth = headers.get(b"authorization")
@@ -230,24 +211,10 @@ class HostServer:
                 return self._unauthorized(conn)
             scheme, token = parsed
             if scheme in ("negotiate", "ntlm"):
-                if conn.acceptor is None or conn.acceptor.complete:
-                    conn.acceptor = Acceptor()
-                    conn.authed = False
-                conn.scheme = b"Negotiate" if scheme == "negotiate" else b"NTLM"
-                try:
-                    out_token = conn.acceptor.step(token)
-                except AuthFailed:
-                    return self._unauthorized(conn)
-                if not conn.acceptor.complete:
-                    hdr = conn.scheme + b" " + base64.b64encode(out_token or b"")
-                    return _response(401, b"", [(b"WWW-Authenticate", hdr)], None), self.extra_ms, None
-                if self.fault == "auth-reject":
-                    return self._unauthorized(conn)
-                conn.authed = True
-                if out_token:  # SPNEGO accept-complete token
-                    auth_headers.append(
-                        (b"WWW-Authenticate", conn.scheme + b" " + base64.b64encode(out_token))
-                    )
+                step = self._authenticate(conn, scheme, token)
+                if isinstance(step, tuple):
+                    return step
+                auth_headers = step
             elif scheme == "basic" and self.https:
                 if self.fault == "auth-reject" or not self.lab.check_basic(token):
                     return self._unauthorized(conn)
@@ -258,31 +225,39 @@ class HostServer:
         encrypted = ctype.startswith(b"multipart/encrypted")
         if not (conn.authed or basic_ok):
             if headers.get(b"wsmanidentify", b"").lower() == b"unauthenticated" and wsman.is_identify(body):
-                return _response(200, wsman.identify(None)), self.extra_ms, None
+                return self._response(200, wsman.identify(self.host, authenticated=False)), self.extra_ms, None
             return self._unauthorized(conn)
         if not body:
             # pywinrm's encryption set-up POST: authenticate the connection, nothing to answer
-            return _response(200, b"", auth_headers, None), self.extra_ms, None
+            return self._response(200, b"", auth_headers, None), self.extra_ms, None
         if encrypted:
             if conn.acceptor is None or not conn.authed:
                 return self._unauthorized(conn)
             try:
                 plain = decrypt_body(conn.acceptor, body)
             except AuthFailed:
-                return _response(400, b"", [], None), self.extra_ms, None
+                # What cannot be decrypted cannot be answered encrypted either: a fault in clear.
+                return self._clear_fault(faults.F_INVALID_BODY, 400, conn)
         elif not self.https:
             # AllowUnencrypted=false (the default): WinRM refuses a plaintext message over HTTP with 401.
             return self._unauthorized(conn)
         else:
             plain = body
+        if self.once_pending:
+            self.once_pending = False
+            conn.acceptor, conn.authed = None, False  # the service restarted: the context is gone
+            if self.fault == "drop-once":
+                return b"", 0, "drop"
+            headers_503 = [(b"Retry-After", b"0"), (b"Connection", b"close")]
+            return self._response(503, b"", headers_503, None), self.extra_ms, "close"
         reply = self._dispatch(plain, authenticated=True)
         if reply.special:
             return b"", reply.delay_ms + self.extra_ms, reply.special
         out_body = reply.xml
-        if encrypted:
+        if encrypted and not reply.plain:
             assert conn.acceptor is not None
             return (
-                _response(
+                self._response(
                     reply.status,
                     encrypt_body(conn.acceptor, out_body),
                     auth_headers,
@@ -291,29 +266,22 @@ class HostServer:
                 reply.delay_ms + self.extra_ms,
                 None,
             )
-        return _response(reply.status, out_body, auth_headers), reply.delay_ms + self.extra_ms, None
+        return self._response(reply.status, out_body, auth_headers), reply.delay_ms + self.extra_ms, None
 
-    def _dispatch(self, plain: bytes, authenticated: bool) -> wsman.Reply:
+    def _dispatch(self, plain: bytes, authenticated: bool) -> soap.Reply:
         if wsman.is_identify(plain):
-            return wsman.Reply(200, wsman.identify(self.host if authenticated else None))
+            return soap.Reply(200, wsman.identify(self.host, authenticated))
         try:
-            req = wsman.parse_request(plain)
-        except wsman.BadRequest:
-            return wsman.fault(
-                None,
-                wsman.F_SCHEMA,
-                "The WS-Management service cannot process the request because the XML is invalid.",
-                value="s:Sender",
-                subcode="w:SchemaValidationError",
-                machine=self.state.machine,
-            )
+            req = soap.parse_request(plain)
+        except soap.BadRequest:
+            return faults.coded_fault(None, faults.F_SCHEMA, self.state.machine, self.host.winrm)
         if self.fault == "wrong-relatesto":
-            req.message_id = wsman._uuid()
+            req.message_id = soap.new_uuid()
         return wsman.handle(self.state, req)
 
     async def _trickle(self, writer: asyncio.StreamWriter) -> None:
         # One byte every two seconds, forever: a plausible response that never completes.
-        data = _response(200, b"", [], SOAP_TYPE, length=1 << 30) + b"<s:Envelope" + b" " * (1 << 20)
+        data = self._response(200, b"", [], SOAP_TYPE, length=1 << 30) + b"<s:Envelope" + b" " * (1 << 20)
         for i in range(len(data)):
             writer.write(data[i : i + 1])
             await writer.drain()
@@ -321,7 +289,7 @@ class HostServer:
 
     async def _reset(self, writer: asyncio.StreamWriter) -> None:
         # Headers and part of the body, then RST (SO_LINGER 0 makes close() abort the connection).
-        writer.write(_response(200, b"", [], SOAP_TYPE, length=4096) + wsman.ENV_OPEN.encode()[:200])
+        writer.write(self._response(200, b"", [], SOAP_TYPE, length=4096) + soap.ENV_OPEN.encode()[:200])
         await writer.drain()
         await asyncio.sleep(0.05)
         sock = writer.get_extra_info("socket")
@@ -331,9 +299,9 @@ class HostServer:
 
     async def _oversize(self, writer: asyncio.StreamWriter) -> None:
         # A 200 MB reply streamed in 1 MB chunks, never built in memory.
-        head = (wsman.ENV_OPEN + "><s:Header/><s:Body><p:Filler>").encode()
+        head = (soap.ENV_OPEN + "><s:Header/><s:Body><p:Filler>").encode()
         tail = b"</p:Filler></s:Body></s:Envelope>"
-        writer.write(_response(200, b"", [], SOAP_TYPE, length=OVERSIZE_BYTES) + head)
+        writer.write(self._response(200, b"", [], SOAP_TYPE, length=OVERSIZE_BYTES) + head)
         chunk = b"A" * (1 << 20)
         left = OVERSIZE_BYTES - len(head) - len(tail)
         while left > 0:
@@ -389,11 +357,14 @@ class Lab:
         self._cred_file = write_credential_file(self.estate.accounts, self.workdir)
         now = datetime.now(UTC)
         tls: ssl.SSLContext | None = None
+        tls_legacy: ssl.SSLContext | None = None
         https_names = [h.name for h in self.hosts if h.scheme == "https"]
         if https_names:
-            from scanner.lab.tls import make_server_context
+            from scanner.lab.tls import legacy_server_context, make_server_context
 
             tls, self.ca_path = make_server_context(https_names, self.ca_dir, self.workdir)
+            if any(h.legacy for h in self.hosts if h.scheme == "https"):
+                tls_legacy = legacy_server_context(self.workdir)
         picker = _PortPicker(self.bind)
         for index, host in enumerate(self.hosts):
             try:
@@ -418,7 +389,7 @@ class Lab:
                     sock=sock,
                     limit=MAX_HEAD,
                     backlog=128,
-                    ssl=tls if host.scheme == "https" else None,
+                    ssl=(tls_legacy if host.legacy else tls) if host.scheme == "https" else None,
                 )
                 self.servers.append(srv)
             self.endpoints.append(
@@ -429,6 +400,7 @@ class Lab:
                     host.scheme,
                     host.tags,
                     None if host.fault is None else _fault_text(host),
+                    host.legacy,
                 )
             )
         return self.endpoints
@@ -491,7 +463,12 @@ class _PortPicker:
 
 def _fault_text(host: Host) -> str:
     assert host.fault is not None
-    return host.fault.kind + (f":{host.fault.arg}" if host.fault.kind in ("slow", "soap-fault") else "")
+    fault = host.fault
+    if fault.kind == "slow":
+        return f"slow:{fault.arg}"
+    if fault.kind in CODE_FAULTS:
+        return f"{fault.kind}:{fault.arg}" + (f"@{fault.status}" if fault.status != 500 else "")
+    return fault.kind
 
 
 def _is_loopback(addr: str) -> bool:
@@ -525,6 +502,8 @@ def write_inventory(path: Path, endpoints: list[HostEndpoint], ca: Path | None) 
     lines.append("hosts:")
     for ep in endpoints:
         extra = ", scheme: https, transport: basic" if ep.scheme == "https" else ""
+        if ep.legacy:
+            extra += ", winrm: legacy"
         tags = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(ep.tags.items()))
         lines.append(
             f"  - {{name: {json.dumps(ep.name)}, address: {ep.address}, port: {ep.port}{extra},"

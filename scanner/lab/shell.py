@@ -14,10 +14,10 @@ import uuid
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
-from scanner.lab import wsman
+from scanner.lab import faults, soap, stdregprov, wsman
 from scanner.lab.estate import Host, RegKey
 
-NS_RSP = wsman.NS_RSP
+NS_RSP = soap.NS_RSP
 STATE_DONE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done"
 MAX_SHELLS = 30  # WinRM's default MaxShellsPerUser
 REG_NOT_FOUND = "ERROR: The system was unable to find the specified registry key or value.\r\n"
@@ -44,16 +44,16 @@ def _id() -> str:
     return str(uuid.uuid4()).upper()
 
 
-def handle_shell(st: wsman.HostState, req: wsman.Request) -> wsman.Reply:
+def handle_shell(st: wsman.HostState, req: soap.Request) -> soap.Reply:
     """Dispatch one shell-resource action."""
     act = req.action
     host = st.host
-    if act == wsman.ACT_CREATE:
+    if act == soap.ACT_CREATE:
         if len(st.shells) >= MAX_SHELLS:
-            return wsman.fault(
+            return faults.fault(
                 req.message_id,
-                wsman.F_QUOTA_SHELLS,
-                wsman.CANNOT + ". This user is allowed a maximum number of"
+                faults.F_QUOTA_SHELLS,
+                soap.CANNOT + ". This user is allowed a maximum number of"
                 " 30 concurrent shells, which has been exceeded. Close existing shells or raise the quota for"
                 " this user.",
                 subcode="w:QuotaLimit",
@@ -62,24 +62,24 @@ def handle_shell(st: wsman.HostState, req: wsman.Request) -> wsman.Reply:
         sid = _id()
         st.shells[sid] = ShellState(sid)
         body = (
-            f"<x:ResourceCreated><a:Address>{wsman.ANON}</a:Address><a:ReferenceParameters>"
-            f"<w:ResourceURI>{wsman.SHELL_URI}</w:ResourceURI><w:SelectorSet>"
+            f"<x:ResourceCreated><a:Address>{soap.ANON}</a:Address><a:ReferenceParameters>"
+            f"<w:ResourceURI>{soap.SHELL_URI}</w:ResourceURI><w:SelectorSet>"
             f'<w:Selector Name="ShellId">{sid}</w:Selector></w:SelectorSet></a:ReferenceParameters>'
             f'</x:ResourceCreated><rsp:Shell xmlns:rsp="{NS_RSP}"><rsp:ShellId>{sid}</rsp:ShellId>'
-            f"<rsp:ResourceUri>{wsman.SHELL_URI}</rsp:ResourceUri><rsp:Owner>LAB\\auditor</rsp:Owner>"
+            f"<rsp:ResourceUri>{soap.SHELL_URI}</rsp:ResourceUri><rsp:Owner>LAB\\auditor</rsp:Owner>"
             f"<rsp:InputStreams>stdin</rsp:InputStreams><rsp:OutputStreams>stdout stderr</rsp:OutputStreams>"
             f"</rsp:Shell>"
         )
-        return wsman.Reply(
+        return soap.Reply(
             200,
-            wsman.envelope(wsman.ACT_CREATE + "Response", req.message_id, body),
+            soap.envelope(soap.ACT_CREATE + "Response", req.message_id, body),
             delay_ms=host.shell_create_ms,
         )
     shell = st.shells.get(req.selectors.get("ShellId", ""))
     if shell is None:
-        return wsman.fault(
+        return faults.fault(
             req.message_id,
-            2150858843,
+            faults.F_BAD_SELECTOR,
             "The request for the Windows Remote Shell with ShellId failed because the shell was not found on"
             " the server. Possible causes are: the specified ShellId is incorrect or the shell no longer"
             " exists on the"
@@ -88,12 +88,12 @@ def handle_shell(st: wsman.HostState, req: wsman.Request) -> wsman.Reply:
             subcode="w:InvalidSelectors",
             machine=st.machine,
         )
-    if act == wsman.ACT_DELETE:
+    if act == soap.ACT_DELETE:
         del st.shells[shell.shell_id]
-        return wsman.Reply(200, wsman.envelope(wsman.ACT_DELETE + "Response", req.message_id, ""))
-    if act == wsman.SHELL_ACTIONS + "Command":
-        line = (wsman._text(req.body, "Command") or "").strip()
-        args = wsman._text(req.body, "Arguments")
+        return soap.Reply(200, soap.envelope(soap.ACT_DELETE + "Response", req.message_id, ""))
+    if act == soap.SHELL_ACTIONS + "Command":
+        line = (soap.text(req.body, "Command") or "").strip()
+        args = soap.text(req.body, "Arguments")
         if args:
             line = f"{line} {args}"
         result, cost = run_command_line(host, line)
@@ -103,9 +103,9 @@ def handle_shell(st: wsman.HostState, req: wsman.Request) -> wsman.Reply:
             f'<rsp:CommandResponse xmlns:rsp="{NS_RSP}"><rsp:CommandId>{cid}</rsp:CommandId>'
             "</rsp:CommandResponse>"
         )
-        return wsman.Reply(200, wsman.envelope(act + "Response", req.message_id, body), delay_ms=cost)
-    if act == wsman.SHELL_ACTIONS + "Receive":
-        ds = wsman._child(req.body, "DesiredStream")
+        return soap.Reply(200, soap.envelope(act + "Response", req.message_id, body), delay_ms=cost)
+    if act == soap.SHELL_ACTIONS + "Receive":
+        ds = soap.child(req.body, "DesiredStream")
         cid = ds.get("CommandId", "") if ds is not None else ""
         res = shell.commands.get(cid)
         if res is None:
@@ -124,18 +124,18 @@ def handle_shell(st: wsman.HostState, req: wsman.Request) -> wsman.Reply:
             f"<rsp:ExitCode>{res.exit_code}</rsp:ExitCode>"
             f"</rsp:CommandState></rsp:ReceiveResponse>"
         )
-        return wsman.Reply(200, wsman.envelope(act + "Response", req.message_id, body))
-    if act == wsman.SHELL_ACTIONS + "Signal":
+        return soap.Reply(200, soap.envelope(act + "Response", req.message_id, body))
+    if act == soap.SHELL_ACTIONS + "Signal":
         sig = req.body
         cid = sig.get("CommandId", "") if sig is not None else ""
         if cid not in shell.commands:
             return _bad_command(st, req)
         del shell.commands[cid]
         body = f'<rsp:SignalResponse xmlns:rsp="{NS_RSP}"/>'
-        return wsman.Reply(200, wsman.envelope(act + "Response", req.message_id, body))
-    return wsman.fault(
+        return soap.Reply(200, soap.envelope(act + "Response", req.message_id, body))
+    return faults.fault(
         req.message_id,
-        wsman.F_ACTION,
+        faults.F_ACTION,
         "The WS-Management service cannot process the request because the action is not supported.",
         value="s:Sender",
         subcode="a:ActionNotSupported",
@@ -143,10 +143,10 @@ def handle_shell(st: wsman.HostState, req: wsman.Request) -> wsman.Reply:
     )
 
 
-def _bad_command(st: wsman.HostState, req: wsman.Request) -> wsman.Reply:
-    return wsman.fault(
+def _bad_command(st: wsman.HostState, req: soap.Request) -> soap.Reply:
+    return faults.fault(
         req.message_id,
-        2150858843,
+        faults.F_BAD_SELECTOR,
         "The WS-Management service cannot process the request because the CommandId is not valid.",
         value="s:Sender",
         subcode="w:InvalidSelectors",
@@ -282,7 +282,7 @@ def _ps_value(vtype: str, data: int | str | list[str]) -> list[str]:
     if vtype == "REG_BINARY":
         return [str(b) for b in bytes.fromhex(str(data))]
     if vtype == "REG_EXPAND_SZ":
-        return [wsman._expand(str(data))]
+        return [stdregprov.expand(str(data))]
     return [str(data)]
 
 

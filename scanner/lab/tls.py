@@ -6,6 +6,7 @@ import datetime as dt
 import ipaddress
 import os
 import ssl
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -112,3 +113,19 @@ def make_server_context(host_names: list[str], ca_dir: Path, workdir: Path) -> t
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert_path, key_path)
     return ctx, ca_path
+
+
+def legacy_server_context(workdir: Path) -> ssl.SSLContext:
+    """Return a TLS 1.0-only context for WinRM 1.1 hosts, with the certificate make_server_context wrote.
+
+    Windows XP and Server 2003 SChannel speak SSL 3.0 and TLS 1.0 only: TLS 1.1 and 1.2 arrived with
+    Windows 7 / Server 2008 R2. OpenSSL 3 refuses TLS 1.0 below security level 0.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0 is deprecated: that is the point
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    ctx.load_cert_chain(workdir / "lab-server.pem", workdir / "lab-server.key")
+    return ctx

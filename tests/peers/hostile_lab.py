@@ -76,14 +76,15 @@ FAULT_HOSTS: dict[str, dict[str, Any]] = {
     "f-https": {"scheme": "https"},  # scanned without the lab CA: must be a tls error, never a fallback
 }
 
-# Hostile text (docs/reliability.md#host-supplied-text): failing hosts, so the console shows their caption and value.
+# Hostile text (docs/reliability.md#host-supplied-text): failing hosts, so the console shows their caption
+# and raw value. Their NTLM CHALLENGE carries no VERSION, so the scan reads Win32_OperatingSystem and its caption.
 TEXT_HOSTS: dict[str, dict[str, Any]] = {
-    "t-caption": {"os": _os(HOSTILE), "registry": {PA: _value("REG_DWORD", 2)}},
+    "t-caption": {"ntlm_version": False, "os": _os(HOSTILE), "registry": {PA: _value("REG_DWORD", 2)}},
     "t-sz": {"registry": {PA: _value("REG_SZ", HOSTILE)}},
     "t-multi": {"registry": {PA: _value("REG_MULTI_SZ", [HOSTILE, *FORMULAS])}},
-    "t-formula": {"os": _os(FORMULAS[0]), "registry": {PA: _value("REG_SZ", FORMULAS[1])}},
-    "t-markup": {"os": _os(MARKUP), "registry": {PA: _value("REG_SZ", MARKUP)}},
-    "t-siem": {"os": _os(SIEM_TEXT), "registry": {PA: _value("REG_SZ", SIEM_TEXT)}},
+    "t-formula": {"ntlm_version": False, "os": _os(FORMULAS[0]), "registry": {PA: _value("REG_SZ", FORMULAS[1])}},
+    "t-markup": {"ntlm_version": False, "os": _os(MARKUP), "registry": {PA: _value("REG_SZ", MARKUP)}},
+    "t-siem": {"ntlm_version": False, "os": _os(SIEM_TEXT), "registry": {PA: _value("REG_SZ", SIEM_TEXT)}},
 }
 
 # Registry data (docs/reliability.md#registry-data): name -> (fields, expected setting subset), as

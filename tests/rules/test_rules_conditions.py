@@ -10,7 +10,6 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 from pydantic import ValidationError
-from tests.support.rules_helpers import WIN10, observe, policy, rule
 
 from rules.compile import compile_condition
 from rules.explain import explain
@@ -31,6 +30,7 @@ from rules.models import (
     parse_condition,
 )
 from scanner.core.yamlfile import FileError
+from tests.support.rules_helpers import WIN10, observe, policy, rule
 
 # Each variant as a policy author writes it, the model it becomes, and its truth on a Windows 10
 # host storing REG_DWORD 1 (effective_mode 1, value present).

@@ -22,6 +22,31 @@ from scanner.collect.wsman.errors import CollectError
 from scanner.core import ntlmhash
 from scanner.core.models import AuthMethod, Credentials, Stage
 
+NTLM_CHALLENGE = b"NTLMSSP\x00\x02\x00\x00\x00"  # MS-NLMP 2.2.1.2 signature + MessageType 2
+NEGOTIATE_VERSION = 0x02000000  # MS-NLMP 2.2.2.5 NTLMSSP_NEGOTIATE_VERSION
+
+
+def challenge_version(token: bytes) -> tuple[int, int, int] | None:
+    """Return (major, minor, build) of an NTLM CHALLENGE's VERSION field, or None when it has none.
+
+    MS-NLMP 2.2.1.2: VERSION sits at offset 48 when NTLMSSP_NEGOTIATE_VERSION is set, and the
+    payload then starts at 56 or later; 2.2.2.10: ProductMajorVersion, ProductMinorVersion (one byte
+    each), ProductBuild (16-bit little-endian). Windows puts its own version there. The token may
+    be raw NTLMSSP or wrapped in SPNEGO: the message is found by its signature.
+    """
+    at = token.find(NTLM_CHALLENGE)
+    if at < 0 or len(token) < at + 56:
+        return None
+    (flags,) = struct.unpack_from("<I", token, at + 20)
+    if not flags & NEGOTIATE_VERSION:
+        return None
+    for fields in (12, 40):  # TargetNameFields, TargetInfoFields: a payload below 56 overlaps VERSION
+        length, _, offset = struct.unpack_from("<HHI", token, at + fields)
+        if length and offset < 56:
+            return None
+    major, minor, build = struct.unpack_from("<BBH", token, at + 48)
+    return major, minor, build
+
 
 class AuthMaterial:
     """Credentials plus per-scan derived secrets; its repr never shows a secret."""
@@ -89,6 +114,8 @@ class Authenticator:
         self.encrypts = not https and method is not AuthMethod.BASIC
         self.encryption_protocol = CREDSSP_ENCRYPTED if method is AuthMethod.CREDSSP else SPNEGO_ENCRYPTED
         self.scheme = {AuthMethod.CREDSSP: "CredSSP", AuthMethod.BASIC: "Basic"}.get(method, "Negotiate")
+        # What the host's NTLM CHALLENGE said its version is; trusted only once authentication succeeds.
+        self.challenge_version: tuple[int, int, int] | None = None
 
     @property
     def handshake(self) -> bool:
@@ -152,6 +179,8 @@ class Authenticator:
 
     def step(self, token: bytes | None) -> bytes | None:
         """Advance the context with the server's token; return the next token to send, if any."""
+        if token is not None and self.method is AuthMethod.NTLM:
+            self.challenge_version = challenge_version(token) or self.challenge_version
         try:
             out: bytes | None = self.context.step(token)
         except ImportError as exc:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Any, Protocol
+from typing import Protocol
 
 from scanner.collect.wsman.errors import CollectError
 from scanner.core.models import Stage
@@ -30,11 +30,27 @@ _OCTET = b"\tContent-Type: application/octet-stream\r\n"
 _LENGTH = re.compile(rb"Length=(\d{1,12})")
 
 
+class Wrapped(Protocol):
+    """What wrap_winrm returns (pyspnego's WinRMWrapResult)."""
+
+    @property
+    def header(self) -> bytes:
+        """The signature (NTLM) or per-message token (Kerberos)."""
+
+    @property
+    def data(self) -> bytes:
+        """The sealed data, padding included."""
+
+    @property
+    def padding_length(self) -> int:
+        """How many bytes of `data` are padding (RC4 Kerberos pads; NTLM and AES Kerberos do not)."""
+
+
 class WinRMSealer(Protocol):
     """The part of a pyspnego context that message encryption needs."""
 
-    def wrap_winrm(self, data: bytes) -> Any:
-        """Wrap data; returns an object with `header` and `data`."""
+    def wrap_winrm(self, data: bytes) -> Wrapped:
+        """Wrap data."""
 
     def unwrap_winrm(self, header: bytes, data: bytes) -> bytes:
         """Unwrap and verify data."""
@@ -50,6 +66,15 @@ def content_type(protocol: str) -> str:
     return f'multipart/encrypted;protocol="{protocol}";boundary="Encrypted Boundary"'
 
 
+def original_length(message: bytes, wrapped: Wrapped) -> int:
+    """Return OriginalContent's Length: the plaintext plus the wrap's padding (MS-WSMV 2.2.9.1.1.2.2).
+
+    With an RC4 Kerberos session key the sealed data is padded and Windows expects the padding
+    counted; NTLM and AES Kerberos add none, so there it is the plaintext length.
+    """
+    return len(message) + wrapped.padding_length
+
+
 def encrypt(context: WinRMSealer, protocol: str, message: bytes) -> bytes:
     """Seal `message` and frame it as one MS-WSMV encrypted part."""
     wrapped = context.wrap_winrm(message)
@@ -60,7 +85,7 @@ def encrypt(context: WinRMSealer, protocol: str, message: bytes) -> bytes:
             b"\r\n\tContent-Type: ",
             protocol.encode("ascii"),
             b"\r\n\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=",
-            str(len(message)).encode("ascii"),
+            str(original_length(message, wrapped)).encode("ascii"),
             b"\r\n",
             BOUNDARY,
             b"\r\n",

@@ -20,10 +20,11 @@ auth       transport_unavailable   the auth method needs an extra that is not in
 auth       insecure_basic          Basic requested over plain HTTP: refused, nothing sent
 collect    http_<status>           an HTTP status other than 200/401/500 (e.g. http_502, http_503)
 collect    wsman_fault             a SOAP fault not listed below; the WSManFault Code is in the message
-collect    quota                   fault 2150859173 / 2150859174 (shell / operation quota)
-collect    access_denied           fault code 5, or StdRegProv ReturnValue 5
-collect    wmi_class               fault 2150858752 / 2150858778 (WMI class or namespace problem)
-collect    operation_timeout       fault 2150858793 (WS-Man operation timeout)
+collect    quota                   a quota fault: WSManFault or MSFT_WmiError 2150859173 / 2150859174 ...
+collect    access_denied           an access-denied fault in any shape (5, 0x80070005, 0x80041003,
+                                   0x80338104...), or StdRegProv ReturnValue 5
+collect    wmi_class               not found: resource, WMI class, namespace or query (2150858752 ...)
+collect    operation_timeout       fault 2150858793 (WS-Man operation timeout) and its kin
 collect    unexpected_return       a StdRegProv ReturnValue or reply content we cannot interpret
 collect    internal_error          a bug in natt-audit; message holds the exception type name only
 parse      malformed_xml           the reply is not well-formed XML (or not UTF-8)
@@ -36,7 +37,13 @@ parse      bad_encryption          an unencrypted, badly framed or tampered repl
 parse      bad_os_version          ``Win32_OperatingSystem.Version`` missing or not a version number
 parse      bad_http                a reply that is not HTTP/1.x
 timeout    deadline                the per-host wall-clock deadline passed
+collect    invalid_selectors       the host refused the request's selectors (2150858813 ...)
+collect    not_supported           the host does not support the action, filter or method asked for
+collect    request_rejected        the host refused the request itself: schema, XML, headers, size
 =========  ======================  ===========================================================
+
+The fault families (which codes, subcodes and texts belong to which reason) are in
+`scanner.collect.wsman.faults`; docs/wire.md lists every fault shape with its public source.
 """
 
 from __future__ import annotations
@@ -59,12 +66,29 @@ class CollectError(Exception):
 
 
 class HttpStatusError(CollectError):
-    """A reply whose HTTP status is not 200; `body` is the (decrypted) body for fault parsing."""
+    """A reply whose HTTP status is not 200; `body` is the (decrypted) body for fault parsing.
 
-    def __init__(self, status: int, body: bytes, message: str) -> None:
+    `unencrypted` marks a body that came in clear on an encrypted session, `handshake` one that came
+    during authentication: either may be read only as a fault
+    (scanner.collect.wsman.faults.status_error), never as data.
+    """
+
+    def __init__(
+        self, status: int, body: bytes, message: str, *, unencrypted: bool = False, handshake: bool = False
+    ) -> None:
         super().__init__(Stage.COLLECT, f"http_{status}", message)
         self.status = status
         self.body = body
+        self.unencrypted = unencrypted
+        self.handshake = handshake
+
+
+class ConnectionDropped(CollectError):
+    """A reused keep-alive connection closed or reset before any byte of the reply arrived.
+
+    The request may not have been processed; a client may retry it once on a new connection (RFC
+    9112 section 9.3.1, the usual keep-alive race).
+    """
 
 
 def deadline_error() -> CollectError:

@@ -16,9 +16,10 @@ import socket
 import ssl
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 
-from scanner.collect.wsman.errors import CollectError, deadline_error
+from scanner.collect.wsman.errors import CollectError, ConnectionDropped, deadline_error
 from scanner.core.models import Stage
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -148,6 +149,8 @@ class HttpConnection:
         self._path = path
         self._sock: socket.socket | None = None
         self._buf = bytearray()
+        self._served = 0  # replies read on the current connection
+        self._received = False  # whether any byte of the current reply arrived
         self.connections = 0  # how many TCP connections were opened (a new one loses NTLM auth)
 
     @property
@@ -166,6 +169,7 @@ class HttpConnection:
         """Close the connection, if open."""
         sock, self._sock = self._sock, None
         self._buf.clear()
+        self._served = 0
         if sock is not None:
             with contextlib.suppress(OSError):  # closing a broken socket can fail; nothing to do then
                 sock.close()
@@ -227,9 +231,25 @@ class HttpConnection:
         return tls
 
     def request(self, headers: list[tuple[str, str]], body: bytes) -> Response:
-        """Send one POST and read the whole reply (caps enforced); reconnect if needed first."""
+        """Send one POST and read the whole reply (caps enforced); reconnect if needed first.
+
+        On a reused connection that the peer closes or resets before any byte of the reply,
+        raise ConnectionDropped: the caller decides whether to retry on a new connection.
+        """
         if self._sock is None:
             self.connect()
+        reused = self._served > 0
+        self._received = False
+        try:
+            response = self._exchange(headers, body)
+        except CollectError as exc:
+            dropped = exc.stage is Stage.CONNECT and exc.reason in ("reset", "closed")
+            if reused and dropped and not self._received:
+                raise ConnectionDropped(exc.stage, exc.reason, exc.message) from None
+            raise
+        return response
+
+    def _exchange(self, headers: list[tuple[str, str]], body: bytes) -> Response:
         lines = [
             f"POST {self._path} HTTP/1.1",
             f"Host: {self._host_header}",
@@ -245,6 +265,8 @@ class HttpConnection:
         response, keep = self._read_response()
         if not keep:
             self.close()
+        else:
+            self._served += 1
         return response
 
     def _sendall(self, data: bytes) -> None:
@@ -278,6 +300,7 @@ class HttpConnection:
                 return False
             self.close()
             raise CollectError(Stage.CONNECT, "closed", "connection closed by the peer before a full reply")
+        self._received = True
         self._buf += chunk
         return True
 
@@ -413,18 +436,32 @@ class HttpConnection:
                 return data
 
 
-_TLS_CONTEXTS: dict[tuple[str | None, bool], ssl.SSLContext] = {}
+_TLS_CONTEXTS: dict[tuple[str | None, bool, str], ssl.SSLContext] = {}
 _TLS_LOCK = threading.Lock()
+TLS_VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2}
 
 
-def tls_context(ca_bundle: str | None, verify: bool) -> ssl.SSLContext:
-    """Return a (shared, cached) client TLS context: verification on unless `verify` is False."""
-    key = (ca_bundle, verify)
+def tls_context(ca_bundle: str | None, verify: bool, min_version: str = "1.2") -> ssl.SSLContext:
+    """Return a (shared, cached) client TLS context: verification on unless `verify` is False.
+
+    `min_version` below 1.2 (``--tls-min-version``) is for WinRM 1.1 listeners on Windows XP and
+    Server 2003, whose SChannel speaks TLS 1.0 at most. OpenSSL 3 refuses TLS 1.0/1.1 and their
+    SHA-1 signatures above security level 0, so the level is lowered with the version; certificate
+    and name verification stay as they are.
+    """
+    key = (ca_bundle, verify, min_version)
     with _TLS_LOCK:
         ctx = _TLS_CONTEXTS.get(key)
         if ctx is None:
             ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_bundle)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            if min_version == "1.2":
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            else:
+                with warnings.catch_warnings():
+                    # TLS 1.0/1.1 are deprecated; asking for them is the point of the option.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    ctx.minimum_version = TLS_VERSIONS[min_version]
+                ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
             if not verify:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE

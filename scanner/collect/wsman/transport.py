@@ -14,7 +14,8 @@ import time
 
 from scanner.collect.wsman.auth import Authenticator, AuthMaterial
 from scanner.collect.wsman.encryption import bad_encryption, content_type, decrypt, encrypt, is_encrypted
-from scanner.collect.wsman.errors import CollectError, HttpStatusError
+from scanner.collect.wsman.errors import CollectError, ConnectionDropped, HttpStatusError
+from scanner.collect.wsman.faults import status_error
 from scanner.collect.wsman.http import Deadline, HttpConnection, Response, tls_context
 from scanner.core.models import CollectOptions, Scheme, Stage, Target
 
@@ -50,7 +51,7 @@ class WsmanTransport:
         tls = None
         if https:
             try:
-                tls = tls_context(options.ca_bundle, options.verify_tls)
+                tls = tls_context(options.ca_bundle, options.verify_tls, options.tls_min_version)
             except (OSError, ValueError) as exc:
                 raise CollectError(
                     Stage.TLS, "tls_verify", f"cannot load the CA bundle ({type(exc).__name__})"
@@ -72,14 +73,41 @@ class WsmanTransport:
         """Close the connection."""
         self._conn.close()
 
+    def authenticate(self) -> None:
+        """Run the handshake now (NTLM: two requests); Basic needs none. A fault in reply is classified."""
+        try:
+            self._ensure_authenticated()
+        except HttpStatusError as exc:
+            raise status_error(exc) from None
+
+    @property
+    def challenge_version(self) -> tuple[int, int, int] | None:
+        """Return the version the host's NTLM CHALLENGE announced (MS-NLMP 2.2.2.10), once authenticated."""
+        return self._auth.challenge_version if self._auth.complete else None
+
     def send_message(self, message: str | bytes) -> bytes:
-        """Send one SOAP message and return the (decrypted) reply body of an HTTP 200."""
+        """Send one SOAP message and return the (decrypted) reply body of an HTTP 200.
+
+        After a 503, or when a reused keep-alive connection drops before replying, the message is
+        sent once more, on a new connection with a new security context. Never on the old one:
+        whether the host unsealed the first copy (and advanced its sequence number, MS-NLMP 3.4.4)
+        is unknown, so sealing it again with the next sequence number could be refused or, worse,
+        accepted twice. A new context starts both sides at sequence number 0.
+        """
         data = message.encode("utf-8") if isinstance(message, str) else message
         retried = False
         while True:
-            response = self._send(data)
+            try:
+                response = self._send(data)
+            except ConnectionDropped:
+                if retried:
+                    raise
+                retried = True
+                self._conn.close()
+                continue
             if response.status == 503 and not retried and self._wait_for_retry(response):
                 retried = True
+                self._conn.close()
                 continue
             return self._handle(response)
 
@@ -190,7 +218,7 @@ class WsmanTransport:
                     )
                 token = auth.step(server_token)
                 continue
-            raise self._status_error(response)
+            raise self._status_error(response, handshake=True)
         raise CollectError(
             Stage.AUTH, "auth_failed", f"authentication did not finish in {MAX_AUTH_LEGS} legs"
         )
@@ -226,16 +254,23 @@ class WsmanTransport:
             raise bad_encryption("the host sent an unencrypted reply on an encrypted session")
         return decrypt(self._auth.context, self._auth.encryption_protocol, response.body)
 
-    def _status_error(self, response: Response) -> HttpStatusError:
+    def _status_error(self, response: Response, *, handshake: bool = False) -> HttpStatusError:
+        """Return the error for a non-2xx reply, holding its body (decrypted if it came encrypted)."""
         reason = "".join(ch for ch in response.reason[:80] if ch.isprintable())
-        return HttpStatusError(response.status, b"", f"HTTP {response.status} {reason}".rstrip())
+        message = f"HTTP {response.status} {reason}".rstrip()
+        body, unencrypted = response.body, False
+        if body and self._auth.encrypts and not handshake:
+            if is_encrypted(response.header("content-type"), self._auth.encryption_protocol):
+                body = decrypt(self._auth.context, self._auth.encryption_protocol, body)
+            else:
+                # WinRM answers in clear what it could not decrypt or accept (docs/wire.md): such a
+                # body is read only as a fault, never as data.
+                unencrypted = True
+        return HttpStatusError(response.status, body, message, unencrypted=unencrypted, handshake=handshake)
 
     def _handle(self, response: Response) -> bytes:
         if response.status == 200:
             return self._body(response)
         if response.status == 401:
             raise unauthorized("the host refused the authenticated request")
-        if response.status == 500:
-            return_body = self._body(response)
-            raise HttpStatusError(500, return_body, "HTTP 500 with no SOAP fault")
         raise self._status_error(response)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import xmltodict  # type: ignore[import-untyped]
 
 from scanner.collect.wsman.errors import CollectError, HttpStatusError
+from scanner.collect.wsman.faults import fault_error, status_error
 from scanner.collect.wsman.xmlsafe import Element, parse
 from scanner.core.models import OsInfo, Stage, parse_version
 
@@ -23,7 +24,6 @@ SOAP_NS = "http://www.w3.org/2003/05/soap-envelope"
 ADDRESSING_NS = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
 ENUMERATION_NS = "http://schemas.xmlsoap.org/ws/2004/09/enumeration"
 WSMAN_NS = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
-WSMANFAULT_NS = "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault"
 WQL_DIALECT = "http://schemas.microsoft.com/wbem/wsman/1/WQL"
 CIMV2_ALL = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/*"
 STDREGPROV = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/default/StdRegProv"
@@ -38,16 +38,6 @@ RV_OK = 0
 RV_NOT_FOUND = (1, 2)
 RV_ACCESS_DENIED = 5
 RV_TYPE_MISMATCH = 2147749893  # 0x80041005 WBEM_E_TYPE_MISMATCH: the value exists, not as REG_DWORD
-
-# WSManFault codes seen in real traffic -> our reason codes.
-FAULT_REASONS = {
-    2150859173: "quota",
-    2150859174: "quota",
-    5: "access_denied",
-    2150858752: "wmi_class",
-    2150858778: "wmi_class",
-    2150858793: "operation_timeout",
-}
 
 _MSGID = "00000000-0000-0000-0000-00000000feed"
 _TEMPLATES: dict[tuple[Any, ...], str] = {}
@@ -108,36 +98,6 @@ def _body(root: Element) -> Element:
     return body
 
 
-def fault_error(root: Element) -> CollectError:
-    """Classify a SOAP fault envelope into a reason code."""
-    fault = _body(root).child(SOAP_NS, "Fault")
-    if fault is None:
-        return CollectError(Stage.COLLECT, "http_500", "HTTP 500 without a SOAP fault")
-    text_node = fault.find((SOAP_NS, "Reason"), (SOAP_NS, "Text"))
-    detail = " ".join((text_node.text if text_node is not None else "").split())[:300]
-    code_text: str | None = None
-    for node in fault.iter():
-        if node.ns == WSMANFAULT_NS and node.local == "WSManFault":
-            code_text = node.attr("Code")
-            if not detail:
-                message = node.child(WSMANFAULT_NS, "Message")
-                detail = " ".join((message.text if message is not None else "").split())[:300]
-            break
-    if code_text is None:
-        return CollectError(
-            Stage.COLLECT, "wsman_fault", f"SOAP fault without a WSManFault code: {detail}".rstrip(": ")
-        )
-    code_text = code_text.strip()
-    if not code_text.isdigit() or len(code_text) > 12:
-        return CollectError(
-            Stage.COLLECT, "wsman_fault", f"WSManFault with a non-numeric code {code_text[:40]!r}: {detail}"
-        )
-    code = int(code_text)
-    return CollectError(
-        Stage.COLLECT, FAULT_REASONS.get(code, "wsman_fault"), f"WSManFault {code}: {detail}".rstrip(": ")
-    )
-
-
 def call(protocol: Sender, action: str, resource_uri: str, body: dict[str, Any]) -> Element:
     """Send one operation; return the s:Body element of a checked reply, or raise a classified error."""
     message_id = str(uuid.uuid4())
@@ -145,15 +105,11 @@ def call(protocol: Sender, action: str, resource_uri: str, body: dict[str, Any])
     try:
         raw = protocol.send_message(message)
     except HttpStatusError as exc:
-        if exc.status != 500:
-            raise
-        if not exc.body.strip():
-            raise CollectError(Stage.COLLECT, "http_500", "HTTP 500 with an empty body") from None
-        raise fault_error(parse(exc.body)) from None
+        raise status_error(exc) from None
     root = parse(raw)
     body_element = _body(root)
     if body_element.child(SOAP_NS, "Fault") is not None:
-        raise fault_error(root)
+        raise fault_error(root, 200)
     _check_relates_to(root, message_id)
     return body_element
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from scanner.inputs.inventory.validate import Entry, Problems, fixed, show, text_problem
 
-_CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group")
+_CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group", "winrm", "os_version")
 _TAG_PREFIX = "tag:"
 
 
@@ -74,4 +74,6 @@ def csv_entries(text: str, path: str, problems: Problems, max_hosts: int) -> Ite
             transport=cell("transport"),
             group=cell("group"),
             tags={c[len(_TAG_PREFIX) :]: row[i] for c, i in tags.items() if row[i]},
+            winrm=cell("winrm"),
+            os_version=cell("os_version"),
         )

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field, StrictInt, StrictStr, ValidationError
 
 from scanner.core import yamlfile
-from scanner.core.models import AuthMethod, Scheme, Strict
+from scanner.core.models import AuthMethod, Scheme, Strict, WinRMStack
 from scanner.inputs.inventory.validate import Defaults, Entry, InventoryError, Problems
 
 MAX_YAML_BYTES = 8 * 1024 * 1024  # pure-Python YAML parses ~0.3 MB/s; 8 MB (~85,000 hosts) stays bounded
@@ -18,6 +18,7 @@ class _YamlDefaults(Strict):
     scheme: Scheme | None = None
     transport: AuthMethod | None = None
     tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    winrm: WinRMStack | None = None
 
 
 class _YamlHost(Strict):
@@ -28,6 +29,8 @@ class _YamlHost(Strict):
     transport: AuthMethod | None = None
     tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     group: StrictStr | None = None
+    winrm: WinRMStack | None = None
+    os_version: StrictStr | None = None
 
 
 class _YamlFile(Strict):
@@ -93,6 +96,7 @@ def _entries(
         port=top.defaults.port if top.defaults.port is not None else defaults.port,
         scheme=top.defaults.scheme or defaults.scheme,
         transport=top.defaults.transport or defaults.transport,
+        winrm=top.defaults.winrm or defaults.winrm,
     )
     if top.defaults.port is not None and not 1 <= top.defaults.port <= 65535:
         message = f"port {top.defaults.port} must be an integer 1..65535"
@@ -125,6 +129,8 @@ def _entries(
                 transport=host.transport,
                 tags={**top.defaults.tags, **host.tags},
                 group=host.group,
+                winrm=host.winrm,
+                os_version=host.os_version,
             )
         )
     return file_defaults, entries

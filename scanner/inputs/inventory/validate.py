@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from scanner.core.errors import NattError
-from scanner.core.models import AuthMethod, Frozen, Scheme, Target
+from scanner.core.models import OS_VERSION_PATTERN, AuthMethod, Frozen, Scheme, Target, WinRMStack
 from scanner.core.sanitize import has_unsafe
 
 MAX_SHOWN_PROBLEMS = 20
 _MAX_KEPT_PROBLEMS = 10_000  # bounded memory for a file that is wrong on every line
 HTTP_PORT, HTTPS_PORT = 5985, 5986  # WinRM's listener defaults (docs/domain.md#ports-and-rights)
+LEGACY_HTTP_PORT, LEGACY_HTTPS_PORT = 80, 443  # WinRM 1.1's defaults (MS-WSMV 2.2.4.5, docs/wire.md)
+_OS_VERSION = re.compile(OS_VERSION_PATTERN)
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
 URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/")
@@ -128,6 +130,8 @@ class Entry:
     tags: dict[str, str] = field(default_factory=dict)
     group: str | None = None
     ip: bool = False  # produced by CIDR expansion or an IP literal already checked
+    winrm: WinRMStack | str | None = None
+    os_version: str | None = None
 
 
 class Problems:
@@ -152,10 +156,13 @@ class Defaults:
     port: int
     scheme: Scheme
     transport: AuthMethod
+    winrm: WinRMStack = WinRMStack.CURRENT
 
 
-def _port_for(scheme: Scheme, default_port: int) -> int:
-    # An untouched HTTP default means "the scheme's standard WinRM port".
+def _port_for(scheme: Scheme, default_port: int, winrm: WinRMStack = WinRMStack.CURRENT) -> int:
+    # An untouched HTTP default means "the scheme's standard WinRM port" (80/443 for WinRM 1.1).
+    if default_port == HTTP_PORT and winrm is WinRMStack.LEGACY:
+        return LEGACY_HTTPS_PORT if scheme is Scheme.HTTPS else LEGACY_HTTP_PORT
     if scheme is Scheme.HTTPS and default_port == HTTP_PORT:
         return HTTPS_PORT
     return default_port
@@ -201,9 +208,22 @@ def _build(entry: Entry, defaults: Defaults, problems: Problems) -> Target | Non
             transport, ok = None, False
     elif entry.transport is not None:
         transport = entry.transport
+    winrm: WinRMStack | None = defaults.winrm
+    if isinstance(entry.winrm, str) and not isinstance(entry.winrm, WinRMStack):
+        try:
+            winrm = WinRMStack(entry.winrm)
+        except ValueError:
+            problems.add(entry.where("winrm"), f"winrm {show(entry.winrm)} must be one of: current, legacy")
+            winrm, ok = None, False
+    elif entry.winrm is not None:
+        winrm = entry.winrm
+    if entry.os_version is not None and not _OS_VERSION.match(entry.os_version):
+        message = f"os_version {show(entry.os_version)} must be a Windows version such as 10.0.19045 or 6.1"
+        problems.add(entry.where("os_version"), message)
+        ok = False
     port: int | None
     if entry.port is None:
-        port = _port_for(scheme or Scheme.HTTP, defaults.port)
+        port = _port_for(scheme or Scheme.HTTP, defaults.port, winrm or WinRMStack.CURRENT)
     elif isinstance(entry.port, int):
         port = entry.port if 1 <= entry.port <= 65535 else None
     else:
@@ -227,7 +247,7 @@ def _build(entry: Entry, defaults: Defaults, problems: Problems) -> Target | Non
         if why:
             problems.add(entry.where("group"), f"group {show(entry.group)} {why}")
             ok = False
-    if not ok or port is None or scheme is None or transport is None:
+    if not ok or port is None or scheme is None or transport is None or winrm is None:
         return None
     return Target(
         name=entry.name,
@@ -238,6 +258,8 @@ def _build(entry: Entry, defaults: Defaults, problems: Problems) -> Target | Non
         tags=dict(entry.tags),
         group=entry.group,
         source=entry.source,
+        winrm=winrm,
+        os_version=entry.os_version,
     )
 
 

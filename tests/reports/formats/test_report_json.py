@@ -35,7 +35,7 @@ FIELDS = {
     "scan": ["id", "started_at", "finished_at", "policies", "inventory", "interrupted"],
     "summary": ["hosts_total", "hosts_by_status", "coverage", "modes", "requests_total"],
     "host": ["name", "address", "port", "tags", "status", "requests", "os", "setting", "error", "results"],
-    "os": ["version", "build", "service_pack", "caption"],
+    "os": ["version", "build", "service_pack", "caption", "source"],
     "result": ["rule_id", "title", "severity", "status", "message", "finding_id", "waiver"],
     "error": ["stage", "reason", "message"],
 }

@@ -157,8 +157,13 @@ def test_report_shape_and_exit_code(scanned: tuple[Any, dict[str, Any], Path]) -
     assert report["summary"]["hosts_total"] == total
     assert report["summary"]["coverage"] == round(len(ROWS) / total, 4)
     assert report["summary"]["hosts_by_status"]["error"] == len(FAULTS)
-    # The common path is 2 handshake POSTs + Enumerate + two GetDWORDValue calls.
-    assert host(report, "w10-mode0")["requests"] <= 6
+    # NT 6+: 2 handshake POSTs + two GetDWORDValue calls, the OS version from the NTLM CHALLENGE;
+    # NT 5.x: + the WQL Enumerate (the service pack decides), with the caption.
+    w10 = host(report, "w10-mode0")
+    assert (w10["requests"], w10["os"]["source"], w10["os"]["caption"]) == (4, "ntlm_challenge", None)
+    xp = host(report, "xp-sp3-mode1")
+    assert (xp["requests"], xp["os"]["source"]) == (5, "wmi")
+    assert xp["os"]["caption"] == "Microsoft Windows XP Professional"
     assert PASSWORD not in proc.stdout + proc.stderr
     assert "natt-audit: scanned" in proc.stderr
 
@@ -299,3 +304,40 @@ def test_scan_exports_to_a_file_and_spools_for_a_down_siem(
     proc = natt_audit("scan", "-i", str(inventory), "--no-history", "--export", "hec+https://127.0.0.1:1", env=CREDS)
     assert proc.returncode == 2  # no HEC token: refused before scanning
     assert "token" in proc.stderr.lower()
+
+
+LEGACY_ESTATE = """
+accounts:
+  - {username: 'LAB\\auditor', password: 'Lab-Passw0rd!'}
+defaults: {latency_ms: 0}
+hosts:
+  - name: s2003-https
+    os: 2003-sp2
+    scheme: https
+    registry:
+      'SYSTEM\\CurrentControlSet\\Services\\IPsec':
+        AssumeUDPEncapsulationContextOnSendRule: {type: REG_DWORD, data: 2}
+  - {name: xp-http, os: xp-sp3}
+"""
+
+
+def test_winrm_1_1_hosts_and_tls_min_version(tmp_path: Path) -> None:
+    estate = tmp_path / "legacy.yaml"
+    estate.write_text(LEGACY_ESTATE, encoding="utf-8")
+    with start_lab(estate, tmp_path / "lab") as lab:
+        inventory = lab.inventory.read_text(encoding="utf-8")
+        assert inventory.count("winrm: legacy") == 2  # the lab marks its WinRM 1.1 persona
+        out = tmp_path / "report.json"
+        ca = ["--ca-bundle", str(lab.ca), "--no-history"]
+        proc = scan_json(lab.inventory, out, *ca)
+        assert "TLS 1.0" not in proc.stderr
+        refused = host(json.loads(out.read_text(encoding="utf-8")), "s2003-https")
+        assert (refused["error"]["stage"], refused["error"]["reason"]) == ("tls", "tls_handshake")
+        proc = scan_json(lab.inventory, out, *ca, "--tls-min-version", "1.0")
+        assert "TLS 1.0 is allowed for HTTPS hosts (--tls-min-version)" in proc.stderr
+        report = json.loads(out.read_text(encoding="utf-8"))
+    s2003 = host(report, "s2003-https")
+    assert s2003["error"] is None
+    assert s2003["setting"]["effective_mode"] == 2
+    assert s2003["port"] == lab.hosts["s2003-https"][1]
+    assert host(report, "xp-http")["os"]["source"] == "wmi"

@@ -23,6 +23,8 @@ from scanner.core.models import (
     CollectOptions,
     Credentials,
     Observation,
+    OsInfo,
+    OsSource,
     Scheme,
     Stage,
     Target,
@@ -126,21 +128,51 @@ def test_domain_section_2_rows(
 
 def test_request_counts(scan: tuple[dict[str, Observation], float, list[Observation]]) -> None:
     results = scan[0]
-    # Common case: 2 handshake + Enumerate + 2 x GetDWORDValue.
-    for name in (
-        "dword0",
-        "dword1",
-        "absent",
-        "key-absent",
-        "dword3",
-        "stray-win10",
-        "win2000",
-        "https-ntlm",
-    ):
+    # NT 6+ over NTLM: 2 handshake + 2 x GetDWORDValue; the OS version comes from the CHALLENGE.
+    for name in ("dword0", "dword1", "absent", "key-absent", "dword3", "stray-win10", "https-ntlm"):
+        assert results[name].requests == 4, name
+        assert results[name].os is not None and results[name].os.source is OsSource.NTLM_CHALLENGE, name
+    # NT 5.x (the service pack decides) and a CHALLENGE without VERSION: + the WQL Enumerate.
+    for name in ("win2000", "xp-sp1", "xp-sp2-dword1", "hostile-caption"):
         assert results[name].requests == 5, name
-    assert results["https-basic"].requests == 3  # Basic has no handshake
-    assert results["sz"].requests == 7  # + EnumValues + GetStringValue for the non-DWORD value
+        assert results[name].os is not None and results[name].os.source is OsSource.WMI, name
+    assert results["https-basic"].requests == 3  # Basic: no handshake, no CHALLENGE, so WQL + 2
+    assert results["sz"].requests == 6  # + EnumValues + GetStringValue for the non-DWORD value
+    assert results["stray-2003"].requests == 7  # NT 5.2: WQL, and a REG_SZ stray: + 2
     assert results["fault-refuse"].requests == 0
+    # 503 / a dropped keep-alive connection on the first WMI call: resent after a new handshake.
+    assert results["retry-503"].requests == 2 + 1 + 2 + 2
+    assert results["retry-drop"].requests == 2 + 1 + 2 + 2
+    for name in ("retry-503", "retry-drop"):
+        setting = assess(results[name])
+        assert setting is not None and setting.effective_mode == 1, name
+
+
+def test_os_facts_from_the_challenge_match_wmi(lab: RunningLab) -> None:
+    from_challenge = collect_host(target(lab, "dword1"), CREDENTIALS, options(lab))
+    from_wmi = collect_host(target(lab, "dword1"), CREDENTIALS, options(lab, read_os_always=True))
+    assert from_challenge.os is not None and from_wmi.os is not None
+    assert (from_challenge.requests, from_wmi.requests) == (4, 5)
+    assert (from_challenge.os.version, from_challenge.os.build) == (from_wmi.os.version, from_wmi.os.build)
+    assert (from_challenge.os.service_pack, from_challenge.os.caption) == (None, None)  # only WMI has them
+    assert from_wmi.os.caption == "Microsoft Windows Server 2019 Standard"
+    assert assess(from_challenge) == assess(from_wmi)
+
+
+def test_os_facts_from_the_inventory_and_who_wins(lab: RunningLab) -> None:
+    address, port, _ = lab.hosts["hostile-caption"]  # its CHALLENGE carries no VERSION
+    known = Target(name="hostile-caption", address=address, port=port, os_version="10.0.19045")
+    observation = collect_host(known, CREDENTIALS, options(lab))
+    assert observation.requests == 4
+    assert observation.os == OsInfo(version="10.0.19045", build=19045, source=OsSource.INVENTORY)
+    nt5 = collect_host(known.model_copy(update={"os_version": "5.1.2600"}), CREDENTIALS, options(lab))
+    assert nt5.requests == 5  # NT 5.x in the inventory: WMI decides the service pack
+    assert nt5.os is not None and nt5.os.source is OsSource.WMI
+    address, port, _ = lab.hosts["dword1"]  # Server 2019: the CHALLENGE says 10.0.17763
+    stale = Target(name="dword1", address=address, port=port, os_version="6.1.7601")
+    observation = collect_host(stale, CREDENTIALS, options(lab))
+    assert observation.os is not None
+    assert (observation.os.version, observation.os.source) == ("10.0.17763", OsSource.NTLM_CHALLENGE)
 
 
 def test_stored_name_and_strays(scan: tuple[dict[str, Observation], float, list[Observation]]) -> None:
@@ -206,6 +238,86 @@ def test_faults(
     assert observation.os is None
     assert observation.keys == ()
     assert PASSWORD not in observation.model_dump_json()
+
+
+@pytest.mark.parametrize(
+    ("name", "reason", "words"),
+    [
+        # docs/wire.md lists each shape and its public source.
+        ("shape-quota-wmierror", "quota", "MSFT_WmiError 2150859174 (0x803381A6)"),
+        ("fault-quota", "quota", "WSManFault 2150859174 (0x803381A6)"),
+        ("fault-wmi-access-denied", "access_denied", "WSManFault 5 (0x00000005)"),
+        ("shape-access-hresult", "access_denied", "WSManFault 2147942405 (0x80070005)"),
+        ("shape-wmi-svc-denied", "access_denied", "MSFT_WmiError 2147749891 (0x80041003)"),
+        ("shape-wmi-svc-denied-xp", "access_denied", "__ExtendedStatus 2147749891 (0x80041003)"),
+        ("shape-wbem-denied", "access_denied", "MSFT_WmiError 2147749891"),
+        ("fault-wmi-class", "wmi_class", "0x80338000"),
+        ("fault-op-timeout", "operation_timeout", "0x80338029"),
+        ("shape-selectors", "invalid_selectors", "0x8033803D"),
+        ("shape-action", "not_supported", "0x80338013"),
+        ("shape-400", "request_rejected", "HTTP 400: WSManFault 2150858817"),
+        ("shape-503-quota", "quota", "HTTP 503: WSManFault 2150859174"),
+        ("shape-handshake", "quota", "during authentication: WSManFault 2150859174"),
+        ("shape-plain", "access_denied", "WSManFault 5"),
+        ("shape-plain-400", "request_rejected", "HTTP 400: WSManFault 2150858817"),
+    ],
+)
+def test_fault_shapes_end_to_end(
+    scan: tuple[dict[str, Observation], float, list[Observation]], name: str, reason: str, words: str
+) -> None:
+    error = scan[0][name].error
+    assert error is not None
+    assert (error.stage, error.reason) == (Stage.COLLECT, reason), error
+    assert words in error.message, error.message
+
+
+def test_wrong_original_length_is_refused_by_the_host_in_clear(
+    lab: RunningLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lab checks OriginalContent's Length against the decrypted length (MS-WSMV 2.2.9.1.1.2.2) and
+    # refuses a mismatch with HTTP 400 and a fault in clear: read as that fault, not as bad_encryption.
+    from scanner.collect.wsman import encryption
+
+    monkeypatch.setattr(encryption, "original_length", lambda message, wrapped: len(message) + 1)
+    observation = collect_host(target(lab, "dword1"), CREDENTIALS, options(lab))
+    assert observation.error is not None
+    assert (observation.error.stage, observation.error.reason) == (Stage.COLLECT, "request_rejected")
+    assert observation.error.message.startswith("HTTP 400: WSManFault 2150858791 (0x80338027)")
+
+
+def test_legacy_port_fallback_tries_the_winrm_1_1_port_when_refused(lab: RunningLab) -> None:
+    refused = lab.hosts["fault-refuse"][1]
+    address, listening, _ = lab.hosts["dword1"]
+    host = Target(name="dword1", address=address, port=refused)
+    # The lab cannot bind 80: map the refused port to the listening one, as 5985 maps to 80.
+    ports = ((refused, listening),)
+    plain = collect_host(host, CREDENTIALS, options(lab, fallback_ports=ports))
+    assert plain.error is not None and plain.error.reason == "refused"  # off unless asked for
+    fell_back = collect_host(host, CREDENTIALS, options(lab, legacy_port_fallback=True, fallback_ports=ports))
+    assert fell_back.error is None
+    assert fell_back.target.port == listening  # the report names the port actually used
+    assert fell_back.requests == 4
+    both = collect_host(
+        host, CREDENTIALS, options(lab, legacy_port_fallback=True, fallback_ports=((refused, refused),))
+    )
+    assert both.error is not None and both.error.reason == "refused"
+    assert both.error.message == f"connection refused on port {refused} and on the WinRM 1.1 port {refused}"
+    assert both.target.port == refused
+
+
+def test_tls_1_0_listener_needs_tls_min_version(lab: RunningLab) -> None:
+    # The WinRM 1.1 persona on Server 2003 speaks TLS 1.0 only, as its SChannel does.
+    legacy = target(lab, "https-basic-2003", AuthMethod.BASIC)
+    refused = collect_host(legacy, CREDENTIALS, options(lab))
+    assert refused.error is not None
+    assert (refused.error.stage, refused.error.reason) == (Stage.TLS, "tls_handshake")
+    lowered = collect_host(legacy, CREDENTIALS, options(lab, tls_min_version="1.0"))
+    assert lowered.error is None, lowered.error
+    setting = assess(lowered)
+    assert setting is not None and (setting.os_family, setting.effective_mode) == (OsFamily.XP_2003, 1)
+    # Verification stays on: the same lowered version without the CA is still refused.
+    untrusted = collect_host(legacy, CREDENTIALS, options(lab, tls_min_version="1.0", ca_bundle=None))
+    assert untrusted.error is not None and untrusted.error.reason == "tls_verify"
 
 
 def test_basic_over_http_refused_without_sending(lab: RunningLab) -> None:

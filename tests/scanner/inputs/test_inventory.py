@@ -245,6 +245,8 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "tags": {"role": "workstation"},
             "group": None,
             "source": f"{path}:3",
+            "winrm": "current",
+            "os_version": None,
         },
         {
             "name": "ws-0002",
@@ -255,6 +257,8 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "tags": {"role": "vpn-gateway", "site": "tokyo"},
             "group": None,
             "source": f"{path}:4",
+            "winrm": "current",
+            "os_version": None,
         },
         {
             "name": "gw-0003",
@@ -265,6 +269,8 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "tags": {},
             "group": "gateways",
             "source": f"{path}:5",
+            "winrm": "current",
+            "os_version": None,
         },
     ]
 
@@ -364,7 +370,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
             "host,port\nsrv01,1\n",
             [
                 "inv:1: unknown column 'host' "
-                "(known: name, address, port, scheme, transport, group, tag:<name>)",
+                "(known: name, address, port, scheme, transport, group, winrm, os_version, tag:<name>)",
                 "inv:1: the header has no 'name' column",
             ],
         ),
@@ -373,7 +379,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
             "name, port\nsrv01,1\n",
             [
                 "inv:1: unknown column ' port' "
-                "(known: name, address, port, scheme, transport, group, tag:<name>)"
+                "(known: name, address, port, scheme, transport, group, winrm, os_version, tag:<name>)"
             ],
         ),
         ("name\n srv01\n", ["inv:2: name ' srv01' contains whitespace (one host per entry)"]),
@@ -461,3 +467,39 @@ def test_arbitrary_input_only_ever_raises_inventory_error(text: str, fmt: Format
     else:
         assert error.problems
         assert "\x1b" not in str(error)  # control characters from the file are escaped in messages
+
+
+def test_winrm_legacy_selects_the_winrm_1_1_ports_and_os_version_is_kept() -> None:
+    text = """
+defaults: {winrm: legacy}
+hosts:
+  - {name: xp-01}
+  - {name: w2k3-01, scheme: https, os_version: "5.2.3790"}
+  - {name: xp-02, port: 8080}
+  - {name: w10-01, winrm: current, os_version: "10.0.19045"}
+"""
+    targets = parse_inventory(text, "inv.yaml", fmt="yaml").targets
+    assert [(t.name, t.port, t.winrm.value, t.os_version) for t in targets] == [
+        ("xp-01", 80, "legacy", None),
+        ("w2k3-01", 443, "legacy", "5.2.3790"),
+        ("xp-02", 8080, "legacy", None),  # an explicit port always wins
+        ("w10-01", 5985, "current", "10.0.19045"),
+    ]
+    csv_text = "name,scheme,winrm,os_version\nxp,http,legacy,5.1.2600\nsrv,https,,6.1\n"
+    rows = parse_inventory(csv_text, "inv.csv", fmt="csv").targets
+    assert [(t.port, t.winrm.value, t.os_version) for t in rows] == [
+        (80, "legacy", "5.1.2600"),
+        (5986, "current", "6.1"),
+    ]
+
+
+def test_bad_winrm_and_os_version_are_refused_with_their_place() -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory("name,winrm,os_version\na,ancient,\nb,,ten\n", "inv", fmt="csv")
+    assert info.value.problems == (
+        "inv:2: winrm 'ancient' must be one of: current, legacy",
+        "inv:3: os_version 'ten' must be a Windows version such as 10.0.19045 or 6.1",
+    )
+    with pytest.raises(InventoryError) as info:
+        parse_inventory("hosts:\n  - {name: a, os_version: '6.1; rm'}\n", "inv.yaml", fmt="yaml")
+    assert "inv.yaml:2" in str(info.value) and "os_version '6.1; rm'" in str(info.value)

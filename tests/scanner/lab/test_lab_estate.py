@@ -41,6 +41,9 @@ def write(tmp_path: Path, text: str) -> Path:
         ),
         ("hosts:\n  - name: a\n    fault: explode\n", 5, "unknown fault"),
         ("hosts:\n  - name: a\n    fault: 'slow:abc'\n", 5, "slow"),
+        ("hosts:\n  - name: a\n    fault: 'soap-fault:5@200'\n", 5, "4xx/5xx status"),
+        ("hosts:\n  - name: a\n    fault: handshake-fault\n", 5, "handshake-fault:<code>"),
+        ("hosts:\n  - name: a\n    winrm: '4.0'\n", 5, "winrm"),
         ("hosts:\n  - {name: a}\n  - {name: A}\n", 5, "duplicate host name"),
         ("defaults: {latency: 5}\n", 3, "latency"),
         ("generate:\n  - {count: 2, prefix: w-, mode_mix: {purple: 1}}\n", 4, "purple"),
@@ -53,6 +56,22 @@ def test_validation_errors_name_file_and_line(tmp_path: Path, text: str, line: i
     assert info.value.path == str(path)
     assert info.value.line == line, str(info.value)
     assert needle in str(info.value)
+
+
+def test_winrm_persona_fault_status_and_ntlm_version(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "hosts:\n"
+        "  - {name: xp, os: xp-sp3, fault: 'plain-fault:2150858817@400'}\n"
+        "  - {name: w7, os: win7, winrm: '2.0', ntlm_version: false}\n"
+        "  - {name: w10, fault: 'soap-fault:5'}\n",
+    )
+    xp, w7, w10 = load_estate(path).resolved()
+    assert (xp.winrm, xp.legacy, xp.ntlm_version) == ("1.1", True, True)
+    assert xp.fault is not None and (xp.fault.kind, xp.fault.arg, xp.fault.status) == ("plain-fault", 2150858817, 400)
+    assert (w7.winrm, w7.legacy, w7.ntlm_version) == ("2.0", False, False)
+    assert w10.winrm == "3.0"
+    assert w10.fault is not None and (w10.fault.arg, w10.fault.status) == (5, 500)
 
 
 def test_password_never_in_repr(tmp_path: Path) -> None:

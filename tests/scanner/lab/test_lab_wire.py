@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+import spnego
 import winrm
 from winrm.exceptions import InvalidCredentialsError, WinRMTransportError, WSManFaultError
 
@@ -21,6 +22,7 @@ from tests.support.labwire import (
     NS,
     OS_URI,
     PA,
+    PASSWORD,
     REG,
     REG_CIMV2,
     USER,
@@ -159,7 +161,9 @@ def test_root_cimv2_stdregprov_only_on_vista_and_later(lab: RunningLab) -> None:
         reg_call(xp, "GetDWORDValue", IPSEC, VALUE, resource=REG_CIMV2)
     assert info.value.code == 500
     assert info.value.wsman_fault_code == 2150858752
-    assert info.value.wmierror_code == 2147749904
+    # XP runs the WinRM 1.1 persona: no MSFT_WmiError (WinRM 3.0+); WMI's code is in __ExtendedStatus.
+    assert info.value.wmierror_code is None
+    assert "<p:StatusCode>2147749904</p:StatusCode>" in info.value.response
 
 
 # ---------------------------------------------------------------- WQL, Get, Identify
@@ -259,6 +263,32 @@ def test_identify_unauthenticated_and_authenticated(lab: RunningLab) -> None:
     assert r.status_code == 401  # without the header, Identify needs authentication too
     p = protocol(lab.endpoint("w10"))
     assert b"OS: 10.0.19045 SP: 0.0" in p.send_message(IDENTIFY.decode())
+
+
+def test_winrm_1_1_persona_and_each_host_s_ntlm_version(lab: RunningLab) -> None:
+    from scanner.collect.wsman.auth import challenge_version
+
+    for name, server, stack, version in (
+        ("w10", "Microsoft-HTTPAPI/2.0", b"Stack: 3.0", (10, 0, 19045)),
+        ("xp", "Microsoft-HTTPAPI/1.0", b"Stack: 1.1", (5, 1, 2600)),  # HTTP.sys 1.0 on XP / 2003
+    ):
+        _, port, _ = lab.hosts[name]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        client = spnego.client(USER, PASSWORD, hostname="127.0.0.1", service="http", protocol="ntlm")
+        token = base64.b64encode(client.step() or b"").decode()
+        conn.request("POST", "/wsman", body=b"", headers={"Authorization": f"Negotiate {token}"})
+        r = conn.getresponse()
+        r.read()
+        assert (r.status, r.getheader("Server")) == (401, server)
+        challenge = base64.b64decode(r.getheader("WWW-Authenticate", "").split(" ", 1)[1])
+        assert challenge_version(challenge) == version  # the host's own version, not pyspnego's
+        anonymous = requests.post(
+            lab.endpoint(name),
+            data=IDENTIFY,
+            timeout=10,
+            headers={"WSMANIDENTIFY": "unauthenticated", "Content-Type": "application/soap+xml;charset=UTF-8"},
+        )
+        assert stack in anonymous.content
 
 
 # ---------------------------------------------------------------- faults, RelatesTo

@@ -123,3 +123,65 @@ def test_content_type_detection() -> None:
     assert is_encrypted(header.upper(), SPNEGO_ENCRYPTED)
     assert not is_encrypted("application/soap+xml;charset=UTF-8", SPNEGO_ENCRYPTED)
     assert not is_encrypted(header, "application/HTTP-CredSSP-session-encrypted")
+
+
+class PaddingSealer:
+    """A stand-in for an RC4 Kerberos context: wrap pads the data to a multiple of 8 (RFC 4757 style).
+
+    Not cryptography: the data is XORed with 0x5A so it is not in clear, and unwrap strips the pad.
+    """
+
+    def wrap_winrm(self, data: bytes) -> Any:
+        from spnego import WinRMWrapResult
+
+        pad = 8 - len(data) % 8
+        sealed = bytes(b ^ 0x5A for b in data) + bytes([pad]) * pad
+        return WinRMWrapResult(header=b"\x04\x04" + b"K" * 30, data=sealed, padding_length=pad)
+
+    def unwrap_winrm(self, header: bytes, data: bytes) -> bytes:
+        assert header == b"\x04\x04" + b"K" * 30
+        return bytes(b ^ 0x5A for b in data[: -data[-1]])
+
+
+@pytest.mark.parametrize("size", [1, 7, 8, 86, 1000])
+def test_original_length_counts_the_wrap_padding(size: int) -> None:
+    # MS-WSMV 2.2.9.1.1.2.2: with RC4 the OriginalContent length includes the padding.
+    message = b"x" * size
+    framed = encrypt(PaddingSealer(), SPNEGO_ENCRYPTED, message)
+    pad = 8 - size % 8
+    assert f"Length={size + pad}\r\n".encode() in framed
+    octet = framed.split(b"\tContent-Type: application/octet-stream\r\n", 1)[1]
+    assert octet[:4] == (32).to_bytes(4, "little")  # header length, then the header, then data + padding
+    assert octet[4:36] == b"\x04\x04" + b"K" * 30
+    assert len(octet[36:].removesuffix(BOUNDARY + b"--\r\n")) == size + pad
+
+
+def test_ntlm_original_length_is_the_plaintext_length(ntlm_pair: tuple[Any, Any]) -> None:
+    client, _ = ntlm_pair
+    assert client.wrap_winrm(MESSAGE).padding_length == 0
+    assert f"Length={len(MESSAGE)}\r\n".encode() in encrypt(client, SPNEGO_ENCRYPTED, MESSAGE)
+
+
+def test_lab_acceptor_checks_the_declared_length(ntlm_pair: tuple[Any, Any]) -> None:
+    """The hook a Kerberos acceptor will use: Length must be the decrypted length plus the padding."""
+    from scanner.lab.auth import LengthMismatch, decrypt_body
+
+    class Lab:
+        def __init__(self, context: Any) -> None:
+            self.context = context
+
+        def unwrap(self, signature: bytes, sealed: bytes) -> bytes:
+            return bytes(self.context.unwrap_winrm(signature, sealed))
+
+    padded = encrypt(PaddingSealer(), SPNEGO_ENCRYPTED, MESSAGE)
+    assert decrypt_body(Lab(PaddingSealer()), padded) == MESSAGE  # type: ignore[arg-type]
+    padded_length = len(MESSAGE) + 8 - len(MESSAGE) % 8
+    unpadded = padded.replace(f"Length={padded_length}".encode(), f"Length={len(MESSAGE)}".encode())
+    with pytest.raises(LengthMismatch):
+        decrypt_body(Lab(PaddingSealer()), unpadded)  # type: ignore[arg-type]
+    client, server = ntlm_pair
+    wrong = encrypt(client, SPNEGO_ENCRYPTED, MESSAGE).replace(
+        f"Length={len(MESSAGE)}".encode(), f"Length={len(MESSAGE) + 1}".encode()
+    )
+    with pytest.raises(LengthMismatch):
+        decrypt_body(Lab(server), wrong)  # type: ignore[arg-type]

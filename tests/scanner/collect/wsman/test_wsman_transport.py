@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import struct
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,16 @@ from tests.peers.rawserver import read_request, serve
 from tests.scanner.collect.wsman.conftest import PASSWORD, USERNAME
 
 
-def peer(script: list[str], received: list[bytes]) -> object:
-    """An NTLM+encryption WinRM peer; `script` says how to answer each encrypted message."""
+def peer(script: list[str], received: list[bytes], sealed: list[tuple[int, int, bytes]] | None = None) -> object:
+    """An NTLM+encryption WinRM peer; `script` says how to answer each encrypted message.
+
+    `sealed` gets (connection number, NTLM sequence number, plaintext) of every encrypted message.
+    """
+    connections = [0]
 
     def handler(conn: socket.socket) -> None:
+        connections[0] += 1
+        number = connections[0]
         server = spnego.server(protocol="ntlm")
         while True:
             head, body = read_request(conn)
@@ -45,8 +52,15 @@ def peer(script: list[str], received: list[bytes]) -> object:
                     continue
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 continue
-            received.append(decrypt(server, SPNEGO_ENCRYPTED, body))
+            plain = decrypt(server, SPNEGO_ENCRYPTED, body)
+            received.append(plain)
+            if sealed is not None:
+                # MS-NLMP 2.2.2.9.1: the signature ends with the 4-byte sequence number.
+                signature = body.split(b"octet-stream\r\n", 1)[1][4:20]
+                sealed.append((number, struct.unpack("<I", signature[12:16])[0], plain))
             action = script.pop(0)
+            if action == "drop":
+                return
             if action == "503":
                 conn.sendall(
                     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n"
@@ -103,13 +117,36 @@ def test_tampered_reply_is_bad_encryption(ntlm_user_file: Path) -> None:
     assert info.value.reason == "bad_encryption"
 
 
-def test_503_retried_once(ntlm_user_file: Path) -> None:
+def test_503_retried_once_on_a_new_connection_and_context(ntlm_user_file: Path) -> None:
     received: list[bytes] = []
-    with serve(peer(["503", "ok"], received)) as port:
+    sealed: list[tuple[int, int, bytes]] = []
+    with serve(peer(["503", "ok", "ok"], received, sealed)) as port:
         t = transport(port)
         assert t.send_message("<m/>") == b"<reply/>"
-    assert received == [b"<m/>", b"<m/>"]
-    assert t.requests == 4
+        assert t.send_message("<n/>") == b"<reply/>"
+    # The resend went out on connection 2, after a new handshake, sealed as that context's first
+    # message: no message is ever sealed twice on one context (two sequence numbers, one plaintext).
+    assert sealed == [(1, 0, b"<m/>"), (2, 0, b"<m/>"), (2, 1, b"<n/>")]
+    assert t.requests == 2 + 1 + 2 + 1 + 1
+
+
+def test_dropped_keep_alive_connection_is_retried_after_a_new_handshake(ntlm_user_file: Path) -> None:
+    sealed: list[tuple[int, int, bytes]] = []
+    with serve(peer(["ok", "drop", "ok"], [], sealed)) as port:
+        t = transport(port)
+        assert t.send_message("<first/>") == b"<reply/>"
+        assert t.send_message("<second/>") == b"<reply/>"
+    assert sealed == [(1, 0, b"<first/>"), (1, 1, b"<second/>"), (2, 0, b"<second/>")]
+    assert t.requests == 2 + 1 + 1 + 2 + 1
+
+
+def test_dropped_twice_is_an_error_not_a_loop(ntlm_user_file: Path) -> None:
+    with serve(peer(["ok", "drop", "drop"], [])) as port:
+        t = transport(port)
+        t.send_message("<first/>")
+        with pytest.raises(CollectError) as info:
+            t.send_message("<second/>")
+    assert (info.value.stage, info.value.reason) == (Stage.CONNECT, "closed")
 
 
 def test_503_twice_is_http_503(ntlm_user_file: Path) -> None:
@@ -133,3 +170,19 @@ def test_material_repr_hides_secrets() -> None:
     assert len(nt_hash) == 32
     assert PASSWORD not in repr(material)
     assert nt_hash not in repr(material)
+
+
+def test_a_new_connection_that_drops_is_not_retried(ntlm_user_file: Path) -> None:
+    accepted: list[int] = []
+
+    def hang_up(conn: socket.socket) -> None:
+        accepted.append(1)
+        read_request(conn)
+
+    with serve(hang_up) as port:
+        t = transport(port)
+        with pytest.raises(CollectError) as info:
+            t.send_message("<m/>")
+    assert (info.value.stage, info.value.reason) == (Stage.CONNECT, "closed")
+    assert t.requests == 1
+    assert accepted == [1]

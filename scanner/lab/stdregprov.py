@@ -1,0 +1,122 @@
+"""StdRegProv over WS-Management: the Get*Value methods, EnumValues and EnumKey against a host's registry."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+from xml.sax.saxutils import quoteattr
+
+from scanner.lab.estate import HKLM, TYPE_CODES
+from scanner.lab.faults import F_ACTION, F_SCHEMA, WBEM_INVALID_METHOD, fault, wmi_fault
+from scanner.lab.soap import Reply, Request, envelope, local, ns, text, x
+from scanner.lab.wql import class_from_uri
+
+if TYPE_CHECKING:
+    from scanner.lab.wsman import HostState
+
+# StdRegProv ReturnValue codes (winerror.h / wbemcli.h).
+RV_OK, RV_NO_VALUE, RV_NO_KEY, RV_DENIED, RV_BAD_HIVE = 0, 1, 2, 5, 6
+RV_TYPE_MISMATCH = 2147749893  # WBEM_E_TYPE_MISMATCH 0x80041005
+KNOWN_HIVES = {2147483648, 2147483649, HKLM, 2147483651, 2147483653}
+
+_GET_METHODS = {
+    "GetDWORDValue": ("REG_DWORD",),
+    "GetQWORDValue": ("REG_QWORD",),
+    "GetStringValue": ("REG_SZ",),
+    "GetExpandedStringValue": ("REG_EXPAND_SZ",),
+    "GetMultiStringValue": ("REG_MULTI_SZ",),
+    "GetBinaryValue": ("REG_BINARY",),
+}
+_ENV = {
+    "systemroot": "C:\\WINDOWS",
+    "windir": "C:\\WINDOWS",
+    "programfiles": "C:\\Program Files",
+    "systemdrive": "C:",
+}
+
+
+def expand(s: str) -> str:
+    """Expand %VARIABLE% references the way GetExpandedStringValue does (a few well-known ones)."""
+    return re.sub(r"%([^%]+)%", lambda m: _ENV.get(m.group(1).lower(), m.group(0)), s)
+
+
+def call(st: HostState, req: Request, method: str) -> Reply:
+    """Run one StdRegProv method against the host's registry."""
+    res = req.resource_uri
+    parsed = class_from_uri(res)
+    if parsed is None or parsed[0] not in ("root/default", "root/cimv2"):
+        return wmi_fault("namespace", st, req)
+    if parsed[1].lower() != "stdregprov":
+        return wmi_fault("class", st, req)
+    if parsed[0] == "root/cimv2" and st.host.os.nt < (6, 0):
+        return wmi_fault("class", st, req)  # StdRegProv moved into root/cimv2 with Vista
+    body = req.body
+    if body is None or local(body.tag) != f"{method}_INPUT" or (ns(body.tag) and ns(body.tag) != res):
+        return fault(
+            req.message_id,
+            F_SCHEMA,
+            "The WS-Management service cannot process the request because the XML is invalid.",
+            value="s:Sender",
+            subcode="w:SchemaValidationError",
+            machine=st.machine,
+        )
+    if method not in _GET_METHODS and method not in ("EnumValues", "EnumKey"):
+        return fault(
+            req.message_id,
+            F_ACTION,
+            "The WS-Management service cannot process the request. The method is not found.",
+            value="s:Sender",
+            subcode="a:ActionNotSupported",
+            provider=True,
+            wmi_code=WBEM_INVALID_METHOD,
+            machine=st.machine,
+            winrm=st.host.winrm,
+        )
+    try:
+        hive = int(text(body, "hDefKey") or str(HKLM))
+    except ValueError:
+        hive = -1
+    subkey = (text(body, "sSubKeyName") or "").strip("\\")
+    value_name = text(body, "sValueName") or ""
+    out: list[str] = []
+    rv = RV_OK
+    key = st.host.key(subkey) if hive == HKLM else None
+    if hive not in KNOWN_HIVES:
+        rv = RV_BAD_HIVE
+    elif key is None:
+        rv = RV_NO_KEY
+    elif subkey.lower() in st.host.denied:
+        rv = RV_DENIED
+    elif method == "EnumValues":
+        if key.values:
+            names = [v[0] for v in key.values.values()]
+            types = [TYPE_CODES[v[1]] for v in key.values.values()]
+            out.extend(f"<p:sNames>{x(n)}</p:sNames>" for n in names)
+            out.extend(f"<p:Types>{t}</p:Types>" for t in types)
+    elif method == "EnumKey":
+        if key.subkeys:
+            out.extend(f"<p:sNames>{x(n)}</p:sNames>" for n in sorted(key.subkeys.values(), key=str.lower))
+        else:
+            out.append('<p:sNames xsi:nil="true"/>')
+    else:
+        stored = key.values.get(value_name.lower())
+        if stored is None:
+            rv = RV_NO_VALUE
+        elif stored[1] not in _GET_METHODS[method]:
+            rv = RV_TYPE_MISMATCH
+        else:
+            data = stored[2]
+            if method in ("GetDWORDValue", "GetQWORDValue"):
+                out.append(f"<p:uValue>{data}</p:uValue>")
+            elif method == "GetStringValue":
+                out.append(f"<p:sValue>{x(str(data))}</p:sValue>")
+            elif method == "GetExpandedStringValue":
+                out.append(f"<p:sValue>{x(expand(str(data)))}</p:sValue>")
+            elif method == "GetMultiStringValue":
+                assert isinstance(data, list)
+                out.extend(f"<p:sValue>{x(s)}</p:sValue>" for s in data)
+            else:
+                out.extend(f"<p:uValue>{b}</p:uValue>" for b in bytes.fromhex(str(data)))
+    out.append(f"<p:ReturnValue>{rv}</p:ReturnValue>")
+    body_xml = f"<p:{method}_OUTPUT xmlns:p={quoteattr(res)}>{''.join(out)}</p:{method}_OUTPUT>"
+    return Reply(200, envelope(f"{res}/{method}Response", req.message_id, body_xml))
