@@ -192,6 +192,8 @@ SCAN_FLAGS: list[tuple[list[str], str, object]] = [
     (["-o", "r.json"], "output", "r.json"),
     (["--ca-bundle", "ca.pem"], "ca_bundle", "ca.pem"),
     (["--insecure-skip-tls-verify"], "insecure_skip_tls_verify", True),
+    (["--tls-min-version", "1.0"], "tls_min_version", "1.0"),
+    (["--legacy-port-fallback"], "legacy_port_fallback", True),
     (["--color", "never"], "color", "never"),
     (["--password-file", "pw"], "credentials.password_file", "pw"),
     (["--host-timeout", "9"], "timeouts.host", 9.0),
