@@ -108,7 +108,9 @@ def run_capped(argv: list[str], env: Mapping[str, str], timeout: float, limit: i
         )
     except OSError as exc:
         raise SourceError(origin, "tool_failed", f"cannot start {argv[0]}: {exc.strerror or exc}") from None
-    assert proc.stdout is not None and proc.stderr is not None
+    if proc.stdout is None or proc.stderr is None:  # cannot happen with PIPE; keeps the types honest
+        proc.kill()
+        raise SourceError(origin, "tool_failed", f"cannot read the output of {argv[0]}")
     out, err = bytearray(), bytearray()
     deadline = time.monotonic() + timeout
     failure: SourceError | None = None
