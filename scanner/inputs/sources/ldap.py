@@ -36,7 +36,7 @@ from scanner.inputs.sources import (
     count,
     secret_key_in,
 )
-from scanner.inputs.sources.ldapconn import Bind, Endpoint, open_session
+from scanner.inputs.sources.ldapconn import KERBEROS_OVER_LDAPS, Bind, Endpoint, open_session
 from scanner.inputs.sources.ldapfilter import FilterSyntaxError, check_filter
 
 ENV_PASSWORD = "NATT_AUDIT_LDAP_PASSWORD"  # noqa: S105 - the variable's name, not a password
@@ -72,7 +72,7 @@ class LdapSourceConfig(StrictConfig):
     base: StrictStr = Field(min_length=1)
     filter: StrictStr | None = None  # ANDed with (objectCategory=computer)
     scope: Literal["base", "one", "sub"] = "sub"
-    auth: Literal["kerberos", "simple"] = "kerberos"
+    auth: Literal["kerberos", "simple"] = "kerberos"  # kerberos: ldap:// (sealed); simple: ldaps:// only
     server_name: StrictStr | None = None  # the DC's host name when url names an address
     ca_file: StrictStr | None = None  # PEM CA for ldaps://; the system store when absent
     username: StrictStr | None = None
@@ -102,6 +102,8 @@ class LdapSourceConfig(StrictConfig):
                 "auth: simple over ldap:// would send the password in clear text: use ldaps:// "
                 "(with ca_file) or auth: kerberos"
             )
+        if self.auth == "kerberos" and tls:
+            raise ValueError(KERBEROS_OVER_LDAPS)
         if self.ca_file is not None and not tls:
             raise ValueError("ca_file is only used with ldaps://")
         if self.auth == "kerberos" and self.password_file is not None:
@@ -452,5 +454,5 @@ class LdapSource:
             for page in pages:
                 for dn, raw in page:
                     collector.add(dn, raw)
-            extra = {"sealed_frames": session.sealed_frames} if session.protection != "tls" else {}
+            extra = {"sealed_frames": session.sealed_frames} if self.config.auth == "kerberos" else {}
             return collector.result(session.pages, extra)

@@ -11,7 +11,6 @@ yes). Failures become `SourceError`s with a stable reason; no message holds a pa
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import socket
 import ssl
@@ -36,11 +35,17 @@ RESULT_SASL_BIND_IN_PROGRESS = 14
 RESULT_NO_SUCH_OBJECT = 32
 RESULT_INVALID_CREDENTIALS = 49
 # RFC 4752 section 3.1: security layer bit masks.
-LAYER_NONE = 1
+LAYER_NONE = 1  # never chosen: natt-audit does not use LDAP without protection
 LAYER_INTEGRITY = 2
 LAYER_CONFIDENTIALITY = 4
 CLIENT_MAX_BUFFER = 0x100000  # the largest sealed frame we accept (1 MiB; the Samba DC's own limit is 64 KiB)
 MAX_FRAME = 0xFFFFFF  # RFC 4752: buffer sizes are 3 octets; a bigger length is not a SASL frame
+# Windows DCs refuse a SASL signing/sealing layer inside LDAPS (LDAP error 00002029), Samba DCs require
+# one ("Sign or Seal are required", seen on Samba 4.17): no single GSSAPI-over-TLS bind suits both.
+KERBEROS_OVER_LDAPS = (
+    "auth: kerberos is supported over ldap://, where the session is sealed by Kerberos; over ldaps:// "
+    "Windows and Samba DCs disagree on the SASL layer: use ldap:// with kerberos, or ldaps:// with auth: simple"
+)
 EXTRA_LDAP = "pip install 'natt-audit[ldap]'"
 EXTRA_KERBEROS = "pip install 'natt-audit[ldap,kerberos]'"
 
@@ -171,20 +176,6 @@ def _tls_class(ldap3: Any) -> Any:
     return VerifiedTls
 
 
-def _channel_bindings(gssapi_mod: Any, tls_socket: ssl.SSLSocket) -> Any:
-    """Return RFC 5929 tls-server-end-point channel bindings for the DC's certificate."""
-    from cryptography import x509  # pyspnego's dependency, only needed here
-
-    der = tls_socket.getpeercert(binary_form=True)
-    if der is None:
-        return None
-    algorithm = x509.load_der_x509_certificate(der).signature_hash_algorithm
-    # RFC 5929 section 4.1: MD5 and SHA-1 certificates are hashed with SHA-256.
-    name = "sha256" if algorithm is None or algorithm.name in ("md5", "sha1") else algorithm.name
-    digest = hashlib.new(name, der).digest()
-    return gssapi_mod.raw.ChannelBindings(application_data=b"tls-server-end-point:" + digest)
-
-
 def _kerberos_failure(endpoint: Endpoint, bind: Bind, exc: Exception) -> SourceError:
     text = str(exc)
     who = f"principal {bind.username!r}" if bind.username else "the default principal"
@@ -215,7 +206,7 @@ class Session:
     def __init__(self, conn: Any, endpoint: Endpoint, protection: str) -> None:
         self._conn = conn
         self._endpoint = endpoint
-        self.protection = protection  # "tls" or "sasl-gssapi-sealed"
+        self.protection = protection  # "tls" (simple bind) or "sasl-gssapi-sealed" (Kerberos)
         self.pages = 0
 
     @property
@@ -304,27 +295,26 @@ def _connection_failure(endpoint: Endpoint, tls: Any, exc: Exception) -> SourceE
     return SourceError(endpoint.url, "unreachable", f"cannot connect to {endpoint.host} port {endpoint.port}: {exc}")
 
 
-def _gssapi_bind(conn: Any, endpoint: Endpoint, bind: Bind, *, seal: bool) -> SealedSocket | None:
-    """Bind with SASL GSSAPI (RFC 4752); with `seal`, install the confidentiality layer and return it."""
+def _gssapi_bind(conn: Any, endpoint: Endpoint, bind: Bind) -> SealedSocket:
+    """Bind with SASL GSSAPI (RFC 4752), install the confidentiality layer and return the sealed socket."""
     gssapi_mod = _import_gssapi()
     ldap3 = import_ldap3()
     from ldap3.protocol.sasl.sasl import send_sasl_negotiation  # type: ignore[import-untyped]
 
     flag = gssapi_mod.RequirementFlag
-    wanted = flag.mutual_authentication | flag.out_of_sequence_detection | flag.replay_detection
-    if seal:
-        wanted |= flag.integrity | flag.confidentiality
+    wanted = (
+        flag.mutual_authentication | flag.out_of_sequence_detection | flag.replay_detection
+        | flag.integrity | flag.confidentiality
+    )  # fmt: skip
     try:
         name = None
         if bind.username:
             name = gssapi_mod.Name(bind.username, gssapi_mod.NameType.kerberos_principal)
         creds = gssapi_mod.Credentials(name=name, usage="initiate")
         target = gssapi_mod.Name(f"ldap@{endpoint.server_name}", gssapi_mod.NameType.hostbased_service)
-        bindings = None if seal else _channel_bindings(gssapi_mod, conn.socket)
         context = gssapi_mod.SecurityContext(
-            name=target, creds=creds, usage="initiate", mech=gssapi_mod.MechType.kerberos,
-            flags=wanted, channel_bindings=bindings,
-        )  # fmt: skip
+            name=target, creds=creds, usage="initiate", mech=gssapi_mod.MechType.kerberos, flags=wanted
+        )
         conn.sasl_in_progress = True
         token: bytes | None = None
         while True:
@@ -335,17 +325,15 @@ def _gssapi_bind(conn: Any, endpoint: Endpoint, bind: Bind, *, seal: bool) -> Se
             token = result["saslCreds"]
             if context.complete:
                 break
-        if seal and not (context.actual_flags & flag.confidentiality and context.actual_flags & flag.integrity):
+        if not (context.actual_flags & flag.confidentiality and context.actual_flags & flag.integrity):
             raise SourceError(endpoint.url, "kerberos", "the Kerberos context offers no sealing; not continuing")
         offer = context.unwrap(token or b"").message
         if len(offer) != 4:
             raise SourceError(endpoint.url, "kerberos", "the DC sent a malformed SASL security-layer offer")
         layers, server_max = offer[0], int.from_bytes(offer[1:4], "big")
-        choice = LAYER_CONFIDENTIALITY if seal else LAYER_NONE
-        if not layers & choice:
-            what = "a sealed (confidential)" if seal else "an unprotected (TLS-protected)"
-            raise SourceError(endpoint.url, "kerberos", f"the DC does not offer {what} SASL layer")
-        reply = bytes([choice]) + (CLIENT_MAX_BUFFER if seal else 0).to_bytes(3, "big")
+        if not layers & LAYER_CONFIDENTIALITY:
+            raise SourceError(endpoint.url, "kerberos", "the DC does not offer a sealed (confidential) SASL layer")
+        reply = bytes([LAYER_CONFIDENTIALITY]) + CLIENT_MAX_BUFFER.to_bytes(3, "big")
         result = send_sasl_negotiation(conn, None, context.wrap(reply, False).message)
         if result["result"] != RESULT_SUCCESS:
             raise _bind_refused(endpoint, bind, result)
@@ -356,9 +344,8 @@ def _gssapi_bind(conn: Any, endpoint: Endpoint, bind: Bind, *, seal: bool) -> Se
     finally:
         conn.sasl_in_progress = False
     # RFC 4513 section 5.2.1.7: the layer takes effect right after the successful BindResponse.
-    sealed = SealedSocket(conn.socket, context, server_max) if seal else None
-    if sealed is not None:
-        conn.socket = sealed
+    sealed = SealedSocket(conn.socket, context, server_max)
+    conn.socket = sealed
     conn.bound = True
     return sealed
 
@@ -387,9 +374,11 @@ def _bind_refused(endpoint: Endpoint, bind: Bind, result: dict[str, Any]) -> Sou
 def open_session(endpoint: Endpoint, bind: Bind) -> Iterator[Session]:
     """Connect, protect and bind, yield the session, then unbind; raise SourceError by reason."""
     ldap3 = import_ldap3()
+    # Both also checked when the configuration is read; here so no caller can get around them.
     if not endpoint.tls and not bind.kerberos:
-        # Also checked when the configuration is read; here so no caller can send a password in clear.
         raise SourceError(endpoint.url, "insecure", "a simple bind over plain ldap:// is refused")
+    if endpoint.tls and bind.kerberos:
+        raise SourceError(endpoint.url, "unsupported", KERBEROS_OVER_LDAPS)
     tls = _tls_class(ldap3)(endpoint.ca_file, endpoint.server_name) if endpoint.tls else None
     server = ldap3.Server(
         endpoint.host, port=endpoint.port, use_ssl=endpoint.tls, tls=tls, get_info=ldap3.NONE,
@@ -415,7 +404,7 @@ def open_session(endpoint: Endpoint, bind: Bind) -> Iterator[Session]:
     session = Session(conn, endpoint, "tls" if endpoint.tls else "sasl-gssapi-sealed")
     try:
         if bind.kerberos:
-            _gssapi_bind(conn, endpoint, bind, seal=not endpoint.tls)
+            _gssapi_bind(conn, endpoint, bind)
         else:
             try:
                 bound = conn.bind(read_server_info=False)

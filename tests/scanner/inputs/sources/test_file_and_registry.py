@@ -60,7 +60,7 @@ def test_a_bad_file_is_a_source_error_with_every_problem(tmp_path: Path) -> None
 
 def test_the_registry_validates_by_type_and_opens_the_matching_source(tmp_path: Path) -> None:
     ldap = SOURCE_CONFIG.validate_python(
-        {"type": "ldap", "url": "ldaps://dc1.lab.test", "base": "DC=lab,DC=test", "ca_file": "ca.pem"}
+        {"type": "ldap", "url": "ldaps://dc1.lab.test", "auth": "simple", "base": "DC=lab,DC=test", "ca_file": "ca.pem"}
     )
     ansible = SOURCE_CONFIG.validate_python({"type": "ansible", "inventory": "hosts.ini", "group": "windows"})
     file = SOURCE_CONFIG.validate_python({"type": "file", "path": "hosts.yaml"})

@@ -24,7 +24,8 @@ from scanner.inputs.sources.ldap import (
 )
 from scanner.inputs.sources.ldapfilter import FilterSyntaxError, check_filter
 
-BASE = {"type": "ldap", "url": "ldaps://dc1.lab.test", "base": "DC=lab,DC=test"}
+BASE = {"type": "ldap", "url": "ldap://dc1.lab.test", "base": "DC=lab,DC=test"}
+SIMPLE = {"url": "ldaps://dc1.lab.test", "auth": "simple"}
 
 
 def config(**fields: Any) -> LdapSourceConfig:
@@ -56,7 +57,7 @@ def test_unknown_keys_are_refused_without_echoing_the_input() -> None:
 def test_a_simple_bind_over_plain_ldap_is_refused_at_load() -> None:
     message = refusal(url="ldap://dc1.lab.test", auth="simple", username="svc")
     assert "auth: simple over ldap:// would send the password in clear text" in message
-    assert config(url="ldaps://dc1.lab.test", auth="simple", username="svc").auth == "simple"
+    assert config(**SIMPLE, username="svc").auth == "simple"
 
 
 def test_kerberos_to_an_address_needs_the_dc_host_name() -> None:
@@ -73,6 +74,7 @@ def test_kerberos_to_an_address_needs_the_dc_host_name() -> None:
         ({"url": "ldaps://dc1/DC=lab,DC=test"}, "url is the DC only"),
         ({"url": "ldaps://dc1:99999"}, "url has an invalid port"),
         ({"url": "ldap://dc1", "ca_file": "ca.pem"}, "ca_file is only used with ldaps://"),
+        ({"url": "ldaps://dc1", "auth": "kerberos"}, "auth: kerberos is supported over ldap://"),
         ({"password_file": "pw"}, "password_file is only used with auth: simple"),
         ({"page_size": 1001}, "less than or equal to 1000"),
         ({"page_size": 0}, "greater than or equal to 1"),
@@ -209,23 +211,23 @@ def test_a_simple_bind_reads_its_password_before_connecting_from_file_or_environ
     secret = tmp_path / "ldap-password"
     secret.write_text("From-File-Passw0rd!\nsecond line ignored\n")
     os.chmod(secret, 0o600)
-    simple = config(auth="simple", username="svc@LAB.TEST", password_file="ldap-password")
+    simple = config(**SIMPLE, username="svc@LAB.TEST", password_file="ldap-password")
     bind = LdapSource(simple, environ={}, base_dir=tmp_path).bind()
     assert bind.password is not None and bind.password.get_secret_value() == "From-File-Passw0rd!"
     assert "From-File" not in repr(bind)
 
-    env = LdapSource(config(auth="simple", username="svc"), environ={ENV_PASSWORD: "From-Env!"}).bind()
+    env = LdapSource(config(**SIMPLE, username="svc"), environ={ENV_PASSWORD: "From-Env!"}).bind()
     assert env.password is not None and env.password.get_secret_value() == "From-Env!"
 
     with pytest.raises(SourceError) as missing:
-        LdapSource(config(auth="simple", username="svc"), environ={}).bind()
+        LdapSource(config(**SIMPLE, username="svc"), environ={}).bind()
     assert missing.value.reason == "credentials" and ENV_PASSWORD in str(missing.value)
 
     os.chmod(secret, 0o644)
     with pytest.raises(SourceError, match="chmod 600"):
         LdapSource(simple, environ={}, base_dir=tmp_path).bind()
     with pytest.raises(SourceError, match="needs a username"):
-        LdapSource(config(auth="simple"), environ={ENV_PASSWORD: "x"}).bind()
+        LdapSource(config(**SIMPLE), environ={ENV_PASSWORD: "x"}).bind()
 
 
 def test_a_closed_port_is_unreachable_without_a_dc(tmp_path: Path) -> None:
