@@ -26,7 +26,7 @@ def bench_module() -> ModuleType:
 
 def test_the_benchmark_loads_and_resolves_through_the_ldap_source_in_a_child(samba_dc: SambaDC) -> None:
     bench = bench_module()
-    bench.load(samba_dc, 1100, batch=600)  # two ldbadd transactions
+    assert bench.load(samba_dc, 1100, batch=600)[0] == 1100  # two ldbadd transactions
     measured = bench.measure(samba_dc, 1100, page_size=500, load_s=0.0)
     assert (measured.objects, measured.hosts, measured.pages) == (1100, 1045, 3)  # 1 in 20 disabled
     pairs = dict(item.split("=", 1) for item in measured.line().split(" "))
