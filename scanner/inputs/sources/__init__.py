@@ -14,8 +14,9 @@ from typing import Protocol
 
 from pydantic import ConfigDict, Field, StrictInt, StrictStr, model_validator
 
+from scanner.core.errors import NattError
 from scanner.core.models import AuthMethod, Frozen, Scheme, Target
-from scanner.inputs.inventory import HTTP_PORT, HTTPS_PORT, host_problem, show
+from scanner.inputs.inventory.validate import HTTP_PORT, HTTPS_PORT, host_problem, show
 
 MAX_SHOWN_PROBLEMS = 20
 SITE_TAG = "site"
@@ -29,7 +30,7 @@ class SourceKind(StrEnum):
     FILE = "file"
 
 
-class SourceError(Exception):
+class SourceError(NattError):
     """A source that cannot be resolved; `reason` is a short stable code, the text never holds a secret."""
 
     def __init__(self, origin: str, reason: str, problems: str | Iterable[str]) -> None:

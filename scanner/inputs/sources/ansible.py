@@ -25,8 +25,8 @@ from typing import Any, Literal
 from pydantic import Field, StrictFloat, StrictInt, StrictStr, model_validator
 
 from scanner.core.models import AuthMethod, Scheme
-from scanner.core.textsafe import one_line
-from scanner.inputs.inventory import show
+from scanner.core.sanitize import one_line
+from scanner.inputs.inventory.validate import show
 from scanner.inputs.sources import (
     HostEntry,
     Provenance,

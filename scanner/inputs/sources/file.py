@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field, StrictStr
 
-from scanner.inputs.inventory import HTTP_PORT, InventoryError, load_inventory
+from scanner.inputs.inventory import InventoryError, load_inventory
+from scanner.inputs.inventory.validate import HTTP_PORT
 from scanner.inputs.sources import (
     HostEntry,
     Provenance,

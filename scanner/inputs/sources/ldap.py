@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
-from scanner.inputs.inventory import host_problem
+from scanner.inputs.inventory.validate import host_problem
 from scanner.inputs.sources import (
     HostEntry,
     OsFacts,
