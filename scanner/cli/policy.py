@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from rules.evaluate import compile_policies, evaluate_facts
 from rules.facts import example_facts
+from rules.fixcheck import check_fixes
 from rules.loader import BUILTINS, builtin_policy, load_policy
 from rules.models import Policy, PolicyError
 from scanner.core.exitcodes import ExitCode
@@ -158,4 +159,14 @@ def run_test(specs: Sequence[str], out: TextIO | None = None, err: TextIO | None
         )
     rules = len({(o.policy, o.rule_id) for o in outcomes})
     out.write(f"{len(outcomes) - len(wrong)}/{len(outcomes)} examples as expected in {rules} rules\n")
-    return ExitCode.USAGE if wrong else ExitCode.OK
+    fixes = check_fixes(policies)  # each fix must make its rule's fail examples stop failing
+    unfixed = [f for f in fixes if not f.ok]
+    for f in unfixed:
+        err.write(
+            f"FAIL {f.rule_id} fix on examples.fail[{f.index}] ({f.policy}): still {f.status}: "
+            f"{one_line(f.message)}\n"
+        )
+    if fixes:
+        simulated = [f for f in fixes if f.status is not None]
+        out.write(f"{len(simulated) - len(unfixed)}/{len(simulated)} fail examples fixed by their rule's fix\n")
+    return ExitCode.USAGE if wrong or unfixed else ExitCode.OK
