@@ -202,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     from scanner.cli import export as export_cli
     from scanner.cli import history as history_cli
     from scanner.cli import policy as policy_cli
+    from scanner.cli import remediate as remediate_cli
     from scanner.lab import cli as lab_cli
 
     parser = _Parser(prog="natt-audit", description=__doc__)
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy_cli.register(sub)
     history_cli.register(sub)
     export_cli.register(sub)
+    remediate_cli.register(sub)
     return parser
 
 
@@ -304,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from scanner.cli import policy as policy_cli
 
             return policy_cli.run(args)
-        if args.command in ("export", "ship"):
+        if args.command in ("export", "ship", "remediate"):
             return int(args.func(args))
     except UsageError as exc:
         sys.stderr.write(f"natt-audit: error: {inert_lines(str(exc))}\n")
