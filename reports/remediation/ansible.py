@@ -17,6 +17,7 @@ from typing import Final
 
 from reports.remediation.plan import DeleteValue, HostPlan, Observed, RemediationPlan, SetValue
 from reports.remediation.text import header_lines
+from scanner.inputs.inventory import host_problem
 
 PLAYBOOK: Final = "natt-remediate.yml"
 INVENTORY: Final = "inventory.yml"
@@ -172,6 +173,16 @@ def host_vars(host: HostPlan) -> dict[str, Node]:
     }
 
 
+def inventory_name(name: str) -> str:
+    """Return a host name as an inventory key; refuse one Ansible would read as a pattern or range."""
+    # The plan model already holds names to host names and IP literals; a plan built around it
+    # (model_construct) must still not turn `web[1:9]` or `a,b` into other hosts of the inventory.
+    problem = host_problem(name)
+    if problem is not None:
+        raise ValueError(f"{name!a} {problem}: not an inventory host name")
+    return yaml_quote(name)[0]
+
+
 def render_inventory(plan: RemediationPlan) -> str:
     """Return the inventory: one group, the planned hosts, their natt_* variables."""
     lines = ["---", *(f"# {line}" for line in header_lines(plan))]
@@ -187,7 +198,7 @@ def render_inventory(plan: RemediationPlan) -> str:
         "      hosts:" + ("" if plan.hosts else " {}"),
     ]
     for host in plan.hosts:
-        lines.append(f"        {yaml_quote(host.name)[0]}:")  # a host name or IP literal: one line
+        lines.append(f"        {inventory_name(host.name)}:")
         lines.extend(emit(host_vars(host), 10))
     return "\n".join(lines) + "\n"
 

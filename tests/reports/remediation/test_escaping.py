@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
+import pytest
 import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -130,3 +131,34 @@ def test_host_text_reaches_the_script_as_data(text: str) -> None:
     expected = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
     assert evaluate(expression) == expected
 
+
+
+def with_name(name: str) -> RemediationPlan:
+    """Return the sample plan with its first host renamed, bypassing the model's own name check."""
+    first = PLAN.hosts[0]
+    forged = first.model_construct(**{**dict(first), "name": name})
+    return PLAN.model_copy(update={"hosts": [forged, *PLAN.hosts[1:]]})
+
+
+HOSTILE_NAMES = ["x'; Remove-Item C:\\ -Recurse #", "web[1:9]", "a,b", "{{ lookup('pipe','id') }}", "h\n- evil"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(ANY_TEXT)
+@example(HOSTILE_NAMES[0])
+def test_a_forged_host_name_is_data_in_the_script(name: str) -> None:
+    script = powershell.render(with_name(name))
+    [line] = [line for line in script.splitlines() if line.startswith("        Name    = ")][:1]
+    expected = name.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    assert evaluate(line.split("= ", 1)[1]) == expected
+
+
+def test_a_forged_host_name_never_reaches_the_inventory_or_a_filter() -> None:
+    for name in HOSTILE_NAMES:
+        plan = with_name(name)
+        with pytest.raises(ValueError, match="not an inventory host name"):
+            ansible.render_inventory(plan)
+        with pytest.raises(ValueError, match="cannot be targeted"):
+            gpo.render(plan)
+        _, entries = parse_reg(reg.write(plan)[f"{plan.hosts[0].change_set}.reg"])  # a comment only
+        assert all(e.name == "AssumeUDPEncapsulationContextOnSendRule" for e in entries)
