@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.labfixture import start_lab  # noqa: E402
+from tests.peers.lab import start_lab  # noqa: E402
 
 FAULTS = (
     "refuse",

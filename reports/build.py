@@ -1,15 +1,21 @@
-"""Assemble the ScanReport from observations and rule results, and derive the exit code."""
+"""Assemble a report from observations and rule results, one host at a time, and its exit code.
+
+`ReportAssembly` is the one assembly path: the engine (scanner/engine/run.py) feeds it each host
+as it finishes, and the tests feed it hand-built or evaluated hosts through the same calls.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 
-from reports.model import HostReport, ScanInfo, ScanReport, Summary, Tool
+from reports.hosts import Hosts, HostSink
+from reports.hosts import host_sort_key as host_sort_key  # the ordering key, re-exported for callers
+from reports.model import HostReport, ReportHeader, ScanInfo, Summary, Tool, WaiversSection
 from scanner.core.exitcodes import ExitCode, combine
 from scanner.core.models import HostError, Observation, Stage
 from scanner.core.results import RuleResult, Severity, Status, worst
-from scanner.core.semantics import assess
+from scanner.core.semantics import Setting
 
 # Keys of Summary.modes, always all present and in this order so the JSON shape never varies.
 MODE_KEYS: tuple[str, ...] = ("0", "1", "2", "unknown", "not_applicable")
@@ -28,11 +34,6 @@ _INCOMPLETE_OBSERVATION = HostError(
 )
 
 
-def host_sort_key(name: str) -> tuple[str, str]:
-    """Return the ordering key of a host name: case-insensitive first, then exact."""
-    return (name.casefold(), name)
-
-
 def coverage_of(read: int, total: int) -> float:
     """Return read/total rounded down to 4 decimals; 0.0 for an empty inventory.
 
@@ -44,10 +45,13 @@ def coverage_of(read: int, total: int) -> float:
     return (read * _COVERAGE_SCALE // total) / _COVERAGE_SCALE
 
 
-def host_report(observation: Observation, results: Sequence[RuleResult]) -> HostReport:
-    """Return one host's report entry: its facts, setting and results ordered by rule id."""
+def host_report(observation: Observation, results: Sequence[RuleResult], setting: Setting | None) -> HostReport:
+    """Return one host's report entry: its facts, its `setting` and its results ordered by rule id.
+
+    `setting` is `assess(observation)`, computed once by the caller and also given to the rules
+    (rules/evaluate.py: `evaluate(..., setting=)`), so a host is assessed once.
+    """
     target = observation.target
-    setting = assess(observation)
     error = observation.error
     if error is None and setting is None:
         error = _INCOMPLETE_OBSERVATION
@@ -69,37 +73,51 @@ def host_report(observation: Observation, results: Sequence[RuleResult]) -> Host
     )
 
 
-def build_report(
-    observations: Sequence[Observation],
-    results: Mapping[str, Sequence[RuleResult]],
-    scan: ScanInfo,
-    *,
-    tool_version: str,
-) -> ScanReport:
-    """Build the deterministic report: hosts by name, results by rule id, headline counts.
+class ReportAssembly:
+    """Turn observations and their results into a report's hosts, header and exit code.
 
-    `results` is keyed by target name. Raises ValueError when two observations share a name or
-    when results name a host not in `observations` (both are caller bugs: the inventory already
-    refuses duplicate hosts, case-insensitively).
+    Each host goes to `sink` (a disk spill in a scan, memory in tests) as it is added; only
+    running counts (`Tally`) and the names seen stay here, so memory does not grow with the
+    hosts' content (docs/performance.md, "Memory").
     """
-    names: set[str] = set()
-    for observation in observations:
+
+    def __init__(self, sink: HostSink) -> None:
+        self.sink = sink
+        self.tally = Tally()
+        self._names: set[str] = set()
+
+    def add(self, observation: Observation, results: Sequence[RuleResult], *, setting: Setting | None) -> HostReport:
+        """Add one host; raise ValueError when a host of that name was already added.
+
+        Two hosts of one name would be one row in history and one identity in drift; the
+        inventory already refuses duplicates (case-insensitively), so this is a caller bug.
+        """
         name = observation.target.name
-        if name in names:
-            # results are keyed by name: two hosts of one name would share (and swap) results.
+        if name in self._names:
             raise ValueError(f"duplicate host in observations: {name!r}")
-        names.add(name)
-    unknown = sorted(set(results) - names)
-    if unknown:
-        raise ValueError(f"results for hosts that were not observed: {unknown[:5]!r}")
+        self._names.add(name)
+        host = host_report(observation, results, setting)
+        self.sink.append(host, observation)
+        self.tally.add(host)
+        return host
 
-    hosts = [host_report(o, results.get(o.target.name, ())) for o in observations]
-    hosts.sort(key=lambda h: host_sort_key(h.name))
+    def hosts(self) -> Hosts:
+        """Return the hosts added so far, in report order (by name)."""
+        return self.sink.by_name()
 
-    tally = Tally()
-    for host in hosts:
-        tally.add(host)
-    return ScanReport(tool=Tool(version=tool_version), scan=scan, summary=tally.summary(), hosts=hosts)
+    def header(
+        self,
+        scan: ScanInfo,
+        *,
+        tool_version: str,
+        waivers: WaiversSection | None = None,
+    ) -> ReportHeader:
+        """Return the report header: the scan, the headline counts of every host added, the waivers."""
+        return ReportHeader(tool=Tool(version=tool_version), scan=scan, summary=self.tally.summary(), waivers=waivers)
+
+    def exit_code(self, *, interrupted: bool, fail_on: Severity, min_coverage: float) -> ExitCode:
+        """Return the exit code of the hosts added so far (`exit_code_of`)."""
+        return exit_code_of(self.tally, interrupted=interrupted, fail_on=fail_on, min_coverage=min_coverage)
 
 
 class Tally:
@@ -154,7 +172,7 @@ def is_covered(host: HostReport) -> bool:
     )
 
 
-def exit_code(report: ScanReport, *, fail_on: Severity, min_coverage: float) -> ExitCode:
+def exit_code_of(tally: Tally, *, interrupted: bool, fail_on: Severity, min_coverage: float) -> ExitCode:
     """Return the process exit code by the README precedence 130 > 2 > 3 > 1 > 0.
 
     INTERRUPTED when the scan was interrupted; INCOMPLETE when the exact fraction of covered
@@ -162,14 +180,6 @@ def exit_code(report: ScanReport, *, fail_on: Severity, min_coverage: float) -> 
     nothing); FINDINGS when a result is `fail` at or above `fail_on` (waived never counts).
     USAGE never comes from a report: a bad `min_coverage` raises ValueError for the CLI to map.
     """
-    tally = Tally()
-    for host in report.hosts:
-        tally.add(host)
-    return exit_code_of(tally, interrupted=report.scan.interrupted, fail_on=fail_on, min_coverage=min_coverage)
-
-
-def exit_code_of(tally: Tally, *, interrupted: bool, fail_on: Severity, min_coverage: float) -> ExitCode:
-    """Return the exit code of `exit_code` from running counts (a streamed scan's)."""
     if not 0.0 <= min_coverage <= 1.0:
         raise ValueError(f"min_coverage must be between 0 and 1, got {min_coverage!r}")
     codes: list[ExitCode] = [ExitCode.OK]

@@ -1,16 +1,17 @@
-"""Flatten a ScanReport into one record per (host, rule) result: the unit every SIEM export sends."""
+"""Flatten a report into one record per (host, rule) result: the unit every SIEM export sends."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import re
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from reports.lifecycle import drift_events
-from reports.model import HostReport, ScanReport
+from reports.model import HostReport, ReportHeader
 from scanner.core.models import VALUE_NAME, Frozen
 from scanner.core.results import RuleResult, Severity, Status, event_uid, finding_uid
+from scanner.core.sanitize import json_text
 
 HIVE = "HKLM"
 # A host with no rule result at all (unread before any rule ran, or no rule applied) still reaches
@@ -19,32 +20,13 @@ HOST_RULE_ID = "HOST-READ"
 HOST_RULE_TITLE = "Host could be read and assessed"
 HOST_RULE_SEVERITY = Severity.HIGH
 
-# Characters valid raw inside a JSON string that are harmful when a file is viewed: C1 controls,
-# DEL, bidi/zero-width/format characters, line separators, lone surrogates (same class as the
-# `json` report). They are written as \uXXXX so a JSON parser gets the host text back exactly.
-_JSON_UNSAFE = re.compile(
-    "[\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
-    "\u2028-\u202e\u2060-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
-    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
-    "\U000e0001\U000e0020-\U000e007f]"
-)
-
-
-def _json_escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if code > 0xFFFF:  # astral: a UTF-16 surrogate pair (RFC 8259 section 7)
-        code -= 0x10000
-        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
-    return f"\\u{code:04x}"
-
-
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 
 
 def json_line(value: JsonValue) -> str:
     """Return `value` as one line of compact JSON (no raw newline), inert when viewed."""
     text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return _JSON_UNSAFE.sub(_json_escape, text)
+    return json_text(text)
 
 
 def clean(text: str) -> str:
@@ -166,7 +148,7 @@ def _host_results(host: HostReport) -> list[RuleResult]:
     ]
 
 
-def _finding(report: ScanReport, host: HostReport, result: RuleResult) -> Finding:
+def _finding(report: ReportHeader, host: HostReport, result: RuleResult) -> Finding:
     scan = report.scan
     setting = host.setting
     fuid = finding_uid(result.rule_id, host.name)
@@ -210,7 +192,7 @@ def _finding(report: ScanReport, host: HostReport, result: RuleResult) -> Findin
     )
 
 
-def _activities(report: ScanReport) -> dict[str, int] | None:
+def _activities(report: ReportHeader) -> dict[str, int] | None:
     """Return finding_uid -> OCSF activity from the report's drift, None without a previous scan."""
     if report.drift is None:
         return None
@@ -218,15 +200,19 @@ def _activities(report: ScanReport) -> dict[str, int] | None:
     return {e.finding_uid: int(e.activity_id) for e in drift_events(report.drift)}
 
 
-def flatten(report: ScanReport) -> list[Finding]:
-    """Return one Finding per (host, rule) result in report order: hosts by name, rules by id."""
-    activities = _activities(report)
-    findings = [_finding(report, host, result) for host in report.hosts for result in _host_results(host)]
-    if activities is None:
-        return findings
-    # With history, a finding's lifecycle is known: Create/Update/Close from the drift, and an
-    # unchanged open finding is an Update of itself, an unchanged passing one a Close (docs/siem.md#ocsf).
-    return [f.model_copy(update={"activity_id": activities.get(f.finding_uid, _STEADY[f.status])}) for f in findings]
+def flatten(header: ReportHeader, hosts: Iterable[HostReport]) -> Iterator[Finding]:
+    """Yield one Finding per (host, rule) result in report order (hosts by name, rules by id), host by host."""
+    activities = _activities(header)
+    for host in hosts:
+        for result in _host_results(host):
+            finding = _finding(header, host, result)
+            if activities is not None:
+                # With history, a finding's lifecycle is known: Create/Update/Close from the drift,
+                # and an unchanged open finding is an Update of itself, an unchanged passing one a
+                # Close (docs/siem.md#ocsf).
+                activity = activities.get(finding.finding_uid, _STEADY[finding.status])
+                finding = finding.model_copy(update={"activity_id": activity})
+            yield finding
 
 
 def to_record(finding: Finding) -> dict[str, JsonValue]:

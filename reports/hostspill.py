@@ -2,8 +2,9 @@
 
 A 10,000-host scan held every `Observation`, `RuleResult` and `HostReport` until the report was
 written (about 18 KB per host, docs/performance.md). The spill appends each host as it finishes
-and keeps only its offsets, name and status rank in memory (well under 200 bytes per host);
-`HostList` then reads the hosts back one at a time, in report order or worst-first.
+and keeps only its offsets, name, status rank and read flag in memory (well under 200 bytes per
+host); `SpilledHosts`, the production `Hosts` (reports/hosts.py), then reads the hosts back one at
+a time, in report order or worst-first.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import os
 import tempfile
 import threading
 from array import array
-from collections.abc import Callable, Iterator
-from typing import IO, Any, SupportsIndex, overload
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
 
+from reports.hosts import host_sort_key
 from reports.model import HostReport
+from scanner.core.models import Observation
 from scanner.core.results import STATUS_RANK, Status
 
 log = logging.getLogger("natt_audit")
@@ -48,6 +51,7 @@ class HostSpill:
         self._host_len = array("l")
         self._obs_len = array("l")  # the observation line follows its host line; -1: none
         self.rank = array("b")
+        self.was_read = array("b")  # 1: the host was read (has a setting)
         self.names: list[str] = []
 
     def __len__(self) -> int:
@@ -70,15 +74,16 @@ class HostSpill:
             del self._buffer[:written]
             self._flushed += written
 
-    def append(self, host: HostReport, observation_json: str | None) -> None:
+    def append(self, host: HostReport, observation: Observation | None) -> None:
         """Write one host (and the JSON of its observation, when there is one) to the spill."""
         line = host.model_dump_json().encode("utf-8") + b"\n"
-        extra = observation_json.encode("utf-8") + b"\n" if observation_json is not None else b""
+        extra = observation.model_dump_json().encode("utf-8") + b"\n" if observation is not None else b""
         with self._lock:
             self._host_at.append(self._flushed + len(self._buffer))
             self._host_len.append(len(line) - 1)
             self._obs_len.append(len(extra) - 1 if extra else -1)
             self.rank.append(-STATUS_RANK[host.status])  # negated: worst sorts first
+            self.was_read.append(host.setting is not None)
             self.names.append(host.name)
             self._buffer += line
             self._buffer += extra
@@ -111,15 +116,10 @@ class HostSpill:
             return None
         return self._read(self._host_at[index] + self._host_len[index] + 1, length).decode("utf-8")
 
-    def ordered(self, key: Callable[[int], Any]) -> HostList:
-        """Return the hosts as a lazy list sorted by `key(index)`."""
-        order = array("l", sorted(range(len(self.names)), key=key))
-        return HostList(self, order)
-
-    def by_name(self, sort_key: Callable[[str], Any]) -> HostList:
-        """Return the hosts sorted by `sort_key(name)`."""
+    def by_name(self) -> SpilledHosts:
+        """Return every host appended so far, in report order (by `host_sort_key` of the name)."""
         names = self.names
-        return self.ordered(lambda i: sort_key(names[i]))
+        return SpilledHosts(self, array("l", sorted(range(len(names)), key=lambda i: host_sort_key(names[i]))))
 
     def close(self) -> None:
         """Close (and so delete) the spill file."""
@@ -130,84 +130,50 @@ class HostSpill:
         self._buffer = bytearray()
 
 
-class HostList(list[HostReport]):
-    """A read-only list of host reports backed by a `HostSpill`: each host is read when used.
-
-    It subclasses `list` so `ScanReport.hosts` keeps its type for isinstance checks and the
-    renderers; the list storage itself stays empty. Build the report with
-    `ScanReport.model_construct` (validation would copy every host into a real list). pydantic's
-    model_dump reads list storage directly, so ScanReport serialises `hosts` by iterating (correct,
-    but it loads every host); the renderers stream with `to_plain`/`json_chunks` instead.
-    """
+class SpilledHosts:
+    """The hosts of a `HostSpill` in a given order (indexes into it): each is read when used."""
 
     def __init__(self, spill: HostSpill, order: array[int]) -> None:
-        super().__init__()
-        self.spill = spill
-        self.order = order
+        self._spill = spill
+        self._order = order
 
     def __len__(self) -> int:
-        return len(self.order)
-
-    def __bool__(self) -> bool:
-        return len(self.order) > 0
+        return len(self._order)
 
     def __iter__(self) -> Iterator[HostReport]:
-        for index in self.order:
-            yield self.spill.host(index)
-
-    def __reversed__(self) -> Iterator[HostReport]:
-        for index in reversed(self.order):
-            yield self.spill.host(index)
-
-    @overload
-    def __getitem__(self, item: SupportsIndex) -> HostReport: ...
-
-    @overload
-    def __getitem__(self, item: slice) -> list[HostReport]: ...
-
-    def __getitem__(self, item: SupportsIndex | slice) -> HostReport | list[HostReport]:
-        if isinstance(item, slice):
-            return [self.spill.host(index) for index in self.order[item]]
-        return self.spill.host(self.order[item])
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, list):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-        return NotImplemented
-
-    __hash__ = None
+        spill = self._spill
+        return (spill.host(index) for index in self._order)
 
     def __repr__(self) -> str:
-        return f"HostList({len(self)} hosts on disk)"
+        return f"SpilledHosts({len(self._order)} hosts on disk)"
 
-    def names(self) -> Iterator[str]:
-        """Yield the host names in this list's order, without reading the hosts."""
-        for index in self.order:
-            yield self.spill.names[index]
+    def _view(self, order: Iterable[int]) -> SpilledHosts:
+        return SpilledHosts(self._spill, array("l", order))
+
+    def ordered(self, key: Callable[[str], Any]) -> SpilledHosts:
+        """Return the same hosts sorted by `key(name)` (stable), without reading them."""
+        names = self._spill.names
+        return self._view(sorted(self._order, key=lambda i: key(names[i])))
+
+    def worst_first(self, *, skip: Status | None = None) -> SpilledHosts:
+        """Return the hosts worst status first, then by name; without those of status `skip`."""
+        names, rank = self._spill.names, self._spill.rank
+        skipped = -STATUS_RANK[skip] if skip is not None else None
+        kept = [i for i in self._order if rank[i] != skipped]
+        return self._view(sorted(kept, key=lambda i: (rank[i], host_sort_key(names[i]))))
+
+    def count(self, status: Status) -> int:
+        """Return how many hosts have `status`, without reading them."""
+        rank, wanted = self._spill.rank, -STATUS_RANK[status]
+        return sum(1 for index in self._order if rank[index] == wanted)
+
+    def read_count(self) -> int:
+        """Return how many hosts were read (have a setting), without reading them."""
+        was_read = self._spill.was_read
+        return sum(was_read[index] for index in self._order)
 
     def with_observations(self) -> Iterator[tuple[HostReport, str | None]]:
         """Yield each host with the JSON of its raw observation (None when not kept)."""
-        for index in self.order:
-            yield self.spill.host(index), self.spill.observation_json(index)
-
-    def worst_first(self, sort_key: Callable[[str], Any]) -> HostList:
-        """Return the same hosts worst status first, then by `sort_key(name)`."""
-        names, rank = self.spill.names, self.spill.rank
-        return HostList(self.spill, array("l", sorted(self.order, key=lambda i: (rank[i], sort_key(names[i])))))
-
-    def count_status(self, status: Status) -> int:
-        """Return how many hosts of this list have `status`, without reading them."""
-        rank = self.spill.rank
-        wanted = -STATUS_RANK[status]
-        return sum(1 for index in self.order if rank[index] == wanted)
-
-    def without(self, status: Status) -> HostList:
-        """Return this list minus the hosts that have `status`, without reading them."""
-        rank = self.spill.rank
-        wanted = -STATUS_RANK[status]
-        return HostList(self.spill, array("l", (index for index in self.order if rank[index] != wanted)))
-
-    def reordered(self, sort_key: Callable[[str], Any]) -> HostList:
-        """Return the same hosts sorted by `sort_key(name)`."""
-        names = self.spill.names
-        return HostList(self.spill, array("l", sorted(self.order, key=lambda i: sort_key(names[i]))))
+        spill = self._spill
+        for index in self._order:
+            yield spill.host(index), spill.observation_json(index)

@@ -1,8 +1,13 @@
-"""The report document every renderer reads. Deterministic: hosts by name, results by rule id."""
+"""The report's models: a header (`ReportHeader`) and one `HostReport` per host, hosts by name.
+
+A report is a header plus a stream of host reports (reports/hosts.py); `ReportDocument` is the
+two together as the JSON file holds them, used only to read a saved report and to derive the JSON
+Schema (reports/schema.py).
+"""
 
 from __future__ import annotations
 
-from pydantic import Field, field_serializer
+from pydantic import Field
 
 from scanner.core.models import Frozen, HostError, OsInfo
 from scanner.core.results import RuleResult, Severity, Status
@@ -118,22 +123,41 @@ class Drift(Frozen):
     left: list[str]  # hosts in the previous scan's inventory, not in this one's
 
 
-class ScanReport(Frozen):
-    """The whole report: what `-f json` writes and what every other renderer reads."""
+class ReportHeader(Frozen):
+    """Everything in a report except its hosts: what every renderer reads before the hosts."""
+
+    schema_version: str = SCHEMA_VERSION
+    tool: Tool
+    scan: ScanInfo
+    summary: Summary
+    # Optional so reports written before history existed still validate; null on a first scan,
+    # without a history database, or when no earlier scan of this inventory is recorded.
+    drift: Drift | None = None
+    waivers: WaiversSection | None = None  # present when the scan ran with --waivers
+
+
+class ReportDocument(Frozen):
+    """The JSON report as a file holds it (`-f json`): its field order is the file's key order.
+
+    Only for reading a saved report (reports/hosts.py: `parse_report`) and for the JSON Schema; a
+    scan never builds one, since that would hold every host in memory.
+    """
 
     schema_version: str = SCHEMA_VERSION
     tool: Tool
     scan: ScanInfo
     summary: Summary
     hosts: list[HostReport]
-    # Optional so reports written before history existed still validate; null on a first scan,
-    # without a history database, or when no earlier scan of this inventory is recorded.
     drift: Drift | None = None
-    waivers: WaiversSection | None = None  # present when the scan ran with --waivers
+    waivers: WaiversSection | None = None
 
-    @field_serializer("hosts")
-    def _serialize_hosts(self, hosts: list[HostReport]) -> list[HostReport]:
-        # A scan's hosts may be a HostList backed by a disk spill (reports/hostspill.py) whose list
-        # storage is empty; pydantic would read that storage and silently drop every host.
-        # Iterating is always correct (the renderers stream with json_chunks instead).
-        return list(hosts)
+    def header(self) -> ReportHeader:
+        """Return the document without its hosts."""
+        return ReportHeader(
+            schema_version=self.schema_version,
+            tool=self.tool,
+            scan=self.scan,
+            summary=self.summary,
+            drift=self.drift,
+            waivers=self.waivers,
+        )

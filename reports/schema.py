@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from reports.build import MODE_KEYS
-from reports.model import SCHEMA_VERSION, ScanReport
+from reports.model import SCHEMA_VERSION, ReportDocument
 from scanner.core.results import Status
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -41,7 +41,7 @@ def _counts_object(keys: tuple[str, ...], description: str) -> dict[str, Any]:
 
 def report_json_schema() -> dict[str, Any]:
     """Return the JSON Schema every `-f json` report validates against."""
-    schema: dict[str, Any] = ScanReport.model_json_schema(mode="serialization")
+    schema: dict[str, Any] = ReportDocument.model_json_schema(mode="serialization")
     _require_all_properties(schema)
     defs = schema["$defs"]
     # Tighten what the models only say in comments (reports/model.py, reports/build.py).

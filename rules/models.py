@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from rules.remediation import Fix
+from scanner.core.errors import NattError
 from scanner.core.results import Severity
 from scanner.core.semantics import Integrity, OsFamily
 
@@ -28,7 +29,7 @@ RULE_ID = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 MAX_REGEX = 512  # patterns are policy-author text, but keep them small enough to review
 
 
-class PolicyError(Exception):
+class PolicyError(NattError):
     """A policy (set) that cannot be used: unknown name, unresolved override, duplicate rule id, cycle."""
 
     def __init__(

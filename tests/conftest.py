@@ -7,6 +7,9 @@ import tempfile
 
 import pytest
 
+# Fixtures shared across test folders (only the root conftest may register plugins).
+pytest_plugins = ["tests.peers.hostile_lab"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Give this test process its own XDG state folder.

@@ -11,15 +11,16 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import SecretStr
 
+from scanner.core.errors import NattError
 from scanner.core.models import Frozen
-from scanner.core.textsafe import one_line
+from scanner.core.sanitize import one_line
 
 TOKEN_ENV = "NATT_AUDIT_HEC_TOKEN"  # noqa: S105 - the variable name, not a secret
 # A token is 36 characters; anything beyond this is not a token file.
 _TOKEN_FILE_LIMIT = 4096
 
 
-class DestinationError(ValueError):
+class DestinationError(NattError, ValueError):
     """A DEST that cannot be used; the message never repeats a secret."""
 
 

@@ -19,7 +19,7 @@ from reports.export.destinations import Destination, Kind
 from reports.export.syslog import full_jitter
 from reports.findings import Finding, JsonValue
 from reports.formats import hec as hec_format
-from scanner.core.textsafe import one_line
+from scanner.core.sanitize import one_line
 
 # docs/siem.md#hec-delivery: retry on 8 (internal error), 9 (busy), 18-20 (unhealthy); never on 1-7 or
 # 10-16. Of those, 1-4 are token problems: every batch would fail the same way, so the run stops

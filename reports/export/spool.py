@@ -14,13 +14,14 @@ from pydantic import ValidationError
 from reports.export.destinations import Destination
 from reports.findings import Finding, JsonValue, from_record, json_line, to_record
 from scanner.core.atomic import write_atomic
+from scanner.core.errors import NattError
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ACKED, DEAD = "A", "D"
 
 
-class SpoolError(Exception):
+class SpoolError(NattError):
     """The spool cannot be written or read (disk full, permissions, a damaged file)."""
 
 

@@ -14,7 +14,9 @@ from reports.export.destinations import Destination, Kind
 from reports.findings import Finding
 from reports.formats import cef, jsonl
 from scanner.core.results import Severity
-from scanner.core.textsafe import one_line
+from scanner.core.sanitize import one_line, syslog_msg
+from scanner.core.sanitize import sd_param as sd_escape
+from scanner.core.sanitize import syslog_header as header_token
 
 APP_NAME = "natt-audit"
 SD_ID = "natt@32473"  # private SD-ID: name@PEN, 32473 is the documentation PEN (RFC 5612)
@@ -32,18 +34,6 @@ HOSTNAME_LIMIT = 255
 
 class SyslogError(Exception):
     """A syslog destination could not take the messages."""
-
-
-def sd_escape(value: str) -> str:
-    """Escape an SD-PARAM value: `\\`, `"` and `]` (RFC 5424 6.3.3); CR/LF as `\\r`/`\\n` (no raw newline)."""
-    value = value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
-    return value.replace("\n", "\\n").replace("\r", "\\r")
-
-
-def header_token(value: str, limit: int) -> str:
-    """Return a header field of printable US-ASCII (33-126) only, or NILVALUE when nothing is left."""
-    token = "".join(ch if 33 <= ord(ch) <= 126 else "_" for ch in value)[:limit]
-    return token or "-"
 
 
 def timestamp(rfc3339: str) -> str:
@@ -78,8 +68,7 @@ def format_message(
         f"{header_token(procid, 128)} {header_token(finding.rule_id, MSGID_LIMIT)} "
         f"{structured_data(finding)} {body}"
     )
-    # Every part above escapes CR/LF already; this is the guarantee, not the mechanism.
-    return line.replace("\r", "\\r").replace("\n", "\\n").encode("utf-8")
+    return syslog_msg(line).encode("utf-8")
 
 
 def octet_frame(message: bytes) -> bytes:

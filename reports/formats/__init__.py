@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TextIO
 
 from reports.formats import cef, csv_report, ecs, hec, html_report, jsonl, junit, ocsf
 from reports.formats.console import render_console
 from reports.formats.json_report import render_json
-from reports.model import ScanReport
+from reports.hosts import Hosts
+from reports.model import ReportHeader
 from scanner.core.formats import Format
 
 
 class Renderer(Protocol):
-    """A pure function from a report to its text in one format."""
+    """A pure function from a report (header and hosts) to its text in one format, written to `out`."""
 
-    def __call__(self, report: ScanReport, *, color: bool, width: int | None = None) -> str: ...
+    def __call__(
+        self, header: ReportHeader, hosts: Hosts, out: TextIO, *, color: bool, width: int | None = None
+    ) -> None: ...
 
 
-def _plain(fn: Callable[[ScanReport], str]) -> Renderer:
+def _plain(fn: Callable[[ReportHeader, Hosts, TextIO], None]) -> Renderer:
     """Adapt a renderer that has no terminal options (colour, width) to the common signature."""
 
-    def render(report: ScanReport, *, color: bool, width: int | None = None) -> str:
-        return fn(report)
+    def render(header: ReportHeader, hosts: Hosts, out: TextIO, *, color: bool, width: int | None = None) -> None:
+        fn(header, hosts, out)
 
     return render
 
@@ -41,6 +44,8 @@ RENDERERS: dict[Format, Renderer] = {
 }
 
 
-def render(report: ScanReport, fmt: Format, *, color: bool, width: int | None = None) -> str:
-    """Return the report rendered in `fmt`; `color`/`width` matter only to terminal formats."""
-    return RENDERERS[fmt](report, color=color, width=width)
+def render(
+    header: ReportHeader, hosts: Hosts, fmt: Format, out: TextIO, *, color: bool, width: int | None = None
+) -> None:
+    """Write the report in `fmt` to `out`; `color`/`width` matter only to terminal formats."""
+    RENDERERS[fmt](header, hosts, out, color=color, width=width)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TextIO
+
 from reports.findings import Finding, flatten
-from reports.model import ScanReport
+from reports.model import HostReport, ReportHeader
 from scanner.core.results import Severity, Status
+from scanner.core.sanitize import cef_extension as escape_extension
+from scanner.core.sanitize import cef_header as escape_header
 
 VENDOR = "natt-audit"
 PRODUCT = "natt-audit"
@@ -50,17 +55,6 @@ LABELS: dict[str, str] = {
 }
 
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1  # cnN are CEF Long
-
-
-def escape_header(value: str) -> str:
-    """Escape a header field: `\\` then `|`; a newline is not allowed there and becomes a space."""
-    value = value.replace("\r", " ").replace("\n", " ")
-    return value.replace("\\", "\\\\").replace("|", "\\|")
-
-
-def escape_extension(value: str) -> str:
-    """Escape an extension value: `\\` first, then `=`, LF as `\\n`, CR as `\\r` (`|` stays)."""
-    return value.replace("\\", "\\\\").replace("=", "\\=").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _outcome(status: Status) -> str:
@@ -132,6 +126,7 @@ def event(finding: Finding) -> str:
     return f"CEF:0|{header}|{CEF_SEVERITY[finding.severity]}|{ext}"
 
 
-def render(report: ScanReport) -> str:
-    """Return one CEF line per finding."""
-    return "".join(event(f) + "\n" for f in flatten(report))
+def render(header: ReportHeader, hosts: Iterable[HostReport], out: TextIO) -> None:
+    """Write one CEF line per finding to `out`, host by host."""
+    for finding in flatten(header, hosts):
+        out.write(event(finding) + "\n")

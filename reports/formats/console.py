@@ -1,10 +1,10 @@
-"""Render the ScanReport for a person at a terminal (rich), with all host text made inert."""
+"""Render a report for a person at a terminal (rich), with all host text made inert."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from io import StringIO
+from typing import TextIO
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -12,11 +12,12 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from reports.build import MODE_KEYS, host_sort_key
-from reports.hostspill import HostList
-from reports.model import Drift, HostReport, ScanReport, WaiversSection
+from reports.build import MODE_KEYS
+from reports.hosts import Hosts
+from reports.model import Drift, HostReport, ReportHeader, WaiversSection
 from scanner.core.models import VALUE_NAME
-from scanner.core.results import STATUS_RANK, RuleResult, Status
+from scanner.core.results import RuleResult, Status
+from scanner.core.sanitize import console_text as safe_text
 from scanner.core.semantics import Integrity, Setting
 
 DEFAULT_WIDTH = 120
@@ -29,49 +30,6 @@ NAME_LIMIT = 100
 CAPTION_LIMIT = 120
 MESSAGE_LIMIT = 400
 VALUE_LIMIT = 120
-
-# Every character that can change what a terminal shows or does or hide itself (docs/reliability.md#host-supplied-text):
-# C0 and C1 controls and DEL (ESC/CSI/OSC start here), Unicode format characters (category Cf:
-# bidi embeddings/overrides U+202A-202E and isolates U+2066-2069, LRM/RLM/ALM, zero-width
-# space/joiners, word joiner, BOM, soft hyphen, tag characters), line/paragraph separators
-# (Zl/Zp) and lone surrogates (Cs: undecodable bytes). tests/reports check this class covers every
-# Cc/Cf/Cs/Zl/Zp code point of the running Python's Unicode database.
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
-    "\u2028-\u202e\u2060-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
-    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
-    "\U000e0001\U000e0020-\U000e007f]"
-)
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    named = _NAMED.get(char)
-    if named is not None:
-        return named
-    code = ord(char)
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def visible(s: str, limit: int | None = None) -> str:
-    """Return `s` with every control, format or invisible character spelled as an escape (`\\x1b`)."""
-    suffix = ""
-    if limit is not None and len(s) > limit:
-        suffix = f"… (+{len(s) - limit} chars)"
-        s = s[:limit]
-    return _UNSAFE.sub(_escape, s) + suffix
-
-
-def safe_text(s: str, style: str = "", *, limit: int | None = None) -> Text:
-    """Return host-supplied text as an inert rich Text: escaped, never parsed as markup."""
-    # Text() is never markup-parsed; visible() removes what a terminal would act on.
-    return Text(visible(s, limit), style=style)
-
 
 _STATUS_LABEL = {
     Status.ERROR: ("ERROR", "bold red"),
@@ -150,7 +108,8 @@ def _drift_lines(drift: Drift) -> Text:
     return _join(lines, "\n")
 
 
-def _summary_panel(report: ScanReport) -> Panel:
+def _summary_panel(report: ReportHeader, hosts: Hosts) -> Panel:
+    """Return the headline panel; `report` is the header, `hosts` are counted, not read."""
     summary = report.summary
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
@@ -163,8 +122,8 @@ def _summary_panel(report: ScanReport) -> Panel:
         counts.append(Text(f"{count} {label.lower()}", style=style if count else "dim"))
     grid.add_row("Hosts", _join(counts, " · "))
 
-    read = sum(1 for host in report.hosts if host.setting is not None)
-    complete = read == len(report.hosts) and read > 0
+    read = hosts.read_count()
+    complete = read == len(hosts) and read > 0
     coverage = Text()
     coverage.append(f"{summary.coverage * 100:.2f} %", style="bold green" if complete else "bold red")
     coverage.append(f"  ({read} of {summary.hosts_total} hosts read")
@@ -329,12 +288,7 @@ def _integrity_text(host: HostReport) -> Text:
     return Text(label, style=style)
 
 
-def host_order_key(host: HostReport) -> tuple[int, str, str]:
-    """Return the console ordering: worst status first, then name (case-insensitive, exact)."""
-    return (-STATUS_RANK[host.status], host.name.casefold(), host.name)
-
-
-def _hosts_table(hosts: list[HostReport]) -> Table:
+def _hosts_table(hosts: Iterable[HostReport]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, expand=True, show_edge=False, pad_edge=False)
     table.add_column("Status", no_wrap=True)
     table.add_column("Host", overflow="fold", ratio=2, min_width=10)
@@ -355,13 +309,15 @@ def _hosts_table(hosts: list[HostReport]) -> Table:
 
 
 def render_console(
-    report: ScanReport,
+    header: ReportHeader,
+    hosts: Hosts,
+    out: TextIO,
     *,
     color: bool,
     width: int | None = None,
     max_pass_rows: int = PASS_ROWS_LIMIT,
-) -> str:
-    """Return the console report; a pure function of `report` (no environment, no clock)."""
+) -> None:
+    """Write the console report to `out`; a pure function of the report (no environment, no clock)."""
     buffer = StringIO()
     console = Console(
         file=buffer,
@@ -376,34 +332,27 @@ def render_console(
         legacy_windows=False,
         _environ={},  # ignore COLUMNS, NO_COLOR, TERM...: same report, same text
     )
-    ordered: Iterable[HostReport]
-    if isinstance(report.hosts, HostList):
-        # A streamed scan's hosts are on disk: order them by index and read only the rows shown.
-        passing = report.hosts.count_status(Status.PASS)
-        ordered = report.hosts.worst_first(host_sort_key)
-        if passing > max_pass_rows:
-            ordered = ordered.without(Status.PASS)
-    else:
-        ordered = sorted(report.hosts, key=host_order_key)
-        passing = sum(1 for host in report.hosts if host.status is Status.PASS)
+    # Hosts may be on disk (reports/hostspill.py): count and order them without reading them,
+    # then read only the rows shown.
+    passing = hosts.count(Status.PASS)
     hide_passing = passing > max_pass_rows
-    hosts = [host for host in ordered if not (hide_passing and host.status is Status.PASS)]
+    shown = hosts.worst_first(skip=Status.PASS if hide_passing else None)
 
-    parts: list[RenderableType] = [_summary_panel(report)]
-    if hosts:
-        parts.append(_hosts_table(hosts))
-    if passing > max_pass_rows:
+    parts: list[RenderableType] = [_summary_panel(header, hosts)]
+    if len(hosts) - (passing if hide_passing else 0) > 0:
+        parts.append(_hosts_table(shown))
+    if hide_passing:
         parts.append(
             Text(
                 f"{passing} passing hosts are not listed; the JSON report (-f json) lists every host.",
                 style="dim",
             )
         )
-    elif not report.hosts:
+    elif len(hosts) == 0:
         parts.append(Text("No hosts in the inventory.", style="dim"))
     console.print(Group(*parts))
     text = buffer.getvalue()
     if not color:
         # Rich pads cells with spaces; trailing blanks only make diffs and goldens noisy.
         text = "\n".join(line.rstrip() for line in text.split("\n"))
-    return text
+    out.write(text)

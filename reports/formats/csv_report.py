@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import csv
-import io
+from collections.abc import Iterable
+from typing import TextIO
 
 from reports.findings import Finding, flatten
-from reports.model import ScanReport
+from reports.model import HostReport, ReportHeader
+from scanner.core.sanitize import FORMULA_PREFIXES as FORMULA_PREFIXES
+from scanner.core.sanitize import csv_cell
+from scanner.core.sanitize import neutralise as neutralise
 
 # Stable column order: new columns are only ever appended.
 COLUMNS: tuple[str, ...] = (
@@ -38,17 +42,6 @@ COLUMNS: tuple[str, ...] = (
     "tags",
 )
 
-# A cell starting with one of these is a formula to Excel/LibreOffice/Sheets (OWASP "CSV
-# injection"): prefix it with an apostrophe so it is shown as text. LF is included because some
-# importers trim leading whitespace and then see the next character.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def neutralise(cell: str) -> str:
-    """Return `cell` with a leading `'` when a spreadsheet would read it as a formula."""
-    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
-
-
 def _cell(value: object) -> str:
     if value is None:
         return ""
@@ -58,20 +51,18 @@ def _cell(value: object) -> str:
 
 
 def row(finding: Finding) -> list[str]:
-    """Return the neutralised cells of one finding, in COLUMNS order."""
+    """Return the cells of one finding in COLUMNS order: unsafe characters escaped, formulas neutralised."""
     values: dict[str, object] = {
         name: getattr(finding, name) for name in COLUMNS if name not in ("observed", "tags")
     }
     values["observed"] = finding.observed
     values["tags"] = ";".join(f"{k}={v}" for k, v in finding.tags.items())
-    return [neutralise(_cell(values[name])) for name in COLUMNS]
+    return [csv_cell(_cell(values[name])) for name in COLUMNS]
 
 
-def render(report: ScanReport) -> str:
-    """Return a header row and one row per finding (RFC 4180 quoting, LF line ends)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+def render(header: ReportHeader, hosts: Iterable[HostReport], out: TextIO) -> None:
+    """Write a header row and one row per finding to `out` (RFC 4180 quoting, LF line ends)."""
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow(COLUMNS)
-    for finding in flatten(report):
+    for finding in flatten(header, hosts):
         writer.writerow(row(finding))
-    return buffer.getvalue()

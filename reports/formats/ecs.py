@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
+from typing import TextIO
 
 from reports.findings import Finding, JsonValue, flatten, json_line
-from reports.model import ScanReport
+from reports.model import HostReport, ReportHeader
 from scanner.core.results import Severity, Status
 
 ECS_VERSION = "8.11.0"
@@ -127,6 +129,7 @@ def line(finding: Finding) -> str:
     return json_line(document(finding))
 
 
-def render(report: ScanReport) -> str:
-    """Return one ECS document per line (NDJSON, ready for the bulk API with `create`)."""
-    return "".join(line(f) + "\n" for f in flatten(report))
+def render(header: ReportHeader, hosts: Iterable[HostReport], out: TextIO) -> None:
+    """Write one ECS document per line to `out` (NDJSON, ready for the bulk API with `create`)."""
+    for finding in flatten(header, hosts):
+        out.write(line(finding) + "\n")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TextIO
+
 from reports.findings import Finding, JsonValue, flatten, json_line
-from reports.model import ScanReport
+from reports.model import HostReport, ReportHeader
 from scanner.core.results import Status
 
 SOURCE = "natt-audit"
@@ -68,6 +71,7 @@ def line(finding: Finding, *, index: str | None = None) -> str:
     return json_line(event(finding, index=index))
 
 
-def render(report: ScanReport) -> str:
-    """Return one HEC event per line: the body of a POST to /services/collector/event."""
-    return "".join(line(f) + "\n" for f in flatten(report))
+def render(header: ReportHeader, hosts: Iterable[HostReport], out: TextIO) -> None:
+    """Write one HEC event per line to `out`: the body of a POST to /services/collector/event."""
+    for finding in flatten(header, hosts):
+        out.write(line(finding) + "\n")

@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import html
-import re
+from typing import TextIO
 
 from reports.findings import Finding, flatten
-from reports.model import ScanReport
+from reports.hosts import Hosts
+from reports.model import ReportHeader
 from scanner.core.results import Status
-
-# Controls, bidi overrides/isolates, zero-width and other format characters, lone surrogates:
-# shown as visible escapes so host text cannot reorder or hide what the page says.
-_INVISIBLE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
-    "\ud800-\udfff\ufeff\ufff9-\ufffb]"
-)
-_NAMED = {"\n": "\\n", "\r": "\\r"}
-
-
-def _visible(match: re.Match[str]) -> str:
-    char = match.group()
-    if char in _NAMED:
-        return _NAMED[char]
-    code = ord(char)
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def esc(value: object) -> str:
-    """Return host text as inert HTML: invisible characters spelled out, then entity-escaped."""
-    return html.escape(_INVISIBLE.sub(_visible, str(value)), quote=True)
-
+from scanner.core.sanitize import html_text as esc
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem;color:#1b1f24}
@@ -79,30 +58,33 @@ def _row(finding: Finding) -> str:
     return f"<tr {ids}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>\n"
 
 
-def render(report: ScanReport) -> str:
-    """Return the HTML page: headline counts, hosts needing attention, then every finding."""
-    scan, summary = report.scan, report.summary
-    findings = flatten(report)
+def _needs_attention(finding: Finding) -> bool:
+    return finding.status in (Status.ERROR, Status.FAIL)
+
+
+def render(header: ReportHeader, hosts: Hosts, out: TextIO) -> None:
+    """Write the HTML page to `out`: headline counts, hosts needing attention, then every finding."""
+    scan, summary = header.scan, header.summary
+    # Section titles carry counts, so the hosts are read once to count and once per section,
+    # one host at a time (docs/performance.md, memory).
+    attention = total = 0
+    for finding in flatten(header, hosts):
+        total += 1
+        attention += _needs_attention(finding)
     cards = "".join(
         f'<div class="card">{esc(_LABEL[s])}<b>{summary.hosts_by_status.get(s.value, 0)}</b></div>'
         for s in _ORDER
     )
-    attention = [f for f in findings if f.status in (Status.ERROR, Status.FAIL)]
-    header = (
+    table_head = (
         "<tr><th>Host</th><th>Rule</th><th>Title</th><th>Severity</th><th>Status</th>"
         "<th>Details</th><th>Stored value</th></tr>\n"
-    )
-    hosts = "".join(
-        f"<tr><td>{esc(h.name)}</td><td>{esc(h.address)}:{h.port}</td><td>{_status(h.status)}</td>"
-        f"<td>{esc(h.os.caption or h.os.version) if h.os is not None else '-'}</td></tr>\n"
-        for h in report.hosts
     )
     interrupted = (
         "<p><strong>This scan was interrupted: the report is partial.</strong></p>"
         if scan.interrupted
         else ""
     )
-    return (
+    out.write(
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
@@ -111,20 +93,30 @@ def render(report: ScanReport) -> str:
         f"<h1>NAT-T compliance report</h1>\n{interrupted}"
         f"<p>Scan <code>{esc(scan.id)}</code>, {esc(scan.started_at)} to {esc(scan.finished_at)}; "
         f"policies: {esc(', '.join(scan.policies))}; "
-        f"tool {esc(report.tool.name)} {esc(report.tool.version)}.</p>\n"
+        f"tool {esc(header.tool.name)} {esc(header.tool.version)}.</p>\n"
         f"<p>{summary.hosts_total} hosts; coverage {summary.coverage * 100:.2f}% "
         "(hosts read successfully).</p>\n"
         f'<div class="cards">{cards}</div>\n'
-        f"<h2>Needs attention ({len(attention)})</h2>\n"
-        + (
-            f"<table>\n{header}{''.join(_row(f) for f in attention)}</table>\n"
-            if attention
-            else "<p>Nothing.</p>\n"
-        )
-        + f"<h2>Hosts ({len(report.hosts)})</h2>\n<table>\n"
-        "<tr><th>Host</th><th>Address</th><th>Status</th><th>Operating system</th></tr>\n"
-        f"{hosts}</table>\n"
-        f"<h2>All findings ({len(findings)})</h2>\n"
-        f"<table>\n{header}{''.join(_row(f) for f in findings)}</table>\n"
-        "</body>\n</html>\n"
+        f"<h2>Needs attention ({attention})</h2>\n"
     )
+    if attention:
+        out.write(f"<table>\n{table_head}")
+        for finding in flatten(header, hosts):
+            if _needs_attention(finding):
+                out.write(_row(finding))
+        out.write("</table>\n")
+    else:
+        out.write("<p>Nothing.</p>\n")
+    out.write(
+        f"<h2>Hosts ({len(hosts)})</h2>\n<table>\n"
+        "<tr><th>Host</th><th>Address</th><th>Status</th><th>Operating system</th></tr>\n"
+    )
+    for h in hosts:
+        out.write(
+            f"<tr><td>{esc(h.name)}</td><td>{esc(h.address)}:{h.port}</td><td>{_status(h.status)}</td>"
+            f"<td>{esc(h.os.caption or h.os.version) if h.os is not None else '-'}</td></tr>\n"
+        )
+    out.write(f"</table>\n<h2>All findings ({total})</h2>\n<table>\n{table_head}")
+    for finding in flatten(header, hosts):
+        out.write(_row(finding))
+    out.write("</table>\n</body>\n</html>\n")

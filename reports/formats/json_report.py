@@ -1,39 +1,18 @@
-"""Render the ScanReport as deterministic JSON (the `-f json` output)."""
+"""Render a report as deterministic JSON (the `-f json` output), host by host."""
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator
+from collections.abc import Iterable
 from enum import Enum
+from typing import TextIO
 
 from pydantic import BaseModel
 
-from reports.model import ScanReport
+from reports.model import HostReport, ReportDocument, ReportHeader
+from scanner.core.sanitize import json_text
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
-
-# Characters that are valid raw inside a JSON string but harmful when the file is viewed (`cat`,
-# `less`, an editor): C1 controls and DEL (8-bit CSI on some terminals), bidi overrides and
-# isolates (Trojan Source, CVE-2021-42574), zero-width and other format characters, U+2028/9
-# (line breaks to JavaScript), and lone surrogates (cannot be encoded as UTF-8 at all). They are
-# written as \uXXXX escapes, so a JSON parser still gets the host's text back exactly
-# (docs/reliability.md#host-supplied-text). Outside strings the JSON text is pure ASCII, so a plain
-# substitution over the whole document only ever touches string contents.
-_UNSAFE = re.compile(
-    "[\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
-    "\u2028-\u202e\u2060-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
-    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
-    "\U000e0001\U000e0020-\U000e007f]"
-)
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if code > 0xFFFF:  # astral: a UTF-16 surrogate pair, as RFC 8259 section 7 spells it
-        code -= 0x10000
-        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
-    return f"\\u{code:04x}"
 
 
 def to_plain(value: object) -> JsonValue:
@@ -51,33 +30,49 @@ def to_plain(value: object) -> JsonValue:
     raise TypeError(f"cannot render {type(value).__name__} as JSON")
 
 
-def render_json_whole(report: ScanReport) -> str:
-    """Render the report in one json.dumps call: the reference that json_chunks must equal."""
-    text = json.dumps(to_plain(report), indent=2, ensure_ascii=False, allow_nan=False)
-    return _UNSAFE.sub(_escape, text) + "\n"
+def _dumps(value: JsonValue) -> str:
+    """Return `value` as the report's JSON text (2-space indent, UTF-8), before escaping."""
+    return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
 
 
-def render_json(report: ScanReport, *, color: bool = False, width: int | None = None) -> str:
-    """Return the report as JSON: 2-space indent, UTF-8 text, trailing newline, byte-stable."""
+def document_plain(header: ReportHeader, hosts: Iterable[HostReport]) -> dict[str, JsonValue]:
+    """Return the whole report as JSON values, keys in the file's order (`ReportDocument`)."""
+    plain: dict[str, JsonValue] = {}
+    for name in ReportDocument.model_fields:
+        plain[name] = [to_plain(host) for host in hosts] if name == "hosts" else to_plain(getattr(header, name))
+    return plain
+
+
+def render_json_whole(header: ReportHeader, hosts: Iterable[HostReport]) -> str:
+    """Render the report in one json.dumps call: the reference that `render_json` must equal."""
+    return json_text(_dumps(document_plain(header, hosts))) + "\n"
+
+
+def header_json(header: ReportHeader) -> str:
+    """Return the report's JSON text with an empty host list (`"hosts": []`)."""
+    return render_json_whole(header, ())
+
+
+def render_json(
+    header: ReportHeader,
+    hosts: Iterable[HostReport],
+    out: TextIO,
+    *,
+    color: bool = False,
+    width: int | None = None,
+) -> None:
+    """Write the report as JSON to `out`, one host at a time: 2-space indent, trailing newline, byte-stable."""
     del color, width  # the JSON report is the same whatever the terminal
-    return "".join(json_chunks(report))
-
-
-def json_chunks(report: ScanReport) -> Iterator[str]:
-    """Yield the exact text of `render_json(report)`, one host at a time."""
     # json.dumps(indent=2) of the whole report holds every token of the document in one list
     # (about 12 KB per host: 116 MB at 10,000 hosts); one host at a time keeps that flat
     # (docs/performance.md). Same bytes: indent=2 puts a host at depth 2 and escapes newlines
     # inside strings, so indenting every line of a host's own dump by four spaces places it
     # exactly; the escaping of unsafe characters is the renderer's own, applied per host.
-    frame = render_json_whole(report.model_copy(update={"hosts": []}))
-    if not report.hosts:
-        yield frame
-        return
+    frame = header_json(header)
     before, after = frame.split('\n  "hosts": []', 1)  # the top-level key: only it sits at depth 1
-    yield before + '\n  "hosts": [\n'
-    for index, host in enumerate(report.hosts):
-        text = json.dumps(to_plain(host), indent=2, ensure_ascii=False, allow_nan=False)
-        text = _UNSAFE.sub(_escape, text.replace("\n", "\n    "))
-        yield ("    " if index == 0 else ",\n    ") + text
-    yield "\n  ]" + after
+    first = True
+    for host in hosts:
+        text = json_text(_dumps(to_plain(host)).replace("\n", "\n    "))
+        out.write((before + '\n  "hosts": [\n    ' if first else ",\n    ") + text)
+        first = False
+    out.write(before + '\n  "hosts": []' + after if first else "\n  ]" + after)

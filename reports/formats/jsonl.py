@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TextIO
+
 from reports.findings import Finding, flatten, json_line, to_record
-from reports.model import ScanReport
+from reports.model import HostReport, ReportHeader
 
 
 def line(finding: Finding) -> str:
@@ -11,6 +14,7 @@ def line(finding: Finding) -> str:
     return json_line(to_record(finding))
 
 
-def render(report: ScanReport) -> str:
-    """Return every finding of the report, one JSON object per line."""
-    return "".join(line(f) + "\n" for f in flatten(report))
+def render(header: ReportHeader, hosts: Iterable[HostReport], out: TextIO) -> None:
+    """Write every finding of the report to `out`, one JSON object per line, host by host."""
+    for finding in flatten(header, hosts):
+        out.write(line(finding) + "\n")

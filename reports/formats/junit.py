@@ -2,42 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from itertools import groupby
+from typing import TextIO
 
 from reports.findings import Finding, flatten
-from reports.model import ScanReport
+from reports.hosts import Hosts
+from reports.model import ReportHeader
 from scanner.core.results import Status
-
-# Characters XML 1.0 forbids (C0 controls but TAB/LF/CR, surrogates, U+FFFE/U+FFFF), plus C1,
-# DEL and bidi/format characters that would make a CI page lie: shown as visible escapes.
-_INVISIBLE = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ud800-\udfff"
-    "\ufeff\ufffe\uffff]"
-)
-
-
-def _visible(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def xml_text(value: str) -> str:
-    """Escape text content: markup characters as entities, forbidden characters as visible escapes."""
-    value = _INVISIBLE.sub(_visible, value)
-    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return value.replace("\r", "&#13;")  # a raw CR would be normalised to LF by the parser
-
-
-def xml_attr(value: str) -> str:
-    """Escape an attribute value (double-quoted): also quotes and whitespace, which parsers normalise."""
-    return (
-        xml_text(value)
-        .replace('"', "&quot;")
-        .replace("'", "&apos;")
-        .replace("\n", "&#10;")
-        .replace("\t", "&#9;")
-    )
+from scanner.core.sanitize import xml_attr, xml_text
 
 
 def _details(finding: Finding) -> str:
@@ -56,7 +28,8 @@ def _details(finding: Finding) -> str:
         )
     if finding.error_stage is not None:
         lines.append(f"error: {finding.error_stage}/{finding.error_reason}: {finding.error_message}")
-    return "\n".join(lines)
+    # Each line is escaped on its own: a line break inside host text is shown as `\n`, never obeyed.
+    return "\n".join(xml_text(line) for line in lines)
 
 
 def _testcase(finding: Finding) -> str:
@@ -65,7 +38,7 @@ def _testcase(finding: Finding) -> str:
         f'name="{xml_attr(finding.rule_id + " " + finding.rule_title)}" time="0"'
     )
     message = xml_attr(finding.message)
-    body = xml_text(_details(finding))
+    body = _details(finding)
     if finding.status is Status.FAIL:
         inner = f'<failure type="fail" message="{message}">{body}</failure>'
     elif finding.status is Status.ERROR:
@@ -80,32 +53,35 @@ def _testcase(finding: Finding) -> str:
     return head + f">{inner}</testcase>"
 
 
-def render(report: ScanReport) -> str:
-    """Return a JUnit XML document; waived and not-applicable results are `skipped`."""
-    findings = flatten(report)
-    suites: list[str] = []
+def _counts(cases: list[Finding]) -> dict[str, int]:
+    return {
+        "tests": len(cases),
+        "failures": sum(f.status is Status.FAIL for f in cases),
+        "errors": sum(f.status is Status.ERROR for f in cases),
+        "skipped": sum(f.status in (Status.WAIVED, Status.NOT_APPLICABLE) for f in cases),
+    }
+
+
+def render(header: ReportHeader, hosts: Hosts, out: TextIO) -> None:
+    """Write a JUnit XML document to `out`; waived and not-applicable results are `skipped`."""
+    # The root element carries the totals, so the hosts are read twice: once to count, once to
+    # write, one host's findings at a time (docs/performance.md, memory).
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    for index, (host, group) in enumerate(groupby(findings, key=lambda f: f.host)):
-        cases = list(group)
-        counts = {
-            "tests": len(cases),
-            "failures": sum(f.status is Status.FAIL for f in cases),
-            "errors": sum(f.status is Status.ERROR for f in cases),
-            "skipped": sum(f.status in (Status.WAIVED, Status.NOT_APPLICABLE) for f in cases),
-        }
-        for key, value in counts.items():
+    for _, group in groupby(flatten(header, hosts), key=lambda f: f.host):
+        for key, value in _counts(list(group)).items():
             totals[key] += value
-        attrs = " ".join(f'{k}="{v}"' for k, v in counts.items())
-        suites.append(
+    total_attrs = " ".join(f'{k}="{v}"' for k, v in totals.items())
+    out.write(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<testsuites name="natt-audit {xml_attr(header.scan.id)}" {total_attrs} time="0">\n'
+    )
+    for index, (host, group) in enumerate(groupby(flatten(header, hosts), key=lambda f: f.host)):
+        cases = list(group)
+        attrs = " ".join(f'{k}="{v}"' for k, v in _counts(cases).items())
+        out.write(
             f'  <testsuite id="{index}" name="{xml_attr(host)}" {attrs} time="0" '
-            f'timestamp="{xml_attr(report.scan.started_at)}" hostname="{xml_attr(host)}">\n'
+            f'timestamp="{xml_attr(header.scan.started_at)}" hostname="{xml_attr(host)}">\n'
             + "".join(_testcase(f) + "\n" for f in cases)
             + "  </testsuite>\n"
         )
-    total_attrs = " ".join(f'{k}="{v}"' for k, v in totals.items())
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<testsuites name="natt-audit {xml_attr(report.scan.id)}" {total_attrs} time="0">\n'
-        + "".join(suites)
-        + "</testsuites>\n"
-    )
+    out.write("</testsuites>\n")

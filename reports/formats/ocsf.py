@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TextIO
+
 from reports.findings import Finding, JsonValue, flatten, json_line
-from reports.model import ScanReport
+from reports.model import HostReport, ReportHeader
 from scanner.core.results import Severity, Status
 
 OCSF_VERSION = "1.8.0"
@@ -142,6 +145,7 @@ def line(finding: Finding) -> str:
     return json_line(event(finding))
 
 
-def render(report: ScanReport) -> str:
-    """Return one OCSF Compliance Finding event per line."""
-    return "".join(line(f) + "\n" for f in flatten(report))
+def render(header: ReportHeader, hosts: Iterable[HostReport], out: TextIO) -> None:
+    """Write one OCSF Compliance Finding event per line to `out`, host by host."""
+    for finding in flatten(header, hosts):
+        out.write(line(finding) + "\n")

@@ -16,7 +16,7 @@ class PlanFormat(StrEnum):
     GPO = "gpo"  # reports/remediation/gpo.py: Group Policy Preferences Registry.xml
     POWERSHELL = "powershell"  # reports/remediation/powershell.py: one script, -ComputerName, -WhatIf
     REG = "reg"  # reports/remediation/reg.py: regedit files, one per distinct change set
-    JSON = "json"  # reports/remediation/json_plan.py: the plan itself (`remediate --schema`)
+    JSON = "json"  # reports/remediation/json_plan.py: the plan itself (`natt-audit schema remediation`)
 
 
 # A writer returns the format's files: name (relative to the format's folder) -> bytes. Pure.

@@ -10,7 +10,7 @@ from reports.remediation.plan import PLAN_SCHEMA_VERSION, RemediationPlan
 
 FILE = "plan.json"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-# A URN, not a URL: the schema ships with the tool (`natt-audit remediate --schema`); nothing is fetched.
+# A URN, not a URL: the schema ships with the tool (`natt-audit schema remediation`); nothing is fetched.
 SCHEMA_ID = f"urn:natt-audit:schema:remediation:{PLAN_SCHEMA_VERSION}"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from reports.build import host_sort_key
+from reports.hosts import host_sort_key
 from reports.model import HostReport, ScanInfo, Tool
 from reports.remediation.plan import (
     Action,

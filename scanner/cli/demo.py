@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import subprocess
@@ -12,14 +13,14 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from reports.formats.json_report import render_json
 from rules.loader import resolve_policies
-from scanner.cli.scan import summary_line
-from scanner.core.atomic import write_atomic
-from scanner.core.exitcodes import ExitCode
+from scanner.cli.options import Subparsers
+from scanner.cli.output import use_color
+from scanner.core.errors import NattError, OutputError
 from scanner.core.formats import Format
 from scanner.core.models import CollectOptions, Credentials
 from scanner.engine.run import ScanRequest, run_scan, write_report
+from scanner.engine.scan import summary_line
 from scanner.inputs.inventory import load_inventory
 
 log = logging.getLogger("natt_audit")
@@ -28,6 +29,25 @@ log = logging.getLogger("natt_audit")
 DEMO_USERNAME = "LAB\\auditor"
 DEMO_PASSWORD = "Lab-Passw0rd!"  # noqa: S105 - published lab account, accepted only by the simulator
 LAB_START_TIMEOUT = 60.0
+
+
+class LabStartError(NattError):
+    """The simulated estate did not start; the message carries the lab's own words."""
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add `demo`."""
+    parser = subparsers.add_parser("demo", help="start a simulated estate on loopback and scan it")
+    parser.add_argument(
+        "--out", default="natt-audit-demo", help="folder for the JSON report (default ./natt-audit-demo)"
+    )
+    parser.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo with the parsed arguments."""
+    return run_demo(out=args.out, color=use_color(args.color))
 
 
 def demo_estate() -> Path:
@@ -76,21 +96,19 @@ class LabProcess:
 def run_demo(*, out: str, color: bool) -> int:
     """Run the demo end to end and return the scan's exit code."""
     folder = Path(out).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    sys.stderr.write(
-        f"natt-audit demo: starting the simulated estate ({demo_estate().name}) on 127.0.0.1 ...\n"
-    )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {folder}: {exc.strerror or exc}") from None
+    log.info("demo: starting the simulated estate (%s) on 127.0.0.1 ...", demo_estate().name)
     lab = LabProcess(demo_estate(), folder / "inventory.yaml")
     try:
         try:
             lab.wait_ready()
         except RuntimeError as exc:
-            sys.stderr.write(f"natt-audit demo: error: {exc}\n")
-            return ExitCode.USAGE
+            raise LabStartError(f"demo: {exc}") from None
         inventory = load_inventory(lab.inventory)
-        sys.stderr.write(
-            f"natt-audit demo: scanning {len(inventory.targets)} hosts over WinRM (NTLM, encrypted)\n"
-        )
+        log.info("demo: scanning %d hosts over WinRM (NTLM, encrypted)", len(inventory.targets))
         request = ScanRequest(
             inventory=inventory,
             policies=resolve_policies([]),
@@ -100,13 +118,19 @@ def run_demo(*, out: str, color: bool) -> int:
         outcome = run_scan(request)
     finally:
         lab.stop()
-    write_report(outcome.report, Format.CONSOLE, None, color=color)
-    report_path = folder / "report.json"
-    write_atomic(report_path, render_json(outcome.report).encode("utf-8"))
-    sys.stderr.write(summary_line(outcome.report, outcome.code) + "\n")
-    sys.stderr.write(
-        f"natt-audit demo: JSON report written to {report_path}\n"
-        f"natt-audit demo: the estate has unreachable and misbehaving hosts on purpose, so exit 3 "
-        f"(incomplete) and 1 (findings) are the expected outcomes here.\n"
+    try:
+        write_report(outcome.header, outcome.hosts, Format.CONSOLE, None, color=color)
+        report_path = folder / "report.json"
+        try:
+            write_report(outcome.header, outcome.hosts, Format.JSON, str(report_path), color=False)
+        except OSError as exc:
+            raise OutputError(f"cannot write {report_path}: {exc.strerror or exc}") from None
+        log.info("%s", summary_line(outcome.header, outcome.code))
+    finally:
+        outcome.close()
+    log.info("demo: JSON report written to %s", report_path)
+    log.info(
+        "demo: the estate has unreachable and misbehaving hosts on purpose, so exit 3 "
+        "(incomplete) and 1 (findings) are the expected outcomes here."
     )
     return outcome.code

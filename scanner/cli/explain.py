@@ -9,13 +9,14 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from reports.model import HostReport, ScanReport
+from reports.hosts import parse_report
+from reports.model import HostReport
 from rules.evaluate import NodeTrace, RuleTrace, explain
 from rules.loader import resolve_policies
-from rules.models import PolicyError
+from scanner.core.errors import UsageError
 from scanner.core.exitcodes import ExitCode
 from scanner.core.models import Observation, Target
-from scanner.core.textsafe import one_line
+from scanner.core.sanitize import one_line
 from scanner.core.yamlfile import FileError
 
 
@@ -76,34 +77,25 @@ def observation_of(host: HostReport) -> Observation:
     return Observation(target=target, requests=host.requests, os=host.os, error=host.error)
 
 
-def run_explain(
-    report_path: str, host_name: str, policy_specs: Sequence[str], out: TextIO, err: TextIO
-) -> int:
-    """Print how each result of `host_name` in the report was derived; exit 2 on bad input."""
+def run_explain(report_path: str, host_name: str, policy_specs: Sequence[str], out: TextIO) -> int:
+    """Print how each result of `host_name` in the report was derived; a NattError on bad input."""
     try:
         raw = Path(report_path).read_text(encoding="utf-8")
-        report = ScanReport.model_validate_json(raw)
+        report = parse_report(raw)
     except OSError as exc:
-        err.write(f"natt-audit: error: {report_path}: {exc.strerror or exc}\n")
-        return ExitCode.USAGE
+        raise FileError(report_path, None, None, exc.strerror or str(exc)) from None
     except ValidationError as exc:
-        err.write(
-            f"natt-audit: error: {report_path}: not a natt-audit JSON report ({exc.error_count()} problems)\n"
-        )
-        return ExitCode.USAGE
+        raise FileError(
+            report_path, None, None, f"not a natt-audit JSON report ({exc.error_count()} problems)"
+        ) from None
     matches = [h for h in report.hosts if h.name == host_name] or [
         h for h in report.hosts if h.name.lower() == host_name.lower()
     ]
     if not matches:
-        err.write(f"natt-audit: error: no host named {one_line(host_name)!r} in {report_path}\n")
-        return ExitCode.USAGE
+        raise UsageError(f"no host named {one_line(host_name)!r} in {report_path}")
     host = matches[0]
-    specs = list(policy_specs) or list(report.scan.policies)
-    try:
-        policies = resolve_policies(specs)
-    except (FileError, PolicyError) as exc:
-        err.write(f"natt-audit: error: {exc}\n")
-        return ExitCode.USAGE
+    specs = list(policy_specs) or list(report.header.scan.policies)
+    policies = resolve_policies(specs)
     traces = explain(observation_of(host), policies, setting=host.setting)
     reported = {r.rule_id: r.model_dump(mode="json") for r in host.results}
     lines = [f"host {one_line(host.name)} ({one_line(host.address)}:{host.port}): status {host.status.value}"]

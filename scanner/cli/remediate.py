@@ -1,35 +1,36 @@
-"""`natt-audit remediate`: write remediation plans for a JSON report's failing results (docs/remediation.md)."""
+"""`natt-audit remediate REPORT.json -f FORMAT... -o DIR`: plans for a report's failures (docs/remediation.md)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+import logging
 from collections import Counter
 from pathlib import Path
 
 from reports.remediation.formats import PlanFormat, plan_files
-from reports.remediation.json_plan import plan_json_schema
 from reports.remediation.plan import RemediationPlan
 from reports.remediation.planner import build_plan
-from reports.remediation.source import ReportError, load_report
+from reports.remediation.source import load_report
 from rules.loader import resolve_policies
 from rules.models import PolicyError
 from scanner import __version__
+from scanner.cli.options import Subparsers
 from scanner.core.atomic import write_atomic
+from scanner.core.errors import OutputError, UsageError
 from scanner.core.exitcodes import ExitCode
-from scanner.core.textsafe import one_line
 from scanner.core.yamlfile import FileError
 
+log = logging.getLogger("natt_audit")
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `remediate REPORT.json [-p POLICY]... -f FORMAT... -o DIR` and `remediate --schema`."""
+
+def register(subparsers: Subparsers) -> None:
+    """Add `remediate REPORT.json [-p POLICY]... -f FORMAT... -o DIR`."""
     parser = subparsers.add_parser(
         "remediate",
         help="write remediation plans (ansible, gpo, powershell, reg, json) from a JSON report",
         description=run.__doc__,
     )
-    parser.add_argument("report", nargs="?", metavar="REPORT.json", help="a report written by `scan -f json`")
+    parser.add_argument("report", metavar="REPORT.json", help="a report written by `scan -f json`")
     parser.add_argument(
         "-p",
         "--policy",
@@ -42,20 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "-f",
         "--format",
         action="append",
+        required=True,
         choices=[f.value for f in PlanFormat],
-        default=None,
-        help="plan format; repeatable; each goes to DIR/<format>/",
+        help="plan format; repeatable; each goes to DIR/<format>/ (the json plan's schema: `schema remediation`)",
     )
-    parser.add_argument("-o", "--output", metavar="DIR", help="folder for the plans (created if absent)")
-    parser.add_argument(
-        "--schema", action="store_true", help="print the JSON Schema of the json plan format and exit"
-    )
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the plans (created if absent)")
     parser.set_defaults(func=run)
-
-
-def _error(message: str) -> int:
-    sys.stderr.write(f"natt-audit: error: {one_line(message, 1000)}\n")
-    return int(ExitCode.USAGE)
 
 
 def _stale(out: Path, files: dict[str, bytes], formats: list[PlanFormat]) -> list[str]:
@@ -69,7 +62,8 @@ def _stale(out: Path, files: dict[str, bytes], formats: list[PlanFormat]) -> lis
     return stale
 
 
-def _summary(plan: RemediationPlan) -> str:
+def summary(plan: RemediationPlan) -> str:
+    """Return the one-line count of a plan: hosts and actions, and hosts left out by reason."""
     actions = Counter(action.action for host in plan.hosts for action in host.actions)
     left = Counter(skipped.reason.value for skipped in plan.skipped)
     changes = (
@@ -82,29 +76,17 @@ def _summary(plan: RemediationPlan) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Write a plan for every failing result that has a fix; hosts not read, waived or unfixable are left out."""
-    if args.schema:
-        sys.stdout.write(json.dumps(plan_json_schema(), indent=2, sort_keys=True) + "\n")
-        return int(ExitCode.OK)
-    given = (("REPORT.json", args.report), ("-f", args.format), ("-o", args.output))
-    missing = [flag for flag, value in given if not value]
-    if missing:
-        return _error(f"remediate needs {', '.join(missing)} (or --schema)")
-    try:
-        loaded = load_report(args.report)
-    except OSError as exc:
-        return _error(f"cannot read {args.report}: {exc.strerror or exc}")
-    except ReportError as exc:
-        return _error(str(exc))
-    specs = list(args.policy or loaded.scan.policies)
+    report = load_report(args.report)
+    specs = list(args.policy or report.header.scan.policies)
     try:
         policies = resolve_policies(specs)
     except (FileError, PolicyError) as exc:
-        return _error(f"{exc} (give the policies with -p)")
+        raise UsageError(f"{exc} (give the policies with -p)") from None
     plan = build_plan(
-        loaded.scan,
-        loaded.hosts,
+        report.header.scan,
+        report.hosts,
         policies,
-        report_schema_version=loaded.schema_version,
+        report_schema_version=report.header.schema_version,
         policy_specs=specs,
         tool_version=__version__,
     )
@@ -114,19 +96,21 @@ def run(args: argparse.Namespace) -> int:
         files.update(plan_files(plan, fmt))
     out = Path(args.output)
     if out.exists() and not out.is_dir():
-        return _error(f"{args.output} exists and is not a folder")
+        raise OutputError(f"{args.output} exists and is not a folder")
     stale = _stale(out, files, formats)
     if stale:
         shown = ", ".join(stale[:5]) + (", ..." if len(stale) > 5 else "")
-        return _error(f"{args.output} holds files this plan would not rewrite ({shown}): remove them or use another -o")
+        raise OutputError(
+            f"{args.output} holds files this plan would not rewrite ({shown}): remove them or use another -o"
+        )
     try:
         for fmt in formats:
             (out / fmt.value).mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
             write_atomic(out / name, data)
     except OSError as exc:
-        return _error(f"cannot write {args.output}: {exc.strerror or exc}")
+        raise OutputError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     counts = Counter(name.split("/", 1)[0] for name in files)
-    written = ", ".join(f"{out / fmt.value} ({counts[fmt.value]} files)" for fmt in formats)
-    sys.stderr.write(f"natt-audit: plan: {_summary(plan)}\nnatt-audit: wrote {one_line(written, 2000)}\n")
+    log.info("plan: %s", summary(plan))
+    log.info("wrote %s", ", ".join(f"{out / fmt.value} ({counts[fmt.value]} files)" for fmt in formats))
     return int(ExitCode.OK)

@@ -26,6 +26,9 @@ listed in `scanner.collect.wsman.errors`.
 
 from __future__ import annotations
 
+import logging
+import time
+
 from scanner.collect.wsman import wmi
 from scanner.collect.wsman.auth import AuthMaterial
 from scanner.collect.wsman.errors import CollectError
@@ -48,6 +51,8 @@ from scanner.core.models import (
 )
 
 KEYS = (IPSEC_KEY, POLICYAGENT_KEY)
+
+log = logging.getLogger("natt_audit.collect")
 
 
 def read_key(protocol: wmi.Sender, key: str) -> KeyRead:
@@ -91,6 +96,40 @@ def _read_host(protocol: wmi.Sender) -> tuple[OsInfo, tuple[KeyRead, ...]]:
 
 
 def collect_with(target: Target, material: AuthMaterial, options: CollectOptions) -> Observation:
+    """Read one host with shared auth material; every failure becomes an error Observation."""
+    debug = log.isEnabledFor(logging.DEBUG)
+    started = time.perf_counter() if debug else 0.0
+    if debug:
+        # Where and how, never what with: no credential, token or body is ever logged.
+        log.debug(
+            "%s: connecting to %s:%d over %s, auth %s (host deadline %g s, connect timeout %g s)",
+            target.name,
+            target.address,
+            target.port,
+            target.scheme.value,
+            target.transport.value,
+            options.host_timeout,
+            options.connect_timeout,
+        )
+    observation = _collect(target, material, options)
+    if debug:
+        elapsed = (time.perf_counter() - started) * 1000
+        if observation.error is None:
+            log.debug("%s: read in %.1f ms, %d requests", target.name, elapsed, observation.requests)
+        else:
+            log.debug(
+                "%s: failed after %.1f ms, %d requests: %s/%s: %s",
+                target.name,
+                elapsed,
+                observation.requests,
+                observation.error.stage.value,
+                observation.error.reason,
+                observation.error.message,
+            )
+    return observation
+
+
+def _collect(target: Target, material: AuthMaterial, options: CollectOptions) -> Observation:
     deadline = Deadline(options.host_timeout)
     transport: WsmanTransport | None = None
     try:

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 
-def write_atomic(path: str | Path, data: bytes | Iterable[bytes]) -> None:
-    """Write `data` (bytes, or chunks of it) to `path` via a temp file, fsync, then rename over it."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces `path` (fsync, then rename) when the block ends normally.
+
+    If the block raises, the temp file is deleted and `path` is left as it was.
+    """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:
-            if isinstance(data, bytes):
-                handle.write(data)
-            else:
-                for chunk in data:  # a large report is written as it is rendered, never held whole
-                    handle.write(chunk)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
@@ -35,3 +37,28 @@ def write_atomic(path: str | Path, data: bytes | Iterable[bytes]) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def atomic_text(path: str | Path) -> Iterator[TextIO]:
+    """Yield a UTF-8 text stream (no newline translation) that replaces `path` like `atomic_file`.
+
+    A renderer writes a large report into it as it goes, so the text is never held whole.
+    """
+    with atomic_file(path) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        try:
+            yield text
+            text.flush()
+        finally:
+            text.detach()  # `raw` stays open: atomic_file fsyncs and closes it
+
+
+def write_atomic(path: str | Path, data: bytes | Iterable[bytes]) -> None:
+    """Write `data` (bytes, or chunks of it) to `path` via a temp file, fsync, then rename over it."""
+    with atomic_file(path) as handle:
+        if isinstance(data, bytes):
+            handle.write(data)
+        else:
+            for chunk in data:  # a large report is written as it is rendered, never held whole
+                handle.write(chunk)

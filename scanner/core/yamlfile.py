@@ -14,13 +14,15 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from scanner.core.errors import NattError
+
 MAX_BYTES = 1024 * 1024  # far above any real policy; a 10 MB file is refused unread
 Loc = tuple[str | int, ...]
 SHALLOW_DEPTH = 2  # positions kept while loading: e.g. ("hosts", 17); deeper ones on demand
 M = TypeVar("M", bound=BaseModel)
 
 
-class FileError(Exception):
+class FileError(NattError):
     """A file that cannot be used, with the place to look: path:line:column: message."""
 
     def __init__(self, path: str, line: int | None, column: int | None, message: str) -> None:

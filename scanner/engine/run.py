@@ -3,35 +3,38 @@
 from __future__ import annotations
 
 import io
+import logging
 import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 from types import FrameType
 
-from reports.build import Tally, exit_code_of, host_report, host_sort_key
+from reports.build import ReportAssembly
 from reports.formats import render
-from reports.formats.json_report import json_chunks
+from reports.hosts import Hosts
 from reports.hostspill import HostSpill
-from reports.model import SCHEMA_VERSION, ScanInfo, ScanReport, Tool, WaiverEntry, WaiversSection
+from reports.model import ReportHeader, ScanInfo, WaiverEntry, WaiversSection
 from reports.progress import Progress
 from rules.evaluate import evaluate
 from rules.loader import Policy
 from rules.waivers import EXPIRY_WARNING_DAYS, WaiverRef, WaiverSet, apply_waivers, summarize
 from scanner import __version__
-from scanner.core.atomic import write_atomic
+from scanner.core.atomic import atomic_text
 from scanner.core.exitcodes import ExitCode, combine
 from scanner.core.formats import Format
 from scanner.core.models import CollectOptions, Credentials, HostError, Observation, Stage, Target
 from scanner.core.results import Severity
+from scanner.core.semantics import assess
 from scanner.engine.pool import collect_all
 from scanner.inputs.inventory import Inventory
+
+log = logging.getLogger("natt_audit.engine")
 
 
 @dataclass(frozen=True)
@@ -62,18 +65,18 @@ class ScanRequest:
 
 @dataclass(frozen=True)
 class ScanOutcome:
-    """The report and the exit code it implies."""
+    """The report (header and hosts) and the exit code it implies."""
 
-    report: ScanReport
+    header: ReportHeader
+    # Read from the scan's temp file (reports/hostspill.py), each with its raw observation
+    # (`hosts.with_observations()`): nothing per host is kept in memory.
+    hosts: Hosts
     code: ExitCode
-    # Empty for a streamed scan: each host's observation is kept in the spill with its report
-    # (`report.hosts.with_observations()`), not in memory.
-    observations: tuple[Observation, ...] = ()
     deadline_reached: bool = False
     spill: HostSpill | None = None
 
     def close(self) -> None:
-        """Delete the temp file the report's hosts are read from; the report is unusable after."""
+        """Delete the temp file the report's hosts are read from; the hosts are unusable after."""
         if self.spill is not None:
             self.spill.close()
 
@@ -186,22 +189,27 @@ class _Collector:
 def run_scan(request: ScanRequest) -> ScanOutcome:
     """Scan every inventory host, evaluate every policy, and build the report.
 
-    Hosts stream: each is evaluated as it finishes and written to a `HostSpill` (a temp file),
-    and only running counts stay in memory, so memory does not grow with the estate
-    (docs/performance.md). The report's `hosts` reads them back from the spill, by name;
-    call `ScanOutcome.close()` when done with the report.
+    Hosts stream: each is evaluated as it finishes and added to a `ReportAssembly` that writes it
+    to a `HostSpill` (a temp file), and only running counts stay in memory, so memory does not
+    grow with the estate (docs/performance.md). The outcome's `hosts` reads them back from the
+    spill, by name; call `ScanOutcome.close()` when done with the report.
     """
     started = request.started_at or now_rfc3339()
     today = datetime.now(UTC).date()
     spill = HostSpill()
-    tally = Tally()
+    assembly = ReportAssembly(spill)
+
+    clock = time.perf_counter()
+    evaluating = 0.0  # seconds spent evaluating, summed over hosts (for -v; two clock reads a host)
 
     def record(observation: Observation) -> None:
-        evaluated = evaluate(observation, request.policies)
+        nonlocal evaluating
+        began = time.perf_counter()
+        setting = assess(observation)  # once per host: the rules and the host report share it
+        evaluated = evaluate(observation, request.policies, setting=setting)
         results = apply_waivers(observation.target, evaluated, request.waivers, today=today)
-        host = host_report(observation, results)
-        spill.append(host, observation.model_dump_json())
-        tally.add(host)
+        evaluating += time.perf_counter() - began
+        assembly.add(observation, results, setting=setting)
 
     try:
         # Resumed hosts (already in memory, from the journal): the last read of each inventory host.
@@ -228,6 +236,13 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
     except BaseException:
         spill.close()
         raise
+    log.debug(
+        "collection: %d hosts (%d from the journal) in %.1f ms; evaluation: %.1f ms in total",
+        len(request.inventory.targets),
+        len(done),
+        (time.perf_counter() - clock) * 1000,
+        evaluating * 1000,
+    )
     scan = ScanInfo(
         id=request.scan_id or str(uuid.uuid4()),
         started_at=started,
@@ -238,24 +253,15 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
         inventory=request.inventory.path,
         interrupted=interrupted,
     )
-    waivers = _waivers_section(request, tally.rule_ids, today) if request.waivers is not None else None
-    # model_construct: the hosts were validated one by one as they were built; validating the
-    # report would copy every host from the spill into an in-memory list (reports/hostspill.py).
-    report = ScanReport.model_construct(
-        schema_version=SCHEMA_VERSION,
-        tool=Tool(version=__version__),
-        scan=scan,
-        summary=tally.summary(),
-        hosts=spill.by_name(host_sort_key),
-        drift=None,
-        waivers=waivers,
-    )
-    code = exit_code_of(
-        tally, interrupted=interrupted, fail_on=request.fail_on, min_coverage=request.min_coverage
-    )
+    rule_ids = assembly.tally.rule_ids
+    waivers = _waivers_section(request, rule_ids, today) if request.waivers is not None else None
+    header = assembly.header(scan, tool_version=__version__, waivers=waivers)
+    code = assembly.exit_code(interrupted=interrupted, fail_on=request.fail_on, min_coverage=request.min_coverage)
     if interrupted:
         code = combine(code, ExitCode.INTERRUPTED)
-    return ScanOutcome(report=report, code=code, deadline_reached=deadline_reached, spill=spill)
+    return ScanOutcome(
+        header=header, hosts=assembly.hosts(), code=code, deadline_reached=deadline_reached, spill=spill
+    )
 
 
 def _waiver_entry(ref: WaiverRef) -> WaiverEntry:
@@ -307,14 +313,11 @@ def _missing(seen: set[str], request: ScanRequest, *, deadline_reached: bool) ->
             yield Observation(target=target, error=missing)
 
 
-def write_report(report: ScanReport, fmt: Format, output: str | None, *, color: bool) -> None:
-    """Render the report to stdout, or atomically to a file."""
-    chunks: Iterable[str] = (
-        json_chunks(report) if fmt is Format.JSON else (render(report, fmt, color=color and output is None),)
-    )
+def write_report(header: ReportHeader, hosts: Hosts, fmt: Format, output: str | None, *, color: bool) -> None:
+    """Render the report to stdout, or atomically to a file, host by host."""
     if output is None or output == "-":
-        for chunk in chunks:
-            sys.stdout.write(chunk)
+        render(header, hosts, fmt, sys.stdout, color=color and output is None)  # `-o -`: never colour
         sys.stdout.flush()
     else:
-        write_atomic(Path(output), (chunk.encode("utf-8") for chunk in chunks))
+        with atomic_text(output) as out:
+            render(header, hosts, fmt, out, color=False)

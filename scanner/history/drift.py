@@ -18,11 +18,11 @@ Hosts are matched by `scanner.core.results.host_identity` (lower-cased name), as
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
 from reports.build import host_sort_key
-from reports.hostspill import HostList
-from reports.model import Drift, FindingDrift, HostDrift, HostReport, ScanReport, SettingDrift
+from reports.hosts import Hosts, Report
+from reports.model import Drift, FindingDrift, HostDrift, HostReport, SettingDrift
 from scanner.core.results import Status, finding_uid, host_identity
 
 # Setting fields compared between two reads of a host, in report order.
@@ -34,10 +34,6 @@ SETTING_FIELDS: tuple[str, ...] = (
     "applicable_key",
     "stray",
 )
-
-
-def _index(report: ScanReport) -> dict[str, HostReport]:
-    return {host_identity(h.name): h for h in report.hosts}
 
 
 def _reason(host: HostReport) -> str:
@@ -105,23 +101,19 @@ def _sorted_names(names: Iterable[str]) -> list[str]:
     return sorted(names, key=host_sort_key)
 
 
-def compute_drift(previous: ScanReport, current: ScanReport) -> Drift:
+def compute_drift(previous: Report, current: Report) -> Drift:
     """Return what changed from `previous` to `current` (two scans of the same inventory)."""
-    old = _index(previous)
-    new = _index(current)
     return drift_between(
-        previous.scan.id,
-        previous.scan.started_at,
-        (old[key] for key in sorted(old)),
-        (new[key] for key in sorted(new)),
+        previous.header.scan.id,
+        previous.header.scan.started_at,
+        by_identity(previous.hosts),
+        by_identity(current.hosts),
     )
 
 
-def by_identity(hosts: Sequence[HostReport]) -> Iterable[HostReport]:
+def by_identity(hosts: Hosts) -> Iterable[HostReport]:
     """Return `hosts` ordered by `host_identity`, read one at a time when they are on disk."""
-    if isinstance(hosts, HostList):
-        return hosts.reordered(host_identity)
-    return sorted(hosts, key=lambda h: host_identity(h.name))
+    return hosts.ordered(host_identity)
 
 
 def _merge(

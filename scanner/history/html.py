@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import json
 from collections.abc import Sequence
 from typing import Protocol
 
+from scanner.core.sanitize import html_text, visible
 from scanner.history.store import HostRow, ScanRow
 
 SITE_TAG = "site"
@@ -162,10 +162,12 @@ def chart_data(rows: Sequence[ScanRow], hosts: Sequence[HostRow]) -> dict[str, o
     sites: dict[str, dict[str, int]] = {}
     for host in hosts:
         mode = host.effective_mode if host.effective_mode is not None else "unread"
+        # Labels reach the page through textContent, which shows a bidi override or zero-width
+        # character as what it does: they are spelled as visible escapes (scanner/core/sanitize.py).
         for key, value in sorted(host.tags.items()):
-            counts = by_tag.setdefault(f"{key}={value}", {})
+            counts = by_tag.setdefault(visible(f"{key}={value}"), {})
             counts[mode] = counts.get(mode, 0) + 1
-        site = host.tags.get(SITE_TAG, "(no site)")
+        site = visible(host.tags.get(SITE_TAG, "(no site)"))
         entry = sites.setdefault(site, {"fail": 0, "total": 0})
         entry["total"] += 1
         if host.status == "fail":
@@ -194,9 +196,9 @@ def _table(rows: Sequence[ScanRow]) -> str:
     body = []
     for r in rows:
         cells = [
-            html.escape(r.id[:8]),
-            html.escape(r.started_at),
-            html.escape(r.inventory or r.inventory_id),
+            html_text(r.id[:8]),
+            html_text(r.started_at),
+            html_text(r.inventory or r.inventory_id),
             f'<span class="num">{r.hosts_total}</span>',
             f"{r.coverage * 100:.1f}%",
             f"{r.compliance * 100:.1f}%",
@@ -214,7 +216,7 @@ def render_history_html(store: _Hosts, rows: Sequence[ScanRow]) -> str:
     hosts = store.hosts(latest.id) if latest is not None else []
     data = chart_data(rows, hosts)
     legend = "".join(
-        f'<span><i class="sw {c}"></i>{html.escape(m)}</span>'
+        f'<span><i class="sw {c}"></i>{html_text(m)}</span>'
         for m, c in (
             ("mode 0", "m0"),
             ("mode 1", "m1"),
@@ -225,11 +227,11 @@ def render_history_html(store: _Hosts, rows: Sequence[ScanRow]) -> str:
         )
     )
     csp = f"default-src 'none'; script-src '{_hash(_SCRIPT)}'; style-src '{_hash(_STYLE)}'; img-src 'none'"
-    newest = html.escape(f"{latest.started_at} ({latest.id[:8]})") if latest else "none"
+    newest = html_text(f"{latest.started_at} ({latest.id[:8]})") if latest else "none"
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{html.escape(csp)}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{html_text(csp)}">'
         "<title>natt-audit history</title>"
         f"<style>{_STYLE}</style></head><body>"
         "<h1>natt-audit scan history</h1>"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from scanner.core.errors import NattError
 from scanner.core.models import Observation, Target
 
 JOURNAL_FORMAT = 1
@@ -31,7 +32,7 @@ JOURNAL_FORMAT = 1
 SYNC_INTERVAL = 0.2  # seconds between fdatasync calls of the checkpoint journal (group commit)
 
 
-class JournalError(Exception):
+class JournalError(NattError):
     """The journal cannot be used to resume; the message says why."""
 
 

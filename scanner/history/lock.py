@@ -14,9 +14,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
+from scanner.core.errors import NattError
+from scanner.core.exitcodes import ExitCode
 
-class LockedError(Exception):
+
+class LockedError(NattError):
     """Another natt-audit process holds the lock; the message names the lock file and holder."""
+
+    exit_code = ExitCode.LOCKED
 
 
 def lock_path_for(database: str | Path) -> Path:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,16 +29,17 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from reports.build import host_sort_key, is_covered
-from reports.formats.json_report import render_json_whole
-from reports.hostspill import HostList
-from reports.model import HostReport, ScanReport
+from reports.formats.json_report import header_json
+from reports.hosts import Hosts, MemoryHosts, Report
+from reports.model import HostReport, ReportDocument, ReportHeader
+from scanner.core.errors import NattError
 from scanner.core.models import Observation
 from scanner.core.results import Status
 
 SCHEMA_VERSION = 3
 
 
-class StoreError(Exception):
+class StoreError(NattError):
     """The history database cannot be opened, read or written; the message says which and why."""
 
 
@@ -73,10 +74,8 @@ class HostRow:
 class HistoryStore(Protocol):
     """Where scans are kept. Implementations write each scan atomically."""
 
-    def record_scan(
-        self, report: ScanReport, *, inventory_id: str, observations: Sequence[Observation] = ()
-    ) -> None:
-        """Store (or replace, for a resumed scan) one scan with its observations and results."""
+    def record_scan(self, header: ReportHeader, hosts: Hosts, *, inventory_id: str) -> None:
+        """Store (or replace, for a resumed scan) one scan with its hosts' observations and results."""
 
     def scans(self, *, inventory_id: str | None = None, limit: int = 20) -> list[ScanRow]:
         """Return recent scans, newest first, optionally of one inventory only."""
@@ -84,10 +83,10 @@ class HistoryStore(Protocol):
     def find_scan(self, ref: str) -> ScanRow:
         """Return the scan whose id is `ref` or starts with `ref`; StoreError if none or many."""
 
-    def load_report(self, scan_id: str) -> ScanReport:
-        """Return the JSON report stored for a scan."""
+    def load_report(self, scan_id: str) -> Report:
+        """Return the report stored for a scan."""
 
-    def previous_report(self, inventory_id: str, *, before: str) -> ScanReport | None:
+    def previous_report(self, inventory_id: str, *, before: str) -> Report | None:
         """Return the newest complete scan of `inventory_id` started before `before`, other than it."""
 
     def hosts(self, scan_id: str) -> list[HostRow]:
@@ -160,10 +159,10 @@ MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
-def compliance_of(report: ScanReport) -> float:
+def compliance_of(hosts: Iterable[HostReport]) -> float:
     """Return compliant hosts (pass, waived, n.a.) / read hosts, rounded down to 4 decimals."""
     counts = [0, 0]
-    for host in report.hosts:
+    for host in hosts:
         _count_compliance(counts, host)
     return _compliance(counts)
 
@@ -256,27 +255,16 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to the history database {self.path}: {exc}") from None
 
-    def record_scan(
-        self, report: ScanReport, *, inventory_id: str, observations: Sequence[Observation] = ()
-    ) -> None:
-        """Store (or replace, for a resumed scan) one scan with its observations and results.
+    def record_scan(self, header: ReportHeader, hosts: Hosts, *, inventory_id: str) -> None:
+        """Store (or replace, for a resumed scan) one scan with its hosts' observations and results.
 
-        A streamed report (`HostList` hosts) brings each host's observation with it; otherwise
-        they come from `observations`. Hosts are written one at a time, never all at once.
+        Each host comes with the JSON of its raw observation (`Hosts.with_observations`; None:
+        not kept). Hosts are written one at a time, never all at once.
         """
-        s = report.summary
-        scan = report.scan
+        s = header.summary
+        scan = header.scan
         recorded = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        frame = render_json_whole(report.model_copy(update={"hosts": []}))
-
-        def pairs() -> Iterator[tuple[HostReport, str | None]]:
-            if isinstance(report.hosts, HostList):
-                yield from report.hosts.with_observations()
-                return
-            by_name = {o.target.name: o for o in observations}
-            for host in report.hosts:
-                seen = by_name.get(host.name)
-                yield host, seen.model_dump_json() if seen is not None else None
+        frame = header_json(header)
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM scans WHERE id = ?", (scan.id,))
@@ -297,14 +285,14 @@ class SqliteStore:
                     s.coverage,
                     s.requests_total,
                     json.dumps(scan.policies),
-                    report.tool.version,
+                    header.tool.version,
                     frame,
                     0.0,  # set below, once every host has been counted
                     recorded,
                 ),
             )
             counts = [0, 0]
-            for h, observation in pairs():
+            for h, observation in hosts.with_observations():
                 _count_compliance(counts, h)
                 conn.execute(
                     "INSERT INTO hosts (scan_id, name, address, port, status, tags, effective_mode,"
@@ -391,19 +379,19 @@ class SqliteStore:
             raise StoreError(f"scan id prefix {ref!r} is ambiguous in {self.path}; give more characters")
         return rows[0]
 
-    def load_report(self, scan_id: str) -> ScanReport:
-        """Return the JSON report stored for a scan."""
+    def load_report(self, scan_id: str) -> Report:
+        """Return the report stored for a scan, its hosts in memory."""
         try:
             row = self._conn.execute("SELECT report FROM scans WHERE id = ?", (scan_id,)).fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
         if row is None:
             raise StoreError(f"no scan with id {scan_id!r} in {self.path}")
-        report = ScanReport.model_validate_json(row[0])
-        if report.hosts:
-            return report  # written before schema version 3: the whole report in one column
-        hosts = sorted(self.host_reports(scan_id), key=lambda h: host_sort_key(h.name))
-        return report.model_copy(update={"hosts": hosts})
+        document = ReportDocument.model_validate_json(row[0])
+        if document.hosts:
+            # written before schema version 3: the whole report in one column
+            return Report(document.header(), MemoryHosts.of(document.hosts))
+        return Report(document.header(), MemoryHosts.of(self.host_reports(scan_id)))
 
     def host_reports(self, scan_id: str, order: Callable[[str], Any] = host_sort_key) -> Iterator[HostReport]:
         """Yield the report entries of one scan's hosts one at a time, sorted by `order(name)`.
@@ -421,7 +409,7 @@ class SqliteStore:
             if not names:
                 row = self._conn.execute("SELECT report FROM scans WHERE id = ?", (scan_id,)).fetchone()
                 if row is not None:
-                    old = ScanReport.model_validate_json(row[0]).hosts
+                    old = ReportDocument.model_validate_json(row[0]).hosts
                     yield from sorted(old, key=lambda h: order(h.name))
                 return
             for name in sorted(names, key=order):
@@ -437,7 +425,7 @@ class SqliteStore:
         rows = self._rows("WHERE inventory_id = ? AND id != ? AND interrupted = 0", (inventory_id, before), 1)
         return rows[0] if rows else None
 
-    def previous_report(self, inventory_id: str, *, before: str) -> ScanReport | None:
+    def previous_report(self, inventory_id: str, *, before: str) -> Report | None:
         """Return the newest complete scan of `inventory_id` that is not `before` (a scan id).
 
         Interrupted scans are skipped: a partial scan is a poor baseline (every host it did not

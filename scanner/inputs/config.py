@@ -7,7 +7,6 @@ refused with a message that says where the password goes instead.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -19,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from scanner.core.errors import NattError
 from scanner.core.formats import Format
 from scanner.core.results import Severity
 from scanner.inputs.credentials import ENV_PASSWORD, ENV_USERNAME
@@ -30,7 +30,7 @@ SECRET_KEYS = frozenset({"password", "passwd", "pwd", "secret"})
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
 
-class ConfigError(Exception):
+class ConfigError(NattError):
     """The configuration is unusable; str() is `where: problem`, one problem per line."""
 
 
@@ -133,41 +133,44 @@ def _bool(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Key:
-    """One configuration key: its dotted name, environment variable, flag dest, env parser."""
+    """One configuration key: its dotted name, environment variable and how to parse that text."""
+
+    # Flags are not listed here: the command line hands its values over by key name (`flags` of
+    # `load_config`, scanner/cli/options.py), so no argparse destination is part of the layering.
 
     name: str
     env: str | None
-    dest: str | None
     parse: Callable[[str], object] = str
 
 
 KEYS: tuple[Key, ...] = (
-    Key("inventory", "NATT_AUDIT_INVENTORY", "inventory"),
-    Key("inventory_id", "NATT_AUDIT_INVENTORY_ID", "inventory_id"),
-    Key("policies", "NATT_AUDIT_POLICIES", "policy", _split_list),
-    Key("waivers", "NATT_AUDIT_WAIVERS", "waivers", _split_list),
-    Key("waiver_warn_days", "NATT_AUDIT_WAIVER_WARN_DAYS", "waiver_warn_days"),
-    Key("exports", "NATT_AUDIT_EXPORTS", "export", _split_list),
-    Key("database", "NATT_AUDIT_DATABASE", "db"),
-    Key("history", "NATT_AUDIT_HISTORY", "history", _bool),
-    Key("concurrency", "NATT_AUDIT_CONCURRENCY", "concurrency"),
-    Key("fail_on", "NATT_AUDIT_FAIL_ON", "fail_on"),
-    Key("min_coverage", "NATT_AUDIT_MIN_COVERAGE", "min_coverage"),
-    Key("log_format", "NATT_AUDIT_LOG_FORMAT", "log_format"),
-    Key("format", "NATT_AUDIT_FORMAT", "format"),
-    Key("output", "NATT_AUDIT_OUTPUT", "output"),
-    Key("ca_bundle", "NATT_AUDIT_CA_BUNDLE", "ca_bundle"),
-    Key("insecure_skip_tls_verify", "NATT_AUDIT_INSECURE_SKIP_TLS_VERIFY", "insecure_skip_tls_verify", _bool),
-    Key("color", "NATT_AUDIT_COLOR", "color"),
-    Key("credentials.username", None, None),  # the username's env variable is credentials.username_env
-    Key("credentials.username_env", None, None),
-    Key("credentials.password_file", "NATT_AUDIT_PASSWORD_FILE", "password_file"),
-    Key("credentials.password_env", None, None),
-    Key("timeouts.host", "NATT_AUDIT_HOST_TIMEOUT", "host_timeout"),
-    Key("timeouts.connect", "NATT_AUDIT_CONNECT_TIMEOUT", "connect_timeout"),
-    Key("timeouts.deadline", "NATT_AUDIT_DEADLINE", "deadline"),
-    Key("timeouts.grace", "NATT_AUDIT_GRACE", "grace"),
+    Key("inventory", "NATT_AUDIT_INVENTORY"),
+    Key("inventory_id", "NATT_AUDIT_INVENTORY_ID"),
+    Key("policies", "NATT_AUDIT_POLICIES", _split_list),
+    Key("waivers", "NATT_AUDIT_WAIVERS", _split_list),
+    Key("waiver_warn_days", "NATT_AUDIT_WAIVER_WARN_DAYS"),
+    Key("exports", "NATT_AUDIT_EXPORTS", _split_list),
+    Key("database", "NATT_AUDIT_DATABASE"),
+    Key("history", "NATT_AUDIT_HISTORY", _bool),
+    Key("concurrency", "NATT_AUDIT_CONCURRENCY"),
+    Key("fail_on", "NATT_AUDIT_FAIL_ON"),
+    Key("min_coverage", "NATT_AUDIT_MIN_COVERAGE"),
+    Key("log_format", "NATT_AUDIT_LOG_FORMAT"),
+    Key("format", "NATT_AUDIT_FORMAT"),
+    Key("output", "NATT_AUDIT_OUTPUT"),
+    Key("ca_bundle", "NATT_AUDIT_CA_BUNDLE"),
+    Key("insecure_skip_tls_verify", "NATT_AUDIT_INSECURE_SKIP_TLS_VERIFY", _bool),
+    Key("color", "NATT_AUDIT_COLOR"),
+    Key("credentials.username", None),  # the username's env variable is credentials.username_env
+    Key("credentials.username_env", None),
+    Key("credentials.password_file", "NATT_AUDIT_PASSWORD_FILE"),
+    Key("credentials.password_env", None),
+    Key("timeouts.host", "NATT_AUDIT_HOST_TIMEOUT"),
+    Key("timeouts.connect", "NATT_AUDIT_CONNECT_TIMEOUT"),
+    Key("timeouts.deadline", "NATT_AUDIT_DEADLINE"),
+    Key("timeouts.grace", "NATT_AUDIT_GRACE"),
 )
+KEY_NAMES = frozenset(key.name for key in KEYS)
 
 
 @dataclass(frozen=True)
@@ -299,24 +302,24 @@ def _env_values(environ: Mapping[str, str]) -> dict[str, tuple[object, str]]:
     return values
 
 
-def _flag_values(args: argparse.Namespace | None) -> dict[str, tuple[object, str]]:
+def _flag_values(flags: Mapping[str, object] | None) -> dict[str, tuple[object, str]]:
     values: dict[str, tuple[object, str]] = {}
-    if args is None:
-        return values
-    for key in KEYS:
-        if key.dest is None:
-            continue
-        value = getattr(args, key.dest, None)
+    for name, value in (flags or {}).items():
+        if name not in KEY_NAMES:
+            # A programming error, never a user's: the CLI named a key that does not exist.
+            raise KeyError(f"{name!r} is not a configuration key (docs/config.md)")
         if value is None or value == []:
-            continue
-        values[key.name] = (value, "flag")
+            continue  # the flag was not given
+        values[name] = (value, "flag")
     return values
 
 
 def load_config(
-    *, path: str | None, environ: Mapping[str, str], args: argparse.Namespace | None = None
+    *, path: str | None, environ: Mapping[str, str], flags: Mapping[str, object] | None = None
 ) -> Loaded:
     """Return the effective configuration: defaults < file < environment < flags."""
+    # `flags` maps configuration key names (`timeouts.host`, not an argparse dest) to the values
+    # given on the command line; None or [] means "not given". An unknown name is a KeyError.
     if path is None:
         path = environ.get(ENV_CONFIG) or None
     merged: dict[str, object] = {}
@@ -325,7 +328,7 @@ def load_config(
         for name, value in read_config_file(path).items():
             merged[name] = value
             sources[name] = f"file {path}"
-    for name, (value, source) in (_env_values(environ) | _flag_values(args)).items():
+    for name, (value, source) in (_env_values(environ) | _flag_values(flags)).items():
         merged[name] = value
         sources[name] = source
     try:
@@ -399,7 +402,13 @@ def show_config(loaded: Loaded, environ: Mapping[str, str]) -> str:
         lines.append(f"{text}  # {source}")
     user_env = config.credentials.username_env
     pass_env = config.credentials.password_env
-    lines.append(f"# username from ${user_env}: {'set' if environ.get(user_env) else 'not set'}")
+    # The same order the scan takes the account in (scanner/inputs/credentials.py): the
+    # `credentials.username` key first, its environment variable only when the key is unset.
+    if config.credentials.username is not None:
+        who = f"set by credentials.username ({loaded.sources.get('credentials.username', 'default')})"
+    else:
+        who = f"set in ${user_env}" if environ.get(user_env) else f"not set (credentials.username, ${user_env})"
+    lines.append(f"# username: {who}")
     where = "not set"
     if config.credentials.password_file:
         where = "from the password file (content not shown)"

@@ -12,18 +12,19 @@ import os
 import re
 import stat
 import sys
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import SecretStr
 
+from scanner.core.errors import NattError
 from scanner.core.models import Credentials
+from scanner.core.sanitize import has_unsafe
 
 ENV_USERNAME = "NATT_AUDIT_USERNAME"
 ENV_PASSWORD = "NATT_AUDIT_PASSWORD"  # noqa: S105 - the variable's name, not a password
 MAX_PASSWORD_FILE_BYTES = 64 * 1024  # a password is a line; a bigger file is the wrong file
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("natt_audit.inputs")  # under natt_audit: the one stderr path (scanner/core/logsetup.py)
 
 HOW = (
     "give credentials one of three ways: --password-file FILE (first line is the password) with "
@@ -39,7 +40,7 @@ _SECRET_OPTIONS = frozenset(
 _URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s@]*:[^/?#\s]*@")
 
 
-class CredentialError(Exception):
+class CredentialError(NattError):
     """No usable credentials; the message says why and how to give them, never the secret."""
 
 
@@ -76,7 +77,7 @@ def _ask_on_stderr(prompt: str) -> str:
 
 
 def _has_controls(value: str) -> bool:
-    return any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value)
+    return has_unsafe(value)
 
 
 def _check_username(username: str, origin: str) -> str:

@@ -10,7 +10,6 @@ import csv
 import io
 import ipaddress
 import re
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from scanner.core import yamlfile
+from scanner.core.errors import NattError
 from scanner.core.models import AuthMethod, Frozen, Scheme, Target
+from scanner.core.sanitize import has_unsafe
 
 Format = Literal["yaml", "csv", "text"]
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -40,7 +41,7 @@ _CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group")
 _TAG_PREFIX = "tag:"
 
 
-class InventoryError(Exception):
+class InventoryError(NattError):
     """An unusable inventory; str() lists "path:line: message", one problem per line."""
 
     def __init__(self, problems: Sequence[str]) -> None:
@@ -69,7 +70,7 @@ def host_problem(value: str) -> str | None:
     """Return why `value` is not a host name or IP literal, or None when it is one."""
     if value == "":
         return "is empty"
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+    if has_unsafe(value):
         return "contains control or invisible characters"
     if any(c.isspace() for c in value):
         return "contains whitespace (one host per entry)"
@@ -123,7 +124,7 @@ def _address_key(address: str) -> str:
 def _text_problem(value: str) -> str | None:
     if value == "":
         return "is empty"
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+    if has_unsafe(value):
         return "contains control or invisible characters"
     return None
 

@@ -3,7 +3,8 @@
 Regenerate the golden files after an intended output change with either
     UPDATE_GOLDENS=1 python -m pytest tests/reports
     python -m pytest tests/reports --update-goldens
-then review the diff of tests/reports/golden/ before committing it.
+then review the diff of tests/reports/formats/golden/ before committing it. The export-format tests
+(formats/test_export_formats.py) check the same golden files as the renderer tests.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from collections.abc import Callable
 
 import pytest
 
-from reports.model import ScanReport
-from tests.reports.sample import GOLDEN_DIR, make_sample_report
+from reports.hosts import Report
+from tests.support.sample_report import GOLDEN_DIR, make_sample_report
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,6 +47,17 @@ def check_golden(update_goldens: bool) -> Callable[[str, str], None]:
 
 
 @pytest.fixture(scope="session")
-def sample_report() -> ScanReport:
+def sample_report() -> Report:
     """Return the fixed hostile sample report."""
     return make_sample_report()
+
+
+
+@pytest.fixture(scope="session")
+def export_golden(check_golden: Callable[[str, str], None]) -> Callable[[str, str], None]:
+    """Return check_golden keyed by export file name: report.<format>[.<ext>] is report.<format>.golden."""
+
+    def check(name: str, text: str) -> None:
+        check_golden(f"report.{name.split('.')[1]}.golden", text)
+
+    return check

@@ -9,7 +9,7 @@ import pytest
 
 from reports.progress import Progress
 from scanner.core.models import HostError, Observation, OsInfo, Stage
-from tests.reports.sample import HOSTILE_CAPTION, target
+from tests.support.sample_report import HOSTILE_CAPTION, target
 
 
 class FakeTty(io.StringIO):

@@ -8,7 +8,7 @@ from rules.evaluate import evaluate
 from rules.loader import builtin_policy, resolve_policies
 from scanner.core.models import Observation, Stage
 from scanner.core.results import Severity, Status, finding_uid
-from tests.rules.rules_helpers import GARBLED, WIN10, WIN2000, WIN2003, XP_SP1, XP_SP2, failed, observe
+from tests.support.rules_helpers import GARBLED, WIN10, WIN2000, WIN2003, XP_SP1, XP_SP2, failed, observe
 
 P = "pass"
 F = "fail"

@@ -168,17 +168,17 @@ def test_no_fix_is_simulated_where_no_key_applies(version: str, sp: int) -> None
     assert fixed_observation(observation(version, sp, value(IPSEC_KEY, "REG_DWORD", 2)), fix) is None
 
 
-def test_policy_test_checks_that_fixes_fix(tmp_path: Path) -> None:
+def test_policy_test_checks_that_fixes_fix(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     good = policy_file(tmp_path, "fix: {set_value: {type: REG_DWORD, data: 1}, restart_service: PolicyAgent}")
-    out, err = io.StringIO(), io.StringIO()
-    assert run_test([str(good)], out, err) == 0, err.getvalue()
+    out = io.StringIO()
+    assert run_test([str(good)], out) == 0, caplog.text
     assert "1/1 fail examples fixed by their rule's fix" in out.getvalue()  # the XP SP1 example: no key
     bad = policy_file(tmp_path, "fix: {set_value: {type: REG_DWORD, data: 2}}")
-    out, err = io.StringIO(), io.StringIO()
-    assert run_test([str(bad)], out, err) == 2
-    assert "FAIL R-1 fix on examples.fail[0]" in err.getvalue()
-    assert "still fail" in err.getvalue()
-    assert run_validate([str(bad)], io.StringIO(), io.StringIO()) == 0  # valid, just wrong
+    caplog.clear()
+    assert run_test([str(bad)], io.StringIO()) == 2
+    assert "FAIL R-1 fix on examples.fail[0]" in caplog.text
+    assert "still fail" in caplog.text
+    assert run_validate([str(bad)], io.StringIO()) == 0  # valid, just wrong
 
 
 def test_a_strays_only_fix_does_not_fix_a_mode_rule() -> None:

@@ -28,7 +28,7 @@ from rules.loader import builtin_policy, load_policy
 from rules.models import Condition
 from scanner.core.results import NAMESPACE, Status, finding_uid
 from scanner.core.semantics import assess
-from tests.rules.rules_helpers import GARBLED, WIN10, WIN2000, WIN2003, XP_SP1, observe, policy, rule, target
+from tests.support.rules_helpers import GARBLED, WIN10, WIN2000, WIN2003, XP_SP1, observe, policy, rule, target
 
 ROLE_BASED = Path(__file__).resolve().parents[2] / "docs" / "examples" / "role-based-policy.yaml"
 

@@ -10,7 +10,7 @@ import pytest
 from rules.evaluate import evaluate, explain
 from rules.loader import builtin_policy, load_policy
 from scanner.core.results import Status
-from tests.rules.rules_helpers import (
+from tests.support.rules_helpers import (
     GARBLED,
     WIN10,
     WIN2000,

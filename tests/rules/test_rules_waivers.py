@@ -14,7 +14,7 @@ from rules.loader import builtin_policy
 from rules.waivers import apply_waivers, load_waivers, summarize, waivers_json_schema
 from scanner.core.results import Status
 from scanner.core.yamlfile import FileError
-from tests.rules.rules_helpers import WIN10, failed, observe, target
+from tests.support.rules_helpers import WIN10, failed, observe, target
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "waivers.yaml"
 TODAY = date(2026, 11, 27)

@@ -9,6 +9,7 @@ holding the decrypted body, which the caller parses with the hardened parser).
 from __future__ import annotations
 
 import base64
+import logging
 import time
 
 from scanner.collect.wsman.auth import Authenticator, AuthMaterial
@@ -21,6 +22,12 @@ SOAP_CONTENT_TYPE = "application/soap+xml;charset=UTF-8"
 MAX_AUTH_LEGS = 8  # NTLM needs 2, Kerberos 1-2, CredSSP about 5
 RETRY_503_WAIT = 0.5  # seconds; Retry-After is honoured up to RETRY_503_MAX_WAIT
 RETRY_503_MAX_WAIT = 5.0
+
+log = logging.getLogger("natt_audit.collect")
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 def unauthorized(detail: str) -> CollectError:
@@ -37,6 +44,8 @@ class WsmanTransport:
         https = target.scheme is Scheme.HTTPS
         self.requests = 0
         self._deadline = deadline
+        self._name = target.name
+        self._where = f"{target.scheme.value}://{target.address}:{target.port}"
         self._auth = Authenticator(target.transport, material, hostname=target.name, https=https)
         tls = None
         if https:
@@ -74,11 +83,57 @@ class WsmanTransport:
                 continue
             return self._handle(response)
 
-    def _post(self, headers: list[tuple[str, str]], body: bytes) -> Response:
+    def _connect(self) -> None:
+        if not log.isEnabledFor(logging.DEBUG):
+            self._conn.connect()
+            return
+        started = time.perf_counter()
+        try:
+            self._conn.connect()
+        except CollectError as exc:
+            log.debug("%s: connection failed after %.1f ms: %s", self._name, _ms(started), exc)
+            raise
+        log.debug(
+            "%s: connected to %s (connection %d) in %.1f ms",
+            self._name,
+            self._where,
+            self._conn.connections,
+            _ms(started),
+        )
+
+    def _post(self, headers: list[tuple[str, str]], body: bytes, what: str) -> Response:
         if not self._conn.connected:
-            self._conn.connect()  # a refused connection or failed TLS handshake sent no request
+            self._connect()  # a refused connection or failed TLS handshake sent no request
         self.requests += 1
-        return self._conn.request(headers, body)
+        if not log.isEnabledFor(logging.DEBUG):
+            return self._conn.request(headers, body)
+        # Per request, so only under -v: the request's kind, sizes, status and time, never a
+        # header value (Authorization carries tokens) or a body.
+        started = time.perf_counter()
+        try:
+            response = self._conn.request(headers, body)
+        except CollectError as exc:
+            log.debug(
+                "%s: request %d (%s, %d bytes) failed after %.1f ms: %s",
+                self._name,
+                self.requests,
+                what,
+                len(body),
+                _ms(started),
+                exc,
+            )
+            raise
+        log.debug(
+            "%s: request %d (%s, %d bytes) -> HTTP %d, %d bytes in %.1f ms",
+            self._name,
+            self.requests,
+            what,
+            len(body),
+            response.status,
+            len(response.body),
+            _ms(started),
+        )
+        return response
 
     def _ensure_authenticated(self) -> None:
         auth = self._auth
@@ -87,10 +142,10 @@ class WsmanTransport:
         if self._conn.connected and self._authenticated_connection == self._conn.connections:
             return
         if not self._conn.connected:
-            self._conn.connect()
+            self._connect()
         auth.new_context(self._conn.peer_certificate)
         token = auth.step(None)
-        for _ in range(MAX_AUTH_LEGS):
+        for leg in range(1, MAX_AUTH_LEGS + 1):
             if token is None:
                 raise CollectError(Stage.AUTH, "auth_failed", "authentication produced no token to send")
             connection = self._conn.connections
@@ -100,6 +155,7 @@ class WsmanTransport:
                     ("Content-Type", SOAP_CONTENT_TYPE),
                 ],
                 b"",
+                f"{auth.scheme} auth leg {leg}",
             )
             server_token = auth.server_token(response.header("www-authenticate"))
             if response.status == 200:
@@ -114,6 +170,16 @@ class WsmanTransport:
                         Stage.AUTH, "auth_failed", "host closed the connection after authenticating"
                     )
                 self._authenticated_connection = connection
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "%s: authenticated as %s with %s (%s) in %d legs%s",
+                        self._name,
+                        self._auth.material.username,
+                        auth.scheme,
+                        auth.method.value,
+                        leg,
+                        ", messages encrypted (MS-WSMV 2.2.9.1)" if auth.encrypts else "",
+                    )
                 return
             if response.status == 401:
                 if server_token is None or auth.complete:
@@ -140,7 +206,7 @@ class WsmanTransport:
             headers = [("Content-Type", SOAP_CONTENT_TYPE)]
             if not auth.handshake:
                 headers.append(("Authorization", auth.basic_header()))
-        return self._post(headers, body)
+        return self._post(headers, body, "encrypted message" if auth.encrypts else "message")
 
     def _wait_for_retry(self, response: Response) -> bool:
         """Sleep before retrying a 503 if the deadline leaves room for the retry; else False."""

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reports.export.servers import FakeHec, Rsyslog
-
-TOKEN = "3f0c1a2b-4d5e-6f70-8192-a3b4c5d6e7f8"
+from tests.peers.receivers import TOKEN, FakeHec, Rsyslog
 
 
 @pytest.fixture(scope="module")

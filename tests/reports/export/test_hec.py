@@ -13,8 +13,7 @@ from reports.export.hec import HecClient, Reply, classify, retry_after
 from reports.export.ship import export_report, ship
 from reports.export.spool import Spool
 from reports.findings import Finding, flatten
-from tests.reports.export.conftest import TOKEN
-from tests.reports.export.servers import FakeHec
+from tests.peers.receivers import TOKEN, FakeHec
 from tests.reports.export.test_syslog import hostile_report
 
 ENV = {"NATT_AUDIT_HEC_TOKEN": TOKEN}
@@ -23,7 +22,7 @@ ENV = {"NATT_AUDIT_HEC_TOKEN": TOKEN}
 @pytest.fixture(scope="module")
 def findings() -> list[Finding]:
     """Return the findings of the hostile report."""
-    return flatten(hostile_report())
+    return list(flatten(*hostile_report()))
 
 
 def dest(hec: FakeHec, extra: str = "", retries: int = 4) -> Destination:
@@ -86,7 +85,7 @@ def test_bad_token_stops_and_leaves_everything_pending(
     fake_hec: FakeHec, findings: list[Finding], tmp_path: Path
 ) -> None:
     fake_hec.token = "another-token"
-    summary = export_report(hostile_report(), [dest(fake_hec)], tmp_path / "spool", env=ENV)
+    summary = export_report(*hostile_report(), [dest(fake_hec)], tmp_path / "spool", env=ENV)
     (outcome,) = summary.destinations
     assert outcome.pending == len(findings) and outcome.dead_lettered == 0
     assert outcome.error is not None and "code 3" in outcome.error
@@ -108,11 +107,11 @@ def test_down_for_the_whole_run_then_ship(tmp_path: Path, findings: list[Finding
     destination = dest(hec, retries=2)
     report = hostile_report()
     spool_dir = tmp_path / "spool"
-    summary = export_report(report, [destination], spool_dir, env=ENV)
+    summary = export_report(report.header, report.hosts, [destination], spool_dir, env=ENV)
     assert summary.exit_code == 5
     assert summary.destinations[0].pending == len(findings)
     assert "INCOMPLETE" in summary.lines()[1] and f"{len(findings)} pending" in summary.lines()[1]
-    spooled = Spool(spool_dir).pending(destination, report.scan.id)
+    spooled = Spool(spool_dir).pending(destination, report.header.scan.id)
     assert [f.event_uid for f in spooled] == [f.event_uid for f in findings]
     hec.start()
     try:

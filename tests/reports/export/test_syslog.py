@@ -21,16 +21,17 @@ from reports.export.syslog import (
     sd_escape,
 )
 from reports.findings import Finding, flatten
-from reports.model import ScanReport
+from reports.hosts import Report
 from scanner.core.models import HostError, OsInfo, Stage
-from tests.reports.export.servers import Rsyslog
-from tests.reports.export.wire import parse_sd, parse_syslog
-from tests.reports.sample import make_sample_report
+from tests.peers.receivers import Rsyslog
+from tests.support.cefparse import shown
+from tests.support.sample_report import make_sample_report, with_hosts
+from tests.support.syslogparse import parse_sd, parse_syslog
 
 HOSTILE = 'evil\nhost|a=b\\c]d"e\r\x1b[31mred\x07\x7f\x85\u202e tail\\'
 
 
-def hostile_report() -> ScanReport:
+def hostile_report() -> Report:
     """Return the sample report plus a host whose every text field is hostile."""
     report = make_sample_report()
     base = next(h for h in report.hosts if h.name == "srv-pass-01")
@@ -42,13 +43,13 @@ def hostile_report() -> ScanReport:
             "results": [r.model_copy(update={"message": "msg " + HOSTILE}) for r in base.results],
         }
     )
-    return report.model_copy(update={"hosts": [*report.hosts, evil]})
+    return with_hosts(report, [*report.hosts, evil])
 
 
 @pytest.fixture(scope="module")
 def findings() -> list[Finding]:
     """Return the findings of the hostile report."""
-    return flatten(hostile_report())
+    return list(flatten(*hostile_report()))
 
 
 def _check_received(lines: list[str], findings: list[Finding]) -> None:
@@ -63,15 +64,15 @@ def _check_received(lines: list[str], findings: list[Finding]) -> None:
         f = by_id[sd["id"]]
         assert p["app"] == "natt-audit" and p["msgid"] == f.rule_id and p["sd_id"] == "natt@32473"
         assert int(str(p["pri"])) == 13 * 8 + SYSLOG_SEVERITY[f.severity]
-        assert sd["host"] == f.host and sd["finding"] == f.finding_uid and sd["scan"] == f.scan_id
+        assert sd["host"] == shown(f.host) and sd["finding"] == f.finding_uid and sd["scan"] == f.scan_id
         cef = p["cef"]
         assert isinstance(cef, dict)
         assert cef["externalId"] == f.event_uid
-        assert cef["dhost"] == f.host and cef["msg"] == f.message
+        assert cef["dhost"] == shown(f.host) and cef["msg"] == shown(f.message)
         if f.os_caption is not None:
-            assert cef["flexString2"] == f.os_caption
+            assert cef["flexString2"] == shown(f.os_caption)
         if f.error_message is not None:
-            assert cef["reason"].endswith(f.error_message)
+            assert cef["reason"].endswith(shown(f.error_message))
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
@@ -107,11 +108,11 @@ def test_down_syslog_leaves_everything_spooled_then_ship_delivers(
     )
     report = hostile_report()
     spool_dir = tmp_path / "spool"
-    summary = export_report(report, [dest], spool_dir)
+    summary = export_report(report.header, report.hosts, [dest], spool_dir)
     assert summary.exit_code == 5 and not summary.complete
     (outcome,) = summary.destinations
     assert outcome.pending == len(findings) and outcome.delivered == 0 and outcome.error
-    assert len(Spool(spool_dir).pending(dest, report.scan.id)) == len(findings)
+    assert len(Spool(spool_dir).pending(dest, report.header.scan.id)) == len(findings)
     try:
         receiver.start()
         shipped = ship(spool_dir)  # destinations come from the spool state
@@ -144,7 +145,7 @@ def test_sd_escape_round_trips(value: str) -> None:
     escaped = sd_escape(value)
     assert "\n" not in escaped and "\r" not in escaped
     sd_id, params, _end = parse_sd(f'[natt@32473 v="{escaped}"]', 0)
-    assert params == {"v": value} and sd_id == "natt@32473"
+    assert params == {"v": shown(value)} and sd_id == "natt@32473"
 
 
 def test_message_never_holds_a_raw_newline(findings: list[Finding]) -> None:

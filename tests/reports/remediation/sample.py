@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reports.build import build_report
-from reports.model import ScanInfo, ScanReport
+from reports.hosts import Report
+from reports.model import ScanInfo
 from reports.remediation.plan import RemediationPlan
 from reports.remediation.planner import build_plan
 from rules.evaluate import evaluate
 from rules.loader import builtin_policy
+from scanner.core.formats import Format
 from scanner.core.models import (
     IPSEC_KEY,
     POLICYAGENT_KEY,
@@ -23,6 +24,7 @@ from scanner.core.models import (
     Target,
 )
 from scanner.core.results import RuleResult, Status, WaiverNote
+from tests.support.sample_report import assemble, rendered
 
 HERE = Path(__file__).parent
 GOLDEN_DIR = HERE / "golden"
@@ -112,23 +114,28 @@ def _waive(results: list[RuleResult], rule_id: str) -> list[RuleResult]:
     ]
 
 
-def make_report() -> ScanReport:
+def make_report() -> Report:
     """Return the fixed report: every host evaluated by the built-in baseline, one failure waived."""
     policies = [builtin_policy("baseline")]
     observed = observations()
     results = {o.target.name: evaluate(o, policies) for o in observed}
     results["w10-waived"] = _waive(results["w10-waived"], "NATT-001")
-    return build_report(observed, results, SCAN, tool_version=TOOL_VERSION)
+    return assemble(observed, results, SCAN, tool_version=TOOL_VERSION)
+
+
+def report_json(report: Report) -> str:
+    """Return the report as `scan -f json` writes it."""
+    return rendered(report, Format.JSON)
 
 
 def make_plan() -> RemediationPlan:
     """Return the plan of the fixed report with the baseline's fixes."""
     report = make_report()
     return build_plan(
-        report.scan,
+        report.header.scan,
         report.hosts,
         [builtin_policy("baseline")],
-        report_schema_version=report.schema_version,
+        report_schema_version=report.header.schema_version,
         policy_specs=["baseline"],
         tool_version=TOOL_VERSION,
     )

@@ -32,8 +32,8 @@ from rules.remediation import Fix
 from rules.remediation import SetValue as FixSet
 from scanner.core.models import IPSEC_KEY, POLICYAGENT_KEY, VALUE_NAME
 from scanner.core.results import RuleResult, Severity, Status, finding_uid
-from scanner.core.semantics import OsFamily
-from tests.reports.remediation.sample import HOSTILE_SZ, SCAN, make_plan, make_report, observations
+from scanner.core.semantics import OsFamily, assess
+from tests.reports.remediation.sample import HOSTILE_SZ, SCAN, make_plan, make_report, observations, report_json
 
 AGENT, IPSEC = RegistryKey.POLICYAGENT, RegistryKey.IPSEC
 
@@ -136,7 +136,8 @@ def result(rule: str, status: Status, host: str) -> RuleResult:
 
 def host_of(name: str, **statuses: Status) -> HostReport:
     [observation] = [o for o in observations() if o.target.name == name]
-    return host_report(observation, [result(rule.replace("_", "-"), s, name) for rule, s in statuses.items()])
+    results = [result(rule.replace("_", "-"), s, name) for rule, s in statuses.items()]
+    return host_report(observation, results, assess(observation))
 
 
 def test_a_waived_rule_holds_what_its_fix_would_change() -> None:
@@ -218,8 +219,8 @@ def test_a_host_name_that_is_not_a_host_name_is_not_planned(name: str) -> None:
 
 
 def test_a_host_twice_in_a_report_is_not_planned() -> None:
-    report = make_report()
-    twice = [*report.hosts, next(h for h in report.hosts if h.name == "w10-sz").model_copy(update={"name": "W10-SZ"})]
+    hosts = list(make_report().hosts)
+    twice = [*hosts, next(h for h in hosts if h.name == "w10-sz").model_copy(update={"name": "W10-SZ"})]
     policies = [builtin_policy("baseline")]
     plan = build_plan(SCAN, twice, policies, report_schema_version="1.0", policy_specs=["baseline"], tool_version="t")
     assert "w10-sz" not in {h.name.lower() for h in plan.hosts}
@@ -249,11 +250,11 @@ def test_a_host_plan_keeps_its_invariants() -> None:
 
 def test_a_report_loads(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
-    path.write_text(make_report().model_dump_json(), encoding="utf-8")
+    path.write_text(report_json(make_report()), encoding="utf-8")
     loaded = load_report(path)
-    assert loaded.schema_version == "1.0"
-    assert loaded.scan == SCAN
-    assert [h.name for h in loaded.hosts] == [h.name for h in make_report().hosts]
+    assert loaded.header.schema_version == "1.0"
+    assert loaded.header.scan == SCAN
+    assert list(loaded.hosts) == list(make_report().hosts)
 
 
 @pytest.mark.parametrize(
@@ -277,6 +278,6 @@ def test_a_bad_report_is_refused(tmp_path: Path, content: bytes, needle: str) ->
 
 def test_a_report_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
-    path.write_text(make_report().model_dump_json(), encoding="utf-8")
+    path.write_text(report_json(make_report()), encoding="utf-8")
     with pytest.raises(ReportError, match="larger than 1000 bytes"):
         load_report(path, limit=1000)

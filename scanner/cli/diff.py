@@ -1,0 +1,135 @@
+"""`natt-audit diff`: drift between two scans of the history."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from reports.formats.json_report import to_plain
+from reports.hosts import Report
+from reports.lifecycle import drift_events
+from reports.model import Drift, ReportHeader
+from scanner.cli.options import Subparsers, add_db_options
+from scanner.cli.output import open_history, print_renderable
+from scanner.core.exitcodes import ExitCode
+from scanner.core.results import Status
+from scanner.core.sanitize import console_text as safe_text
+from scanner.core.sanitize import json_text
+from scanner.history.drift import compute_drift, drift_counts
+from scanner.history.store import SqliteStore, StoreError
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add `diff [SCAN_A] [SCAN_B]`."""
+    parser = subparsers.add_parser(
+        "diff",
+        help="drift between two scans (default: the last scan and the one before it)",
+        description="With no scan: the newest scan against the previous complete scan of its "
+        "inventory. With one: that scan against its predecessor. With two: SCAN_A -> SCAN_B. "
+        "A scan is named by its id or a unique prefix of it.",
+    )
+    add_db_options(parser)
+    parser.add_argument("scan_a", nargs="?", metavar="SCAN_A")
+    parser.add_argument("scan_b", nargs="?", metavar="SCAN_B")
+    parser.add_argument("-f", "--format", choices=["console", "json"], default="console")
+    parser.set_defaults(func=run)
+
+
+def _pick(store: SqliteStore, args: argparse.Namespace) -> tuple[Report, Report]:
+    if args.scan_b is not None:
+        before = store.load_report(store.find_scan(args.scan_a).id)
+        after = store.load_report(store.find_scan(args.scan_b).id)
+        return before, after
+    if args.scan_a is not None:
+        row = store.find_scan(args.scan_a)
+    else:
+        latest = store.scans(limit=1)
+        if not latest:
+            raise StoreError("no scans recorded yet")
+        row = latest[0]
+    previous = store.previous_report(row.inventory_id, before=row.id)
+    if previous is None:
+        raise StoreError(f"scan {row.id} has no earlier complete scan of the same inventory to compare with")
+    return previous, store.load_report(row.id)
+
+
+def _st(status: Status | None) -> str:
+    """Show a finding state; None means the host or rule was not in that scan."""
+    return "(not scanned)" if status is None else status.value
+
+
+def render_drift(drift: Drift, before: ReportHeader, after: ReportHeader) -> RenderableType:
+    """Return a terminal rendering of a drift; all host text made inert."""
+    parts: list[RenderableType] = []
+    head = Text("Drift ", style="bold")
+    head.append_text(safe_text(f"{before.scan.id[:8]} ({before.scan.started_at})"))
+    head.append(" → ")
+    head.append_text(safe_text(f"{after.scan.id[:8]} ({after.scan.started_at})"))
+    parts.append(head)
+    counts = drift_counts(drift)
+    parts.append(Text(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())))
+    sections = (
+        (
+            "New failures",
+            "bold yellow",
+            [
+                (f.host, f"{f.rule_id} ({f.severity.value}): {_st(f.before)} -> {_st(f.after)}")
+                for f in drift.new_failures
+            ],
+        ),
+        (
+            "Resolved failures",
+            "green",
+            [(f.host, f"{f.rule_id}: {_st(f.before)} -> {_st(f.after)}") for f in drift.resolved_failures],
+        ),
+        ("Changed settings", "cyan", [(s.host, f"{s.field}: {s.before} -> {s.after}") for s in drift.changed_settings]),
+        ("Newly unreachable", "bold red", [(h.host, h.reason) for h in drift.newly_unreachable]),
+        ("Reachable again", "green", [(h.host, f"was {h.reason}") for h in drift.reachable_again]),
+        ("Joined the inventory", "", [(name, "") for name in drift.joined]),
+        ("Left the inventory", "dim", [(name, "") for name in drift.left]),
+    )
+    for title, style, items in sections:
+        if not items:
+            continue
+        table = Table(
+            box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=title, title_justify="left", title_style=style
+        )
+        table.add_column("Host", overflow="fold", ratio=1)
+        table.add_column("Change", overflow="fold", ratio=2)
+        for host, change in items:
+            table.add_row(safe_text(host, limit=100), safe_text(change, limit=400))
+        parts.append(table)
+    return Group(*parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the drift between two scans (console, or JSON with the OCSF lifecycle events)."""
+    with open_history(args) as store:
+        before, after = _pick(store, args)
+    drift = compute_drift(before, after)
+    if args.format == "json":
+        doc = {
+            "drift": to_plain(drift),
+            "events": [
+                {
+                    "host": e.host,
+                    "rule_id": e.rule_id,
+                    "finding_uid": e.finding_uid,
+                    "activity_id": int(e.activity_id),
+                    "severity": e.severity.value,
+                    "before": e.before.value if e.before else None,
+                    "after": e.after.value if e.after else None,
+                }
+                for e in drift_events(drift)
+            ],
+        }
+        sys.stdout.write(json_text(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
+    else:
+        print_renderable(render_drift(drift, before.header, after.header))
+    return ExitCode.OK

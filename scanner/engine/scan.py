@@ -1,0 +1,423 @@
+"""A whole `scan`: validated inputs and settings in, the report written and an exit code out.
+
+`load_inputs` reads and validates every input before the first packet (any problem is a
+`NattError`, exit 2). `execute_scan` then, with history on (the default): takes the database's
+lock (exit 4 when another scan holds it), opens the history, decides between resuming and a new
+scan id (scanner/history/resume.py), journals every finished host so `--resume` can continue an
+interrupted run, collects and evaluates (scanner/engine/run.py), computes drift against the
+previous complete scan of the same inventory, records the scan in one transaction and only then
+drops the journal; it writes the report, exports the findings and logs the one-line summary.
+An unusable history database never stops the scan: the report is written and the exit is 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from reports.export.destinations import Destination, Kind, load_token, parse_destination
+from reports.export.ship import export_report
+from reports.export.spool import SpoolError, default_spool_dir
+from reports.hosts import Hosts
+from reports.model import Drift, ReportHeader, ScanInfo, Summary
+from rules.loader import Policy, resolve_policies
+from rules.waivers import WaiverSet, load_waivers
+from scanner.core.errors import OutputError
+from scanner.core.exitcodes import ExitCode, combine
+from scanner.core.formats import Format
+from scanner.core.logsetup import fields
+from scanner.core.models import CollectOptions, Credentials, Observation
+from scanner.core.results import host_identity
+from scanner.engine.run import ScanOutcome, ScanRequest, run_scan, write_report
+from scanner.history.drift import by_identity, drift_between, drift_counts
+from scanner.history.journal import Journal, journal_path_for
+from scanner.history.lock import ScanLock
+from scanner.history.resume import ScanStart, plan_start
+from scanner.history.store import SqliteStore, StoreError, open_store
+from scanner.inputs.config import Config, ConfigError, database_path, format_duration
+from scanner.inputs.credentials import ENV_PASSWORD, ENV_USERNAME, load_credentials
+from scanner.inputs.inventory import Inventory, load_inventory
+
+log = logging.getLogger("natt_audit.engine")
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Log how long one stage of the run took (debug only; nothing is measured otherwise)."""
+    if not log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - started
+        log.debug("stage %s: %.3f s", name, seconds, extra=fields(stage=name, seconds=round(seconds, 6)))
+
+
+@dataclass(frozen=True)
+class ScanInputs:
+    """Every input of a scan, loaded and validated."""
+
+    inventory: Inventory
+    policies: list[Policy]
+    waivers: WaiverSet | None
+    credentials: Credentials
+    destinations: list[Destination]
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a finished scan leaves besides its report: the exit code and the report's head."""
+
+    code: ExitCode
+    scan: ScanInfo
+    summary: Summary
+    drift: Drift | None
+    recorded: bool  # the scan is in the history database
+
+
+def _load_waivers(paths: list[str]) -> WaiverSet | None:
+    """Load every waivers file into one set (the report names them all)."""
+    if not paths:
+        return None
+    sets = [load_waivers(path) for path in paths]
+    if len(sets) == 1:
+        return sets[0]
+    return WaiverSet(path=", ".join(w.path for w in sets), waivers=tuple(c for w in sets for c in w.waivers))
+
+
+def _credentials(config: Config, environ: Mapping[str, str], stdin_isatty: bool) -> Credentials:
+    env = dict(environ)
+    # The config may name other variables for the account; load_credentials reads the standard ones.
+    for standard, chosen in (
+        (ENV_USERNAME, config.credentials.username_env),
+        (ENV_PASSWORD, config.credentials.password_env),
+    ):
+        if chosen != standard:
+            env.pop(standard, None)
+            if chosen in environ:
+                env[standard] = environ[chosen]
+    return load_credentials(
+        password_file=config.credentials.password_file,
+        environ=env,
+        stdin_isatty=stdin_isatty,
+        username=config.credentials.username,
+    )
+
+
+def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: bool) -> ScanInputs:
+    """Load and validate every input of a scan; any problem raises a NattError (exit 2)."""
+    if config.inventory is None:
+        raise ConfigError("no inventory: give -i/--inventory, `inventory` in the config file, or NATT_AUDIT_INVENTORY")
+    with stage("inputs"):
+        policies = resolve_policies(config.policies)
+        waivers = _load_waivers(config.waivers)
+        inventory = load_inventory(config.inventory)
+        credentials = _credentials(config, environ, stdin_isatty)
+        destinations = [parse_destination(text) for text in config.exports]
+        for destination in destinations:
+            if destination.is_network and destination.kind is Kind.HEC:
+                load_token(destination, environ)  # refuse a missing token now, not after the scan
+    log.debug(
+        "inputs: %d hosts from %s, policies %s, %d waivers file(s), %d export destination(s)",
+        len(inventory.targets),
+        inventory.path,
+        ", ".join(p.name for p in policies),
+        len(config.waivers),
+        len(destinations),
+    )
+    return ScanInputs(inventory, policies, waivers, credentials, destinations)
+
+
+def inventory_id_of(config: Config, inventory: Inventory) -> str:
+    """Return the inventory's identity for drift and resume: the configured id, else its real path."""
+    if config.inventory_id:
+        return config.inventory_id
+    return "path:" + str(Path(inventory.path).resolve())
+
+
+def summary_line(report: ReportHeader, code: ExitCode) -> str:
+    """Return the one-line summary logged after every scan."""
+    s = report.summary
+    by = s.hosts_by_status
+    parts = ", ".join(f"{by.get(k, 0)} {k}" for k in ("pass", "fail", "waived", "error", "not_applicable"))
+    flag = " (interrupted)" if report.scan.interrupted else ""
+    return (
+        f"scanned {s.hosts_total} hosts{flag}: {parts}; coverage {s.coverage:.1%}; "
+        f"exit {int(code)} ({code.name.lower()})"
+    )
+
+
+def drift_line(drift: Drift) -> str:
+    """Return the one-line drift summary against the previous scan."""
+    c = drift_counts(drift)
+    return (
+        f"since scan {drift.previous_scan_id[:8]} ({drift.previous_started_at}): "
+        f"{c['new_failures']} new failures, {c['resolved_failures']} resolved, "
+        f"{c['changed_settings']} hosts changed setting, {c['newly_unreachable']} newly unreachable, "
+        f"{c['reachable_again']} reachable again, {c['joined']} joined, {c['left']} left"
+    )
+
+
+class _SafeJournal:
+    """Append to the journal; a write failure disables it (with one warning) instead of the scan."""
+
+    def __init__(self, journal: Journal | None) -> None:
+        self.journal = journal
+
+    def append(self, observation: Observation) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.append(observation)
+        except OSError as exc:
+            log.warning(
+                "cannot write the checkpoint journal %s (%s): this scan cannot be resumed",
+                self.journal.path,
+                exc.strerror or type(exc).__name__,
+            )
+            self.journal.close()
+            self.journal = None
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+
+
+@dataclass
+class _History:
+    """The history side of one scan: the store (None when off or unusable) and the journal."""
+
+    store: SqliteStore | None = None
+    failed: bool = False  # history was asked for but the database could not be opened
+    start: ScanStart | None = None
+    journal: Journal | None = None
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+def _open_history(db: Path, inputs: ScanInputs, inventory_id: str, *, resume: bool) -> _History:
+    """Open the store, decide the scan id (resume or new) and open the journal."""
+    history = _History()
+    try:
+        history.store = open_store(db)
+    except StoreError as exc:
+        # The scan still runs and its report is written; only history/drift/resume are lost.
+        log.error("%s: this scan will not be recorded (the report is still written)", exc)
+        history.failed = True
+        return history
+    jpath = journal_path_for(db)
+    try:
+        start = plan_start(
+            jpath,
+            inventory_id=inventory_id,
+            targets=inputs.inventory.targets,
+            policies=[p.name for p in inputs.policies],
+            resume=resume,
+        )
+    except BaseException:
+        history.close()
+        raise
+    for note in start.notes:
+        log.log(note.level, "%s", note.message, extra=fields(**note.fields))
+    history.start = start
+    try:
+        history.journal = Journal(jpath, start.header, fresh=not start.resumed)
+    except OSError as exc:
+        log.warning(
+            "cannot write the checkpoint journal %s (%s): this scan cannot be resumed",
+            jpath,
+            exc.strerror or type(exc).__name__,
+        )
+    log.debug("history: database %s, scan %s (%s)", db, start.scan_id, "resumed" if start.resumed else "new")
+    return history
+
+
+def _request(config: Config, inputs: ScanInputs, history: _History, sink: _SafeJournal) -> ScanRequest:
+    start = history.start
+    options = CollectOptions(
+        host_timeout=config.timeouts.host,
+        connect_timeout=min(config.timeouts.connect, config.timeouts.host),
+        ca_bundle=config.ca_bundle,
+        verify_tls=not config.insecure_skip_tls_verify,
+    )
+    return ScanRequest(
+        inventory=inputs.inventory,
+        policies=inputs.policies,
+        credentials=inputs.credentials,
+        options=options,
+        concurrency=config.concurrency,
+        fail_on=config.fail_on,
+        min_coverage=config.min_coverage,
+        waivers=inputs.waivers,
+        waiver_warn_days=config.waiver_warn_days,
+        deadline=config.timeouts.deadline,
+        grace=config.timeouts.grace,
+        scan_id=start.scan_id if start is not None else None,
+        started_at=start.started_at if start is not None else None,
+        done=start.done if start is not None else (),
+        on_observation=sink.append,
+        progress=config.log_format == "plain",
+    )
+
+
+def _warn_about_inputs(config: Config, inputs: ScanInputs) -> None:
+    for warning in inputs.inventory.warnings:
+        log.warning("%s", warning)
+    if config.insecure_skip_tls_verify:
+        log.warning("TLS certificate verification is OFF (--insecure-skip-tls-verify): results can be spoofed")
+
+
+def execute_scan(
+    config: Config,
+    inputs: ScanInputs,
+    *,
+    resume: bool = False,
+    color: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> ScanResult:
+    """Scan with history as configured, write the report, export; return the exit code and head."""
+    # Raises LockedError (exit 4) when another scan holds the database, JournalError (exit 2)
+    # when --resume cannot be honoured, OutputError (exit 2) when the report cannot be written.
+    env = os.environ if environ is None else environ
+    _warn_about_inputs(config, inputs)
+    inventory_id = inventory_id_of(config, inputs.inventory)
+    db = database_path(config, env) if config.history else None
+    lock: ScanLock | None = None
+    history = _History()
+    if db is not None:
+        lock = ScanLock(db)
+        try:
+            lock.acquire()  # LockedError (exit 4) when another scan holds it
+        except OSError as exc:
+            raise StoreError(f"cannot create the lock file {lock.path}: {exc.strerror or exc}") from None
+    try:
+        if db is not None:
+            with stage("history-open"):
+                history = _open_history(db, inputs, inventory_id, resume=resume)
+        sink = _SafeJournal(history.journal)
+        try:
+            with stage("collect-and-evaluate"):
+                outcome = run_scan(_request(config, inputs, history, sink))
+        finally:
+            sink.close()
+        try:
+            return _finish(config, inputs, outcome, history, inventory_id, color=color)
+        finally:
+            outcome.close()  # the report's hosts live in a temp file until here
+    finally:
+        history.close()
+        if lock is not None:
+            lock.release()
+
+
+def _record(
+    report: ReportHeader, outcome: ScanOutcome, history: _History, inventory_id: str
+) -> ReportHeader | None:
+    """Add drift to the report and record it; None when the database refused the write."""
+    store = history.store
+    assert store is not None
+    try:
+        # Host by host from both sides: neither scan is held whole (docs/performance.md).
+        previous = store.previous_scan(inventory_id, before=report.scan.id)
+        if previous is not None:
+            drift = drift_between(
+                previous.id,
+                previous.started_at,
+                store.host_reports(previous.id, host_identity),
+                by_identity(outcome.hosts),
+            )
+            report = report.model_copy(update={"drift": drift})
+        store.record_scan(report, outcome.hosts, inventory_id=inventory_id)
+    except StoreError as exc:
+        log.error("%s: the scan is not recorded (the report is still written)", exc)
+        return None
+    if history.journal is not None and not report.scan.interrupted:
+        history.journal.remove()  # recorded: nothing left to resume
+        history.journal = None
+    return report
+
+
+def _export(report: ReportHeader, hosts: Hosts, destinations: list[Destination]) -> ExitCode:
+    """Spool the findings, then deliver them; what is not delivered stays spooled for `ship`."""
+    try:
+        summary = export_report(report, hosts, destinations, default_spool_dir())
+    except SpoolError as exc:
+        # The scan and its report stand; only the delivery failed: exit 5, not 2 (README).
+        log.error("%s: nothing was exported", exc)
+        return ExitCode.UNDELIVERED
+    for line in summary.lines():
+        log.info("%s", line)
+    return ExitCode.OK if summary.complete else ExitCode.UNDELIVERED
+
+
+def _finish(
+    config: Config,
+    inputs: ScanInputs,
+    outcome: ScanOutcome,
+    history: _History,
+    inventory_id: str,
+    *,
+    color: bool,
+) -> ScanResult:
+    """Record the scan in history (with drift), write the report, export, and log the summary."""
+    report = outcome.header
+    code = outcome.code
+    if outcome.deadline_reached:
+        log.warning(
+            "the scan deadline (%s) passed: hosts not reached are reported as error timeout/deadline",
+            format_duration(config.timeouts.deadline or 0.0),
+        )
+    if report.waivers is not None:
+        for entry in report.waivers.unmatched:
+            log.warning("waiver %s (%s) matches no host or no loaded rule", entry.label, entry.source)
+        for entry in report.waivers.expiring:
+            log.warning("waiver %s expires on %s (%s)", entry.label, entry.expires, entry.source)
+    recorded = False
+    if history.store is not None:
+        with stage("history-record"):
+            with_drift = _record(report, outcome, history, inventory_id)
+        if with_drift is None:
+            code = combine(code, ExitCode.USAGE)
+        else:
+            report, recorded = with_drift, True
+    if history.failed:
+        code = combine(code, ExitCode.USAGE)
+    with stage("report"):
+        try:
+            write_report(report, outcome.hosts, Format(config.format), config.output, color=color)
+        except OSError as exc:
+            raise OutputError(f"cannot write the report to {config.output}: {exc.strerror or exc}") from None
+    if inputs.destinations:
+        with stage("export"):
+            code = combine(code, _export(report, outcome.hosts, inputs.destinations))
+    log.info(
+        "%s",
+        summary_line(report, code),
+        extra=fields(
+            scan_id=report.scan.id,
+            hosts=report.summary.hosts_total,
+            coverage=report.summary.coverage,
+            by_status=dict(report.summary.hosts_by_status),
+            interrupted=report.scan.interrupted,
+            exit_code=int(code),
+        ),
+    )
+    if report.drift is not None:
+        log.info(
+            "%s",
+            drift_line(report.drift),
+            extra=fields(previous_scan_id=report.drift.previous_scan_id, **drift_counts(report.drift)),
+        )
+    return ScanResult(code=code, scan=report.scan, summary=report.summary, drift=report.drift, recorded=recorded)

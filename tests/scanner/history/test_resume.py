@@ -1,0 +1,132 @@
+"""Every branch of the resume decision (scanner/history/resume.py), with real journal files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from scanner.core.exitcodes import ExitCode
+from scanner.history.journal import Journal, JournalError, JournalHeader, targets_digest
+from scanner.history.resume import ScanStart, plan_start
+from tests.support.nightly_helpers import read, target
+
+TARGETS = [target("a"), target("b"), target("c")]
+INVENTORY = "path:/etc/natt-audit/hosts.yaml"
+POLICIES = ("baseline",)
+OLD = JournalHeader("old-scan", "2026-11-27T01:00:00Z", INVENTORY, targets_digest(TARGETS), POLICIES)
+
+
+def journal_with(path: Path, header: JournalHeader = OLD, done: tuple[str, ...] = ("a", "b")) -> Path:
+    """Write a journal of an interrupted scan that finished the hosts `done`."""
+    journal = Journal(path, header, fresh=True)
+    for name in done:
+        journal.append(read(name, 1))
+    journal.close()
+    return path
+
+
+def plan(path: Path, *, resume: bool, **overrides: object) -> ScanStart:
+    kwargs: dict[str, object] = {
+        "inventory_id": INVENTORY,
+        "targets": TARGETS,
+        "policies": POLICIES,
+        "resume": resume,
+        "new_id": lambda: "new-scan",
+        "now": lambda: "2026-11-28T01:00:00Z",
+    }
+    kwargs.update(overrides)
+    return plan_start(path, **kwargs)  # type: ignore[arg-type]
+
+
+def levels(start: ScanStart) -> list[tuple[int, str]]:
+    return [(note.level, note.message) for note in start.notes]
+
+
+def test_no_journal_is_a_fresh_scan_without_a_word(tmp_path: Path) -> None:
+    start = plan(tmp_path / "h.db.journal", resume=False)
+    assert (start.scan_id, start.started_at, start.resumed, start.done, start.notes) == (
+        "new-scan",
+        "2026-11-28T01:00:00Z",
+        False,
+        (),
+        (),
+    )
+    assert start.header == JournalHeader("new-scan", "2026-11-28T01:00:00Z", INVENTORY, OLD.targets_digest, POLICIES)
+
+
+def test_resume_with_nothing_to_resume_starts_a_new_scan_and_says_so(tmp_path: Path) -> None:
+    start = plan(tmp_path / "h.db.journal", resume=True)
+    assert start.scan_id == "new-scan" and not start.resumed
+    assert levels(start) == [(logging.INFO, "nothing to resume in this database; starting a new scan")]
+
+
+def test_a_torn_header_counts_as_no_journal(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    path.write_bytes(b'{"type": "start", "scan_id": "ha')  # killed while writing line 1
+    start = plan(path, resume=True)
+    assert start.scan_id == "new-scan" and not start.resumed
+
+
+def test_resume_keeps_the_scan_id_start_and_finished_hosts(tmp_path: Path) -> None:
+    start = plan(journal_with(tmp_path / "j"), resume=True)
+    assert start.resumed
+    assert (start.scan_id, start.started_at) == ("old-scan", "2026-11-27T01:00:00Z")
+    assert start.header == OLD
+    assert [o.target.name for o in start.done] == ["a", "b"]
+    assert levels(start) == [
+        (logging.INFO, "resuming scan old-scan (started 2026-11-27T01:00:00Z): 2 of 3 hosts already done")
+    ]
+    assert start.notes[0].fields == {"scan_id": "old-scan", "done": 2}
+
+
+def test_a_journal_of_another_inventory_is_refused(tmp_path: Path) -> None:
+    path = journal_with(tmp_path / "j")
+    with pytest.raises(JournalError, match=r"cannot resume scan old-scan: it was a scan of another inventory") as err:
+        plan(path, resume=True, inventory_id="path:/elsewhere.yaml")
+    assert err.value.exit_code is ExitCode.USAGE
+    assert path.exists()  # refused: the checkpoint is kept for the right invocation
+
+
+def test_a_changed_inventory_is_refused(tmp_path: Path) -> None:
+    path = journal_with(tmp_path / "j")
+    with pytest.raises(JournalError, match=r"inventory changed since \(path:/etc/natt-audit/hosts.yaml\)"):
+        plan(path, resume=True, targets=[*TARGETS, target("d")])
+
+
+def test_other_policies_are_refused(tmp_path: Path) -> None:
+    path = journal_with(tmp_path / "j")
+    with pytest.raises(JournalError, match=r"ran with policies \['baseline'\], not \['baseline', 'strict'\]"):
+        plan(path, resume=True, policies=("baseline", "strict"))
+
+
+def test_without_resume_a_leftover_journal_is_discarded_with_a_warning(tmp_path: Path) -> None:
+    start = plan(journal_with(tmp_path / "j"), resume=False)
+    assert start.scan_id == "new-scan" and not start.resumed and start.done == ()
+    assert levels(start) == [
+        (logging.WARNING, "discarding the checkpoint of interrupted scan old-scan (use --resume to continue it)")
+    ]
+
+
+def test_an_unreadable_journal_refuses_resume(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    path.write_bytes(OLD.to_json().encode() + b"\nnot json\n")
+    with pytest.raises(JournalError, match=r"j:2: unreadable journal line .*; run without --resume to start a new"):
+        plan(path, resume=True)
+
+
+def test_an_unreadable_journal_without_resume_starts_a_new_scan_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    path.write_bytes(b"[1, 2]\n")
+    start = plan(path, resume=False)
+    assert start.scan_id == "new-scan" and not start.resumed
+    assert len(start.notes) == 1 and start.notes[0].level == logging.WARNING
+    assert start.notes[0].message.endswith("unreadable journal header (AttributeError); starting a new scan")
+
+
+def test_fresh_ids_are_unique_rfc3339_by_default(tmp_path: Path) -> None:
+    first = plan_start(tmp_path / "j", inventory_id=INVENTORY, targets=TARGETS, policies=POLICIES, resume=False)
+    second = plan_start(tmp_path / "j", inventory_id=INVENTORY, targets=TARGETS, policies=POLICIES, resume=False)
+    assert first.scan_id != second.scan_id and len(first.scan_id) == 36
+    assert first.started_at.endswith("Z") and first.started_at[10] == "T"
