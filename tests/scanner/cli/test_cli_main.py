@@ -132,6 +132,7 @@ def test_every_command_is_a_module_with_register_and_run() -> None:
         "policy",
         "export",
         "ship",
+        "remediate",
         "schema",
         "history",
         "diff",
