@@ -17,7 +17,7 @@ from typing import Final
 
 from reports.remediation.plan import DeleteValue, HostPlan, Observed, RemediationPlan, SetValue
 from reports.remediation.text import header_lines
-from scanner.inputs.inventory import host_problem
+from scanner.inputs.inventory.validate import host_problem
 
 PLAYBOOK: Final = "natt-remediate.yml"
 INVENTORY: Final = "inventory.yml"

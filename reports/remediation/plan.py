@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from reports.model import Tool
 from scanner.core.models import IPSEC_KEY, POLICYAGENT_KEY, Frozen
 from scanner.core.semantics import OsFamily
-from scanner.inputs.inventory import host_problem
+from scanner.inputs.inventory.validate import host_problem
 
 PLAN_SCHEMA_VERSION: Final = "1.0"
 HIVE: Final = "HKEY_LOCAL_MACHINE"

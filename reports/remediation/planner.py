@@ -34,7 +34,7 @@ from rules.remediation import Fix
 from scanner.core.models import VALUE_NAME, OsInfo
 from scanner.core.results import RuleResult, Status, host_identity
 from scanner.core.semantics import OsFamily, Setting, applicable_key, os_family
-from scanner.inputs.inventory import host_problem
+from scanner.inputs.inventory.validate import host_problem
 
 
 class _Invalid(Exception):
