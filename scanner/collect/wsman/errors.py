@@ -36,6 +36,8 @@ parse      bad_encryption          an unencrypted, badly framed or tampered repl
 parse      bad_os_version          ``Win32_OperatingSystem.Version`` missing or not a version number
 parse      bad_http                a reply that is not HTTP/1.x
 timeout    deadline                the per-host wall-clock deadline passed
+site       bad_result              a site worker's result for the host was malformed or refused (docs/sites.md)
+site       no_collector            no live worker took the host's site's batches within ``--site-timeout``
 =========  ======================  ===========================================================
 """
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from scanner.inputs.inventory.validate import Entry, Problems, fixed, show, text_problem
 
-_CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group")
+_CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group", "site")
 _TAG_PREFIX = "tag:"
 
 
@@ -73,5 +73,6 @@ def csv_entries(text: str, path: str, problems: Problems, max_hosts: int) -> Ite
             scheme=cell("scheme"),
             transport=cell("transport"),
             group=cell("group"),
+            site=cell("site"),
             tags={c[len(_TAG_PREFIX) :]: row[i] for c, i in tags.items() if row[i]},
         )

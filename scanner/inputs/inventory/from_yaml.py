@@ -18,6 +18,7 @@ class _YamlDefaults(Strict):
     scheme: Scheme | None = None
     transport: AuthMethod | None = None
     tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    site: StrictStr | None = None
 
 
 class _YamlHost(Strict):
@@ -28,6 +29,7 @@ class _YamlHost(Strict):
     transport: AuthMethod | None = None
     tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     group: StrictStr | None = None
+    site: StrictStr | None = None
 
 
 class _YamlFile(Strict):
@@ -93,6 +95,7 @@ def _entries(
         port=top.defaults.port if top.defaults.port is not None else defaults.port,
         scheme=top.defaults.scheme or defaults.scheme,
         transport=top.defaults.transport or defaults.transport,
+        site=top.defaults.site if top.defaults.site is not None else defaults.site,
     )
     if top.defaults.port is not None and not 1 <= top.defaults.port <= 65535:
         message = f"port {top.defaults.port} must be an integer 1..65535"
@@ -125,6 +128,7 @@ def _entries(
                 transport=host.transport,
                 tags={**top.defaults.tags, **host.tags},
                 group=host.group,
+                site=host.site,
             )
         )
     return file_defaults, entries

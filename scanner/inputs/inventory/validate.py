@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from scanner.core.errors import NattError
-from scanner.core.models import AuthMethod, Frozen, Scheme, Target
+from scanner.core.models import DEFAULT_SITE, AuthMethod, Frozen, Scheme, Target, site_problem
 from scanner.core.sanitize import has_unsafe
 
 MAX_SHOWN_PROBLEMS = 20
@@ -127,6 +127,7 @@ class Entry:
     transport: AuthMethod | str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     group: str | None = None
+    site: str | None = None  # None: the inventory's or the configuration's default site
     ip: bool = False  # produced by CIDR expansion or an IP literal already checked
 
 
@@ -152,6 +153,7 @@ class Defaults:
     port: int
     scheme: Scheme
     transport: AuthMethod
+    site: str = DEFAULT_SITE
 
 
 def _port_for(scheme: Scheme, default_port: int) -> int:
@@ -227,6 +229,11 @@ def _build(entry: Entry, defaults: Defaults, problems: Problems) -> Target | Non
         if why:
             problems.add(entry.where("group"), f"group {show(entry.group)} {why}")
             ok = False
+    site = defaults.site if entry.site is None else entry.site
+    why = site_problem(site)
+    if why:
+        problems.add(entry.where("site"), f"site {show(site)} {why}")
+        ok = False
     if not ok or port is None or scheme is None or transport is None:
         return None
     return Target(
@@ -238,6 +245,7 @@ def _build(entry: Entry, defaults: Defaults, problems: Problems) -> Target | Non
         tags=dict(entry.tags),
         group=entry.group,
         source=entry.source,
+        site=site,
     )
 
 
