@@ -50,8 +50,8 @@ def netns_available() -> str | None:
 @contextlib.contextmanager
 def namespaces(names: Sequence[str]) -> Iterator[list[Namespace]]:
     """Create one namespace per name, each joined to the root namespace by its own veth pair."""
-    token = f"{os.getpid() % 10000:04d}{random.randrange(100):02d}"  # noqa: S311 - a name, not a secret
-    third = random.randrange(256)  # noqa: S311 - spreads concurrent test runs over 198.18.0.0/16
+    token = f"{os.getpid() % 10000:04d}{random.randrange(100):02d}"
+    third = random.randrange(256)
     made: list[Namespace] = []
     links: list[str] = []
     try:

@@ -259,9 +259,18 @@ class _Run:
 
     def _cancel_queued(self) -> None:
         """Stop: send nothing more and revoke what was sent; running batches may still answer."""
+        unsent = sum(len(queue) for queue in self.pending.values())
         for queue in self.pending.values():
             queue.clear()
-        self._guard(lambda: self._revoke([t for t in self.outstanding if t not in self.revoked]))
+        sent = [t for t in self.outstanding if t not in self.revoked]
+        self._guard(lambda: self._revoke(sent))
+        log.info(
+            "stopping: %d batches revoked, %d never sent; running batches may answer for %g s (--grace)",
+            len(sent),
+            unsent,
+            self.engine.grace,
+            extra=fields(revoked=len(sent), unsent=unsent),
+        )
 
     # -- receiving --------------------------------------------------------------------------------
 
