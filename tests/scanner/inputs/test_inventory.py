@@ -245,6 +245,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "tags": {"role": "workstation"},
             "group": None,
             "source": f"{path}:3",
+            "site": "default",
         },
         {
             "name": "ws-0002",
@@ -255,6 +256,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "tags": {"role": "vpn-gateway", "site": "tokyo"},
             "group": None,
             "source": f"{path}:4",
+            "site": "default",
         },
         {
             "name": "gw-0003",
@@ -265,6 +267,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "tags": {},
             "group": "gateways",
             "source": f"{path}:5",
+            "site": "default",
         },
     ]
 
@@ -364,7 +367,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
             "host,port\nsrv01,1\n",
             [
                 "inv:1: unknown column 'host' "
-                "(known: name, address, port, scheme, transport, group, tag:<name>)",
+                "(known: name, address, port, scheme, transport, group, site, tag:<name>)",
                 "inv:1: the header has no 'name' column",
             ],
         ),
@@ -373,7 +376,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
             "name, port\nsrv01,1\n",
             [
                 "inv:1: unknown column ' port' "
-                "(known: name, address, port, scheme, transport, group, tag:<name>)"
+                "(known: name, address, port, scheme, transport, group, site, tag:<name>)"
             ],
         ),
         ("name\n srv01\n", ["inv:2: name ' srv01' contains whitespace (one host per entry)"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,19 @@ def _unreachable(address: str, port: int) -> bool:
             return False
     except OSError:
         return True
+
+
+def _wait_for_sites(url: str, env: dict[str, str], sites: set[str]) -> dict[str, list[str]]:
+    """Ask `natt-audit workers` until a worker of every site answers (they start in parallel)."""
+    deadline = time.monotonic() + 60
+    listed: dict[str, list[str]] = {}
+    while time.monotonic() < deadline:
+        done = run_cli("workers", "--broker", url, "-f", "json", "--timeout", "1", env=env)
+        listed = json.loads(done.stdout)["sites"] if done.stdout else {}
+        if set(listed) >= sites:
+            return listed
+        time.sleep(0.5)
+    return listed
 
 
 def test_two_namespaced_sites_with_their_own_accounts(tmp_path: Path) -> None:
@@ -91,7 +105,7 @@ def test_two_namespaced_sites_with_their_own_accounts(tmp_path: Path) -> None:
                     )
                 )
             with workers[0], workers[1]:
-                listed = run_cli("workers", "--broker", redis.url(), "-f", "json", env=broker_env)
+                listed = _wait_for_sites(redis.url(), broker_env, {"paris", "tokyo"})
                 done = run_cli(
                     "scan",
                     "-i",
@@ -107,7 +121,7 @@ def test_two_namespaced_sites_with_their_own_accounts(tmp_path: Path) -> None:
                     timeout=180,
                 )
     assert done.returncode in (0, 1), done.stderr
-    assert set(json.loads(listed.stdout)["sites"]) == {"paris", "tokyo"}
+    assert set(listed) == {"paris", "tokyo"}
     hosts = report_hosts(tmp_path / "r.json")
     expected = {str(h["name"]) for lab in labs.values() for h in lab_hosts(lab.inventory)}
     assert set(hosts) == expected and len(hosts) == 120
