@@ -33,7 +33,9 @@ from scanner.core.formats import Format
 from scanner.core.logsetup import fields
 from scanner.core.models import CollectOptions, Credentials, Observation
 from scanner.core.results import host_identity
+from scanner.engine.collector import Collector
 from scanner.engine.run import ScanOutcome, ScanRequest, run_scan, write_report
+from scanner.engine.sites import open_coordinator
 from scanner.history.drift import by_identity, drift_between, drift_counts
 from scanner.history.journal import Journal, journal_path_for
 from scanner.history.lock import ScanLock
@@ -67,8 +69,9 @@ class ScanInputs:
     inventory: Inventory
     policies: list[Policy]
     waivers: WaiverSet | None
-    credentials: Credentials
+    credentials: Credentials | None  # None with --broker: each site's workers hold their own (docs/sites.md)
     destinations: list[Destination]
+    collector: Collector | None = None  # the sites engine's coordinator with --broker; None: the local pool
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,23 @@ def _credentials(config: Config, environ: Mapping[str, str], stdin_isatty: bool)
     )
 
 
+def scan_credentials(config: Config, environ: Mapping[str, str], *, stdin_isatty: bool) -> Credentials:
+    """Return the scan account as `scan` loads it; a site's worker loads its own the same way."""
+    return _credentials(config, environ, stdin_isatty)
+
+
+def collect_options(config: Config) -> CollectOptions:
+    """Return the per-host limits and TLS settings of the configuration."""
+    return CollectOptions(
+        host_timeout=config.timeouts.host,
+        connect_timeout=min(config.timeouts.connect, config.timeouts.host),
+        ca_bundle=config.ca_bundle,
+        verify_tls=not config.insecure_skip_tls_verify,
+        tls_min_version=config.tls_min_version,
+        legacy_port_fallback=config.legacy_port_fallback,
+    )
+
+
 def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: bool) -> ScanInputs:
     """Load and validate every input of a scan; any problem raises a NattError (exit 2)."""
     if config.inventory is None:
@@ -118,12 +138,26 @@ def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: boo
     with stage("inputs"):
         policies = resolve_policies(config.policies)
         waivers = _load_waivers(config.waivers)
-        inventory = load_inventory(config.inventory)
-        credentials = _credentials(config, environ, stdin_isatty)
+        inventory = load_inventory(config.inventory, default_site=config.default_site)
+        # With --broker the coordinator reads no host: it needs no account, so asks for none.
+        credentials = None if config.broker else _credentials(config, environ, stdin_isatty)
         destinations = [parse_destination(text) for text in config.exports]
         for destination in destinations:
             if destination.is_network and destination.kind is Kind.HEC:
                 load_token(destination, environ)  # refuse a missing token now, not after the scan
+        collector: Collector | None = None
+        if config.broker:
+            # Logged on now: a wrong broker password is exit 2 before anything is queued.
+            collector = open_coordinator(
+                config.broker,
+                collect_options(config),
+                environ=environ,
+                password_file=config.broker_password_file,
+                ca_bundle=config.broker_ca_bundle,
+                site_timeout=config.timeouts.site,
+                grace=config.timeouts.grace,
+                deadline=config.timeouts.deadline,
+            )
     log.debug(
         "inputs: %d hosts from %s, policies %s, %d waivers file(s), %d export destination(s)",
         len(inventory.targets),
@@ -132,7 +166,7 @@ def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: boo
         len(config.waivers),
         len(destinations),
     )
-    return ScanInputs(inventory, policies, waivers, credentials, destinations)
+    return ScanInputs(inventory, policies, waivers, credentials, destinations, collector)
 
 
 def inventory_id_of(config: Config, inventory: Inventory) -> str:
@@ -246,14 +280,7 @@ def _open_history(db: Path, inputs: ScanInputs, inventory_id: str, *, resume: bo
 
 def _request(config: Config, inputs: ScanInputs, history: _History, sink: _SafeJournal) -> ScanRequest:
     start = history.start
-    options = CollectOptions(
-        host_timeout=config.timeouts.host,
-        connect_timeout=min(config.timeouts.connect, config.timeouts.host),
-        ca_bundle=config.ca_bundle,
-        verify_tls=not config.insecure_skip_tls_verify,
-        tls_min_version=config.tls_min_version,
-        legacy_port_fallback=config.legacy_port_fallback,
-    )
+    options = collect_options(config)
     return ScanRequest(
         inventory=inputs.inventory,
         policies=inputs.policies,
@@ -271,6 +298,7 @@ def _request(config: Config, inputs: ScanInputs, history: _History, sink: _SafeJ
         done=start.done if start is not None else (),
         on_observation=sink.append,
         progress=config.log_format == "plain",
+        collector=inputs.collector,
     )
 
 

@@ -19,6 +19,7 @@ class _YamlDefaults(Strict):
     transport: AuthMethod | None = None
     tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     winrm: WinRMStack | None = None
+    site: StrictStr | None = None
 
 
 class _YamlHost(Strict):
@@ -31,6 +32,7 @@ class _YamlHost(Strict):
     group: StrictStr | None = None
     winrm: WinRMStack | None = None
     os_version: StrictStr | None = None
+    site: StrictStr | None = None
 
 
 class _YamlFile(Strict):
@@ -97,6 +99,7 @@ def _entries(
         scheme=top.defaults.scheme or defaults.scheme,
         transport=top.defaults.transport or defaults.transport,
         winrm=top.defaults.winrm or defaults.winrm,
+        site=top.defaults.site if top.defaults.site is not None else defaults.site,
     )
     if top.defaults.port is not None and not 1 <= top.defaults.port <= 65535:
         message = f"port {top.defaults.port} must be an integer 1..65535"
@@ -131,6 +134,7 @@ def _entries(
                 group=host.group,
                 winrm=host.winrm,
                 os_version=host.os_version,
+                site=host.site,
             )
         )
     return file_defaults, entries

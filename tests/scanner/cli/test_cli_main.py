@@ -127,6 +127,8 @@ def test_every_command_is_a_module_with_register_and_run() -> None:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {
         "scan",
+        "worker",
+        "workers",
         "demo",
         "lab",
         "policy",
@@ -201,6 +203,11 @@ SCAN_FLAGS: list[tuple[list[str], str, object]] = [
     (["--connect-timeout", "3"], "timeouts.connect", 3.0),
     (["--deadline", "45m"], "timeouts.deadline", 2700.0),
     (["--grace", "0"], "timeouts.grace", 0.0),
+    (["--site-timeout", "5"], "timeouts.site", 5.0),
+    (["--default-site", "hq"], "default_site", "hq"),
+    (["--broker", "redis://broker:6379/0"], "broker", "redis://broker:6379/0"),
+    (["--broker-password-file", "bpw"], "broker_password_file", "bpw"),
+    (["--broker-ca-bundle", "ca.pem"], "broker_ca_bundle", "ca.pem"),
 ]
 
 

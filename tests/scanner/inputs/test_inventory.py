@@ -247,6 +247,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "source": f"{path}:3",
             "winrm": "current",
             "os_version": None,
+            "site": "default",
         },
         {
             "name": "ws-0002",
@@ -259,6 +260,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "source": f"{path}:4",
             "winrm": "current",
             "os_version": None,
+            "site": "default",
         },
         {
             "name": "gw-0003",
@@ -271,6 +273,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "source": f"{path}:5",
             "winrm": "current",
             "os_version": None,
+            "site": "default",
         },
     ]
 
@@ -370,7 +373,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
             "host,port\nsrv01,1\n",
             [
                 "inv:1: unknown column 'host' "
-                "(known: name, address, port, scheme, transport, group, winrm, os_version, tag:<name>)",
+                "(known: name, address, port, scheme, transport, group, winrm, os_version, site, tag:<name>)",
                 "inv:1: the header has no 'name' column",
             ],
         ),
@@ -379,7 +382,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
             "name, port\nsrv01,1\n",
             [
                 "inv:1: unknown column ' port' "
-                "(known: name, address, port, scheme, transport, group, winrm, os_version, tag:<name>)"
+                "(known: name, address, port, scheme, transport, group, winrm, os_version, site, tag:<name>)"
             ],
         ),
         ("name\n srv01\n", ["inv:2: name ' srv01' contains whitespace (one host per entry)"]),
