@@ -133,6 +133,7 @@ class Tally:
         self.modes = dict.fromkeys(MODE_KEYS, 0)
         self.read = 0
         self.requests = 0
+        self.auth_rejected = 0
         self.covered = 0
         self.fail_ranks: set[int] = set()  # severity ranks of `fail` results
         self.rule_ids: set[str] = set()
@@ -142,6 +143,8 @@ class Tally:
         self.total += 1
         self.by_status[host.status.value] += 1
         self.requests += host.requests
+        if host.error is not None and host.error.stage is Stage.AUTH and host.error.reason == "unauthorized":
+            self.auth_rejected += 1
         if host.setting is not None:
             self.read += 1
             self.modes[str(host.setting.effective_mode)] += 1
@@ -160,6 +163,7 @@ class Tally:
             coverage=coverage_of(self.read, self.total),
             modes=dict(self.modes),
             requests_total=self.requests,
+            auth_rejected=self.auth_rejected,
         )
 
 

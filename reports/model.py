@@ -42,6 +42,9 @@ class Summary(Frozen):
     coverage: float  # hosts read successfully / hosts in the inventory, 4 decimals
     modes: dict[str, int] = Field(default_factory=dict)  # effective mode -> hosts, read hosts only
     requests_total: int = 0
+    # Hosts that answered the scan account's logon with 401 (error auth/unauthorized): after a logon
+    # accepted elsewhere, the account lacks rights there (docs/authentication.md#lockout-safety).
+    auth_rejected: int = 0
 
 
 class HostReport(Frozen):

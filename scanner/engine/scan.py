@@ -271,6 +271,7 @@ def _request(config: Config, inputs: ScanInputs, history: _History, sink: _SafeJ
         done=start.done if start is not None else (),
         on_observation=sink.append,
         progress=config.log_format == "plain",
+        max_auth_failures=config.max_auth_failures,
     )
 
 
@@ -382,6 +383,23 @@ def _finish(
     """Record the scan in history (with drift), write the report, export, and log the summary."""
     report = outcome.header
     code = outcome.code
+    if outcome.breaker is not None:
+        log.error(
+            "%s (--max-auth-failures %d): every other host is error auth/not_attempted; fix the password "
+            "of %s before the next run",
+            outcome.breaker,
+            config.max_auth_failures,
+            inputs.credentials.username,
+            extra=fields(auth_rejected=report.summary.auth_rejected, max_auth_failures=config.max_auth_failures),
+        )
+    elif report.summary.auth_rejected:
+        log.warning(
+            "%d host(s) rejected the logon of %s although others accepted it: the account lacks rights "
+            "there (hosts with error auth/unauthorized)",
+            report.summary.auth_rejected,
+            inputs.credentials.username,
+            extra=fields(auth_rejected=report.summary.auth_rejected),
+        )
     if outcome.deadline_reached:
         log.warning(
             "the scan deadline (%s) passed: hosts not reached are reported as error timeout/deadline",

@@ -40,6 +40,8 @@ timeout    deadline                the per-host wall-clock deadline passed
 collect    invalid_selectors       the host refused the request's selectors (2150858813 ...)
 collect    not_supported           the host does not support the action, filter or method asked for
 collect    request_rejected        the host refused the request itself: schema, XML, headers, size
+auth       not_attempted           not contacted: the lockout breaker stopped the scan after other
+                                   hosts rejected the credentials (scanner/engine/logon.py)
 =========  ======================  ===========================================================
 
 The fault families (which codes, subcodes and texts belong to which reason) are in
