@@ -26,6 +26,7 @@ from scanner.lab.auth import (
     ENCRYPTED_CONTENT_TYPE,
     Acceptor,
     AuthFailed,
+    LogonCounter,
     decrypt_body,
     encrypt_body,
     parse_auth_header,
@@ -104,7 +105,7 @@ class HostServer:
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve requests on one keep-alive connection until the client closes it."""
         self.lab.writers.add(writer)
-        self.lab.connections += 1
+        self.lab.opened()
         conn = _Conn()
         try:
             if self.fault == "blackhole":
@@ -158,6 +159,7 @@ class HostServer:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             return
         finally:
+            self.lab.open_connections -= 1
             self.lab.writers.discard(writer)
             writer.close()
 
@@ -185,11 +187,16 @@ class HostServer:
         try:
             out_token = conn.acceptor.step(token)
         except AuthFailed:
+            if conn.acceptor.verdict is False:
+                self.lab.logons.record(self.host.name, accepted=False)
             return self._unauthorized(conn)
         if not conn.acceptor.complete:
             hdr = conn.scheme + b" " + base64.b64encode(out_token or b"")
             return self._response(401, b"", [(b"WWW-Authenticate", hdr)], None), self.extra_ms, None
-        if self.fault == "auth-reject":
+        # The acceptor's verdict is known here, whatever the protocol: count it as the DC would.
+        accepted = self.fault != "auth-reject"
+        self.lab.logons.record(self.host.name, accepted=accepted)
+        if not accepted:
             return self._unauthorized(conn)
         conn.authed = True
         if out_token:  # SPNEGO accept-complete token
@@ -216,9 +223,10 @@ class HostServer:
                     return step
                 auth_headers = step
             elif scheme == "basic" and self.https:
-                if self.fault == "auth-reject" or not self.lab.check_basic(token):
+                basic_ok = self.fault != "auth-reject" and self.lab.check_basic(token)
+                self.lab.logons.record(self.host.name, accepted=basic_ok)
+                if not basic_ok:
                     return self._unauthorized(conn)
-                basic_ok = True
             else:
                 return self._unauthorized(conn)
         ctype = headers.get(b"content-type", b"").lower()
@@ -339,9 +347,21 @@ class Lab:
         self.writers: set[asyncio.StreamWriter] = set()
         self.requests = 0  # HTTP requests served (benchmarks read it via --stats-out)
         self.connections = 0  # TCP connections accepted
+        self.logons = LogonCounter()  # judged logons per host (docs/lab.md, "Counters")
+        self.open_connections = 0
+        self.peak_connections = 0  # most connections open at once
+        self.peak_connections_before_logon = 0  # the same, counted only until the first accepted logon
         self.endpoints: list[HostEndpoint] = []
         self._basic = [(a.username.encode(), a.password.get_secret_value().encode()) for a in estate.accounts]
         self._cred_file: Path | None = None
+
+    def opened(self) -> None:
+        """Count a new connection and the peaks of connections open at once."""
+        self.connections += 1
+        self.open_connections += 1
+        self.peak_connections = max(self.peak_connections, self.open_connections)
+        if not self.logons.first_success:
+            self.peak_connections_before_logon = max(self.peak_connections_before_logon, self.open_connections)
 
     def check_basic(self, token: bytes) -> bool:
         """Check a Basic token against the estate accounts in constant time."""
@@ -518,7 +538,14 @@ def write_inventory(path: Path, endpoints: list[HostEndpoint], ca: Path | None) 
 
 def write_stats(path: Path, lab: Lab) -> None:
     """Write the lab's counters as JSON, atomically (temp file + rename)."""
-    stats = {"requests": lab.requests, "connections": lab.connections, "hosts": len(lab.hosts)}
+    stats = {
+        "requests": lab.requests,
+        "connections": lab.connections,
+        "hosts": len(lab.hosts),
+        "logons": lab.logons.to_json(),
+        "peak_connections": lab.peak_connections,
+        "peak_connections_before_logon": lab.peak_connections_before_logon,
+    }
     fd, tmp = tempfile.mkstemp(prefix=".stats-", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(stats, sort_keys=True) + "\n")
