@@ -33,9 +33,9 @@ from scanner.core.formats import Format
 from scanner.core.logsetup import fields
 from scanner.core.models import CollectOptions, Credentials, Observation
 from scanner.core.results import host_identity
-from scanner.engine.run import ScanOutcome, ScanRequest, run_scan, write_report
+from scanner.engine.run import ScanOutcome, ScanRequest, now_rfc3339, run_scan, write_report
 from scanner.history.drift import by_identity, drift_between, drift_counts
-from scanner.history.journal import Journal, journal_path_for
+from scanner.history.journal import BreakerStop, Journal, journal_path_for
 from scanner.history.lock import ScanLock
 from scanner.history.resume import ScanStart, plan_start
 from scanner.history.store import SqliteStore, StoreError, open_store
@@ -225,6 +225,7 @@ def _open_history(db: Path, inputs: ScanInputs, inventory_id: str, *, resume: bo
             targets=inputs.inventory.targets,
             policies=[p.name for p in inputs.policies],
             resume=resume,
+            credentials=inputs.credentials,
         )
     except BaseException:
         history.close()
@@ -272,6 +273,7 @@ def _request(config: Config, inputs: ScanInputs, history: _History, sink: _SafeJ
         on_observation=sink.append,
         progress=config.log_format == "plain",
         max_auth_failures=config.max_auth_failures,
+        seed_logons=start is not None and start.resumed and start.same_credentials,
     )
 
 
@@ -352,10 +354,25 @@ def _record(
     except StoreError as exc:
         log.error("%s: the scan is not recorded (the report is still written)", exc)
         return None
-    if history.journal is not None and not report.scan.interrupted:
+    if history.journal is not None and not report.scan.interrupted and outcome.breaker is None:
         history.journal.remove()  # recorded: nothing left to resume
         history.journal = None
     return report
+
+
+def _mark_breaker(history: _History, message: str) -> None:
+    """Leave the breaker's outcome in the journal so `--resume` will not spend these credentials again."""
+    if history.journal is None or history.start is None:
+        return  # no history, or no journal could be written: only this run was protected
+    try:
+        history.journal.mark_breaker(BreakerStop(message, now_rfc3339()), history.start.credential)
+    except OSError as exc:
+        log.warning(
+            "cannot mark the checkpoint journal %s (%s): the next --resume will try these credentials again",
+            history.journal.path,
+            exc.strerror or type(exc).__name__,
+        )
+    history.journal = None  # closed; kept on disk for the next run's decision
 
 
 def _export(report: ReportHeader, hosts: Hosts, destinations: list[Destination]) -> ExitCode:
@@ -410,6 +427,8 @@ def _finish(
             log.warning("waiver %s (%s) matches no host or no loaded rule", entry.label, entry.source)
         for entry in report.waivers.expiring:
             log.warning("waiver %s expires on %s (%s)", entry.label, entry.expires, entry.source)
+    if outcome.breaker is not None:
+        _mark_breaker(history, outcome.breaker)
     recorded = False
     if history.store is not None:
         with stage("history-record"):

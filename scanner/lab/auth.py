@@ -92,6 +92,17 @@ class LogonCounter:
     total: LogonCount = field(default_factory=LogonCount)
     by_host: dict[str, LogonCount] = field(default_factory=dict)
     first_success: bool = False
+    in_progress: int = 0  # logons begun (first token of a context received) and not yet judged
+    peak_in_progress: int = 0
+
+    def begin(self) -> None:
+        """Note that a logon began: a connection's first token of a new context arrived."""
+        self.in_progress += 1
+        self.peak_in_progress = max(self.peak_in_progress, self.in_progress)
+
+    def end(self) -> None:
+        """Note that a logon begun earlier was judged or abandoned."""
+        self.in_progress -= 1
 
     def record(self, host: str, accepted: bool) -> None:
         """Count one judged logon on `host`."""
@@ -103,6 +114,7 @@ class LogonCounter:
         """Return the totals and the hosts that saw at least one logon."""
         return {
             **self.total.to_json(),
+            "peak_concurrent": self.peak_in_progress,
             "by_host": {name: count.to_json() for name, count in sorted(self.by_host.items())},
         }
 

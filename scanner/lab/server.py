@@ -60,12 +60,13 @@ class HostEndpoint:
 class _Conn:
     """Per-TCP-connection security context (NTLM authenticates the connection, not the request)."""
 
-    __slots__ = ("acceptor", "authed", "scheme")
+    __slots__ = ("acceptor", "authed", "logon_open", "scheme")
 
     def __init__(self) -> None:
         self.acceptor: Acceptor | None = None
         self.authed = False
         self.scheme = b"Negotiate"
+        self.logon_open = False  # a logon began on this connection and has no verdict yet
 
 
 # What `_serve` hands back to the connection loop: response bytes, delay (ms), special action.
@@ -159,11 +160,23 @@ class HostServer:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             return
         finally:
+            self._end_logon(conn)
             self.lab.open_connections -= 1
             self.lab.writers.discard(writer)
             writer.close()
 
+    def _begin_logon(self, conn: _Conn) -> None:
+        if not conn.logon_open:
+            conn.logon_open = True
+            self.lab.logons.begin()
+
+    def _end_logon(self, conn: _Conn) -> None:
+        if conn.logon_open:
+            conn.logon_open = False
+            self.lab.logons.end()
+
     def _unauthorized(self, conn: _Conn) -> Served:
+        self._end_logon(conn)
         conn.acceptor = None
         conn.authed = False
         return self._response(401, b"", self.offers, None), self.extra_ms, None
@@ -171,6 +184,7 @@ class HostServer:
     def _clear_fault(self, code: int, status: int, conn: _Conn | None = None) -> Served:
         """Answer in clear with a fault (the context is dropped: the client must start over)."""
         if conn is not None:
+            self._end_logon(conn)
             conn.acceptor, conn.authed = None, False
         reply = faults.coded_fault(None, code, self.state.machine, self.host.winrm, status)
         return self._response(reply.status, reply.xml), self.extra_ms, None
@@ -183,6 +197,7 @@ class HostServer:
                 return self._clear_fault(self.host.fault.arg, self.host.fault.status, conn)
             conn.acceptor = Acceptor(self.version)
             conn.authed = False
+            self._begin_logon(conn)
         conn.scheme = b"Negotiate" if scheme == "negotiate" else b"NTLM"
         try:
             out_token = conn.acceptor.step(token)
@@ -198,6 +213,7 @@ class HostServer:
         self.lab.logons.record(self.host.name, accepted=accepted)
         if not accepted:
             return self._unauthorized(conn)
+        self._end_logon(conn)
         conn.authed = True
         if out_token:  # SPNEGO accept-complete token
             return [(b"WWW-Authenticate", conn.scheme + b" " + base64.b64encode(out_token))]
@@ -224,6 +240,8 @@ class HostServer:
                 auth_headers = step
             elif scheme == "basic" and self.https:
                 basic_ok = self.fault != "auth-reject" and self.lab.check_basic(token)
+                self.lab.logons.begin()  # judged at once: in progress for no time, yet counted
+                self.lab.logons.end()
                 self.lab.logons.record(self.host.name, accepted=basic_ok)
                 if not basic_ok:
                     return self._unauthorized(conn)
