@@ -133,6 +133,7 @@ class Tally:
         self.modes = dict.fromkeys(MODE_KEYS, 0)
         self.read = 0
         self.requests = 0
+        self.auth_rejected = 0
         self.covered = 0
         self.fail_ranks: set[int] = set()  # severity ranks of `fail` results
         self.rule_ids: set[str] = set()
@@ -147,6 +148,8 @@ class Tally:
             counts[1] += host.setting is not None
         self.by_status[host.status.value] += 1
         self.requests += host.requests
+        if host.error is not None and host.error.stage is Stage.AUTH and host.error.reason == "unauthorized":
+            self.auth_rejected += 1
         if host.setting is not None:
             self.read += 1
             self.modes[str(host.setting.effective_mode)] += 1
@@ -169,6 +172,7 @@ class Tally:
                 site: SiteSummary(hosts=hosts, read=read, coverage=coverage_of(read, hosts))
                 for site, (hosts, read) in sorted(self.sites.items())
             },
+            auth_rejected=self.auth_rejected,
         )
 
 

@@ -52,6 +52,9 @@ class Summary(Frozen):
     requests_total: int = 0
     # Per site, by name (docs/sites.md#sites); a scan without sites has the one default site.
     sites: dict[str, SiteSummary] = Field(default_factory=dict)
+    # Hosts that answered the scan account's logon with 401 (error auth/unauthorized): after a logon
+    # accepted elsewhere, the account lacks rights there (docs/authentication.md#lockout-safety).
+    auth_rejected: int = 0
 
 
 class HostReport(Frozen):

@@ -13,6 +13,7 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # A URN, not a URL: the schema is shipped with the tool and printed by `natt-audit schema report`;
 # nothing is ever fetched from it.
 OPTIONAL_SECTIONS = ("drift", "waivers")
+OPTIONAL_SUMMARY = ("auth_rejected",)  # summary counts added after 1.0
 SCHEMA_ID = f"urn:natt-audit:schema:report:{SCHEMA_VERSION}"
 
 
@@ -61,6 +62,12 @@ def report_json_schema() -> dict[str, Any]:
     }
     for name in ("hosts_total", "requests_total"):
         summary[name] = {"type": "integer", "minimum": 0}
+    summary["auth_rejected"] = {
+        "type": "integer",
+        "minimum": 0,
+        "description": "hosts that rejected the scan account's logon (error auth/unauthorized)",
+    }
+    defs["Summary"]["required"] = [name for name in defs["Summary"]["required"] if name not in OPTIONAL_SUMMARY]
     host = defs["HostReport"]["properties"]
     host["port"] = {"type": "integer", "minimum": 1, "maximum": 65535}
     host["requests"] = {"type": "integer", "minimum": 0}

@@ -144,6 +144,9 @@ def _summary_panel(report: ReportHeader, hosts: Hosts) -> Panel:
     ]
     grid.add_row("Modes", _join(modes, " · ") if modes else Text("none (no host read)", style="dim"))
     grid.add_row("Requests", Text(str(summary.requests_total)))
+    if summary.auth_rejected:
+        rejected = f"{summary.auth_rejected} host(s) rejected the scan account (error auth/unauthorized)"
+        grid.add_row("Logons", Text(rejected, style="bold red"))
     policies = [safe_text(p, limit=NAME_LIMIT) for p in report.scan.policies]
     grid.add_row("Policies", _join(policies, ", ") if policies else Text("none", style="dim"))
     scan = safe_text(report.scan.id, limit=NAME_LIMIT)

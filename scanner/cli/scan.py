@@ -60,6 +60,15 @@ def register(subparsers: Subparsers) -> None:
     )
     config_option(
         parser,
+        "--max-auth-failures",
+        key="max_auth_failures",
+        type=positive_int,
+        metavar="N",
+        help="stop the scan when N hosts reject the logon and none accepted it, so the account "
+        "is not locked out (default 3)",
+    )
+    config_option(
+        parser,
         "--host-timeout",
         key="timeouts.host",
         type=positive_float,

@@ -137,7 +137,9 @@ def _attempt(target: Target, material: AuthMaterial, options: CollectOptions, de
             os_info, keys = _read_host(transport, new_protocol(target, options, transport), target, options)
         finally:
             transport.close()
-        return Observation(target=target, requests=transport.requests, os=os_info, keys=keys)
+        return Observation(
+            target=target, requests=transport.requests, os=os_info, keys=keys, logon=transport.logon
+        )
     except CollectError as exc:
         error = exc.to_host_error()
     except (KeyboardInterrupt, SystemExit):
@@ -148,14 +150,20 @@ def _attempt(target: Target, material: AuthMaterial, options: CollectOptions, de
         error = HostError(
             stage=Stage.COLLECT, reason="internal_error", message=f"internal error ({type(exc).__name__})"
         )
-    return Observation(
-        target=target, requests=transport.requests if transport is not None else 0, error=error
-    )
+    if transport is None:
+        return Observation(target=target, error=error)
+    return Observation(target=target, requests=transport.requests, error=error, logon=transport.logon)
 
 
 def _refused(observation: Observation) -> bool:
+    """Return whether the host refused the TCP connection, so no credential ever reached it."""
     error = observation.error
-    return error is not None and error.stage is Stage.CONNECT and error.reason == "refused"
+    return (
+        error is not None
+        and error.stage is Stage.CONNECT
+        and error.reason == "refused"
+        and observation.logon is None  # a host that saw the credentials is never tried on another port
+    )
 
 
 def _collect(target: Target, material: AuthMaterial, options: CollectOptions) -> Observation:

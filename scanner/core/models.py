@@ -31,6 +31,9 @@ def site_problem(name: str) -> str | None:
     if not _SITE_NAME.fullmatch(name):
         return "must be 1-63 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit"
     return None
+# Hosts that may reject the scan account's logon, with none accepting it, before a scan stops so the
+# account is not locked out (docs/authentication.md#lockout-safety; `max_auth_failures` in docs/config.md).
+DEFAULT_MAX_AUTH_FAILURES = 3
 
 # A dotted Windows version: 1 to 4 ASCII-digit parts ("10", "6.0", "10.0.19045"). Each part is
 # bounded, so host-supplied text never turns into a huge integer.
@@ -156,6 +159,13 @@ class Stage(StrEnum):
     SITE = "site"  # the distributed engine: no collector for the host's site, or a result refused
 
 
+class Logon(StrEnum):
+    """What became of the credentials a host was sent (docs/authentication.md#lockout-safety)."""
+
+    ACCEPTED = "accepted"  # the host (and its domain controller) accepted the logon
+    REJECTED = "rejected"  # the host answered the credentials with 401: a failed logon on the account
+
+
 class HostError(Frozen):
     """Why a host could not be read. `reason` is a short stable code; `message` is for people."""
 
@@ -172,6 +182,9 @@ class Observation(Frozen):
     os: OsInfo | None = None
     keys: tuple[KeyRead, ...] = ()  # the IPsec and PolicyAgent keys, in that order, when read
     error: HostError | None = None
+    # None: no credentials reached a verdict (refused, timed out, never sent); the lockout breaker
+    # counts only what is set here (scanner/engine/logon.py).
+    logon: Logon | None = None
 
     def key(self, path: str) -> KeyRead | None:
         """Return what was read at `path`, if it was read."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from scanner.core.models import DEFAULT_CONCURRENCY, CollectOptions, Credentials, Observation, Target
+from scanner.engine.logon import LogonPolicy
 from scanner.engine.pool import collect_all
 
 
@@ -38,6 +39,9 @@ class LocalCollector:
     credentials: Credentials
     options: CollectOptions
     concurrency: int = DEFAULT_CONCURRENCY
+    # Proves the credentials on one host before fanning out, and trips the lockout breaker
+    # (scanner/engine/logon.py); None: a fresh policy for this collection.
+    logon: LogonPolicy | None = None
 
     def collect(
         self, targets: Sequence[Target], *, on_result: Callable[[Observation], None], stop: threading.Event
@@ -51,4 +55,5 @@ class LocalCollector:
             on_result=on_result,
             stop=stop,
             keep=False,
+            logon=self.logon,
         )

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from scanner.collect.collector import collect_with
 from scanner.collect.wsman.auth import AuthMaterial
 from scanner.core.models import DEFAULT_CONCURRENCY, CollectOptions, Credentials, Observation, Target
+from scanner.engine.logon import Admission, LogonPolicy
 
 
 def collect_all(
@@ -19,6 +20,7 @@ def collect_all(
     on_result: Callable[[Observation], None] | None = None,
     stop: threading.Event | None = None,
     keep: bool = True,
+    logon: LogonPolicy | None = None,
 ) -> list[Observation]:
     """Read every target with at most `concurrency` in flight; return results in inventory order.
 
@@ -28,36 +30,64 @@ def collect_all(
     If `on_result` raises, the scan stops the same way and the exception is re-raised here.
     With `keep=False` nothing is kept and the list is empty: a caller that streams with
     `on_result` then holds no observation per host (docs/performance.md, memory).
+
+    Every start is asked of `logon` (a fresh `LogonPolicy` when None): one host in flight until a
+    logon is accepted, then `concurrency`; when its breaker trips, no host starts any more and each
+    host not started is reported (to `on_result` too) as `auth/not_attempted`
+    (docs/authentication.md#lockout-safety).
     """
     material = AuthMaterial(credentials)
     material.nt_hash()  # derive once, before the workers share it
+    policy = logon if logon is not None else LogonPolicy(concurrency=max(1, concurrency))
     stop_event = stop if stop is not None else threading.Event()
     results: list[Observation | None] = [None] * len(targets) if keep else []
     next_index = iter(range(len(targets)))
-    dispatch_lock = threading.Lock()
+    # One lock for dispatch and the policy: a start is decided on the outcomes of every host
+    # finished before it, and a finishing host wakes the workers waiting for the width to grow.
+    dispatch = threading.Condition()
     result_lock = threading.Lock()
     failures: list[BaseException] = []
+    in_flight = 0
+
+    def deliver(index: int, observation: Observation) -> bool:
+        if keep:
+            results[index] = observation
+        if on_result is None:
+            return True
+        with result_lock:
+            if failures:
+                return False
+            try:
+                on_result(observation)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+                failures.append(exc)
+                return False
+        return True
 
     def worker() -> None:
+        nonlocal in_flight
         while True:
-            with dispatch_lock:
-                if stop_event.is_set() or failures:
-                    return
+            with dispatch:
+                while True:
+                    if stop_event.is_set() or failures:
+                        return
+                    admission = policy.admit(in_flight)
+                    if admission is Admission.STOP:
+                        return
+                    if admission is Admission.START:
+                        break
+                    dispatch.wait(0.5)  # a finishing host notifies; the timeout also sees `stop`
                 index = next(next_index, None)
-            if index is None:
-                return
+                if index is None:
+                    return
+                in_flight += 1
             observation = collect_with(targets[index], material, options)
-            if keep:
-                results[index] = observation
-            if on_result is not None:
-                with result_lock:
-                    if failures:
-                        return
-                    try:
-                        on_result(observation)
-                    except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
-                        failures.append(exc)
-                        return
+            with dispatch:
+                in_flight -= 1
+                policy.record(observation)
+                dispatch.notify_all()
+            if not deliver(index, observation):
+                return
 
     workers = [
         threading.Thread(target=worker, name=f"natt-collect-{n}", daemon=True)
@@ -73,6 +103,11 @@ def collect_all(
         # Interrupted (Ctrl-C): start nothing new; in-flight hosts end by their own deadline.
         stop_event.set()
         raise
+    if policy.tripped and not failures:
+        # The breaker kept the credentials away from every host not started (never retried).
+        for index in next_index:
+            if not deliver(index, policy.not_attempted(targets[index])):
+                break
     if failures:
         raise failures[0]
     return [observation for observation in results if observation is not None]

@@ -29,10 +29,20 @@ from scanner import __version__
 from scanner.core.atomic import atomic_text
 from scanner.core.exitcodes import ExitCode, combine
 from scanner.core.formats import Format
-from scanner.core.models import DEFAULT_CONCURRENCY, CollectOptions, Credentials, HostError, Observation, Stage, Target
+from scanner.core.models import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_AUTH_FAILURES,
+    CollectOptions,
+    Credentials,
+    HostError,
+    Observation,
+    Stage,
+    Target,
+)
 from scanner.core.results import Severity
 from scanner.core.semantics import assess
 from scanner.engine.collector import Collector, LocalCollector
+from scanner.engine.logon import LogonPolicy
 from scanner.inputs.inventory import Inventory
 
 log = logging.getLogger("natt_audit.engine")
@@ -64,6 +74,10 @@ class ScanRequest:
     progress: bool = True
     # What reads the hosts; None: the local thread pool with `credentials` (scanner/engine/collector.py).
     collector: Collector | None = None
+    # The lockout breaker (scanner/engine/logon.py): rejections, with no accepted logon, that stop the scan.
+    max_auth_failures: int = DEFAULT_MAX_AUTH_FAILURES
+    # The resumed hosts' logons were made with these very credentials: count them toward the breaker.
+    seed_logons: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,8 @@ class ScanOutcome:
     code: ExitCode
     deadline_reached: bool = False
     spill: HostSpill | None = None
+    # Set when the lockout breaker stopped the scan: why (the message its unattempted hosts carry).
+    breaker: str | None = None
 
     def close(self) -> None:
         """Delete the temp file the report's hosts are read from; the hosts are unusable after."""
@@ -131,8 +147,10 @@ class _Collector:
         targets: Sequence[Target],
         progress: Progress,
         sink: Callable[[Observation], None],
+        logon: LogonPolicy,
     ) -> None:
         self.request = request
+        self.logon = logon
         self.targets = targets
         self.progress = progress
         self.sink = sink  # evaluates and spills one host: no observation is kept here
@@ -160,7 +178,9 @@ class _Collector:
             return self.request.collector
         if self.request.credentials is None:
             raise ValueError("a local scan needs credentials")  # a caller bug: load_inputs always loads them
-        return LocalCollector(self.request.credentials, collect_options(self.request), self.request.concurrency)
+        return LocalCollector(
+            self.request.credentials, collect_options(self.request), self.request.concurrency, logon=self.logon
+        )
 
     def _run(self) -> None:
         try:
@@ -214,6 +234,7 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
     spill = HostSpill()
     assembly = ReportAssembly(spill)
 
+    logon = LogonPolicy(concurrency=request.concurrency, max_auth_failures=request.max_auth_failures)
     clock = time.perf_counter()
     evaluating = 0.0  # seconds spent evaluating, summed over hosts (for -v; two clock reads a host)
 
@@ -232,6 +253,8 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
         resumed = {obs.target.name: obs for obs in request.done if obs.target.name in in_inventory}
         for observation in resumed.values():
             record(observation)
+            if request.seed_logons:
+                logon.record(observation)
         done = set(resumed)
         del resumed
         todo = [target for target in request.inventory.targets if target.name not in done]
@@ -244,7 +267,7 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
             for observation in request.done:
                 if observation.target.name in done:
                     progress.advance(observation)
-            collector = _Collector(request, todo, progress, record)
+            collector = _Collector(request, todo, progress, record, logon)
             with _stop_on_signals(collector.stop, collector.hurry):
                 finished = collector.wait()
         deadline_reached = collector.deadline_reached.is_set()
@@ -277,8 +300,18 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
     code = assembly.exit_code(interrupted=interrupted, fail_on=request.fail_on, min_coverage=request.min_coverage)
     if interrupted:
         code = combine(code, ExitCode.INTERRUPTED)
+    breaker = logon.stop_message() if logon.tripped else None
+    if breaker is not None:
+        # The credentials are wrong for the whole estate: the job is broken, as with a bad
+        # credential source (README, exit codes).
+        code = combine(code, ExitCode.USAGE)
     return ScanOutcome(
-        header=header, hosts=assembly.hosts(), code=code, deadline_reached=deadline_reached, spill=spill
+        header=header,
+        hosts=assembly.hosts(),
+        code=code,
+        deadline_reached=deadline_reached,
+        spill=spill,
+        breaker=breaker,
     )
 
 

@@ -34,10 +34,10 @@ from scanner.core.logsetup import fields
 from scanner.core.models import CollectOptions, Credentials, Observation
 from scanner.core.results import host_identity
 from scanner.engine.collector import Collector
-from scanner.engine.run import ScanOutcome, ScanRequest, run_scan, write_report
+from scanner.engine.run import ScanOutcome, ScanRequest, now_rfc3339, run_scan, write_report
 from scanner.engine.sites import open_coordinator
 from scanner.history.drift import by_identity, drift_between, drift_counts
-from scanner.history.journal import Journal, journal_path_for
+from scanner.history.journal import BreakerStop, Journal, journal_path_for
 from scanner.history.lock import ScanLock
 from scanner.history.resume import ScanStart, plan_start
 from scanner.history.store import SqliteStore, StoreError, open_store
@@ -259,6 +259,7 @@ def _open_history(db: Path, inputs: ScanInputs, inventory_id: str, *, resume: bo
             targets=inputs.inventory.targets,
             policies=[p.name for p in inputs.policies],
             resume=resume,
+            credentials=inputs.credentials,
         )
     except BaseException:
         history.close()
@@ -299,6 +300,8 @@ def _request(config: Config, inputs: ScanInputs, history: _History, sink: _SafeJ
         on_observation=sink.append,
         progress=config.log_format == "plain",
         collector=inputs.collector,
+        max_auth_failures=config.max_auth_failures,
+        seed_logons=start is not None and start.resumed and start.same_credentials,
     )
 
 
@@ -379,10 +382,25 @@ def _record(
     except StoreError as exc:
         log.error("%s: the scan is not recorded (the report is still written)", exc)
         return None
-    if history.journal is not None and not report.scan.interrupted:
+    if history.journal is not None and not report.scan.interrupted and outcome.breaker is None:
         history.journal.remove()  # recorded: nothing left to resume
         history.journal = None
     return report
+
+
+def _mark_breaker(history: _History, message: str) -> None:
+    """Leave the breaker's outcome in the journal so `--resume` will not spend these credentials again."""
+    if history.journal is None or history.start is None:
+        return  # no history, or no journal could be written: only this run was protected
+    try:
+        history.journal.mark_breaker(BreakerStop(message, now_rfc3339()), history.start.credential)
+    except OSError as exc:
+        log.warning(
+            "cannot mark the checkpoint journal %s (%s): the next --resume will try these credentials again",
+            history.journal.path,
+            exc.strerror or type(exc).__name__,
+        )
+    history.journal = None  # closed; kept on disk for the next run's decision
 
 
 def _export(report: ReportHeader, hosts: Hosts, destinations: list[Destination]) -> ExitCode:
@@ -410,6 +428,25 @@ def _finish(
     """Record the scan in history (with drift), write the report, export, and log the summary."""
     report = outcome.header
     code = outcome.code
+    # The account is the scan's own; with --broker each site's worker holds its own (docs/sites.md).
+    account = inputs.credentials.username if inputs.credentials is not None else "the site accounts"
+    if outcome.breaker is not None:
+        log.error(
+            "%s (--max-auth-failures %d): every other host is error auth/not_attempted; fix the password "
+            "of %s before the next run",
+            outcome.breaker,
+            config.max_auth_failures,
+            account,
+            extra=fields(auth_rejected=report.summary.auth_rejected, max_auth_failures=config.max_auth_failures),
+        )
+    elif report.summary.auth_rejected:
+        log.warning(
+            "%d host(s) rejected the logon of %s although others accepted it: the account lacks rights "
+            "there (hosts with error auth/unauthorized)",
+            report.summary.auth_rejected,
+            account,
+            extra=fields(auth_rejected=report.summary.auth_rejected),
+        )
     if outcome.deadline_reached:
         log.warning(
             "the scan deadline (%s) passed: hosts not reached are reported as error timeout/deadline",
@@ -420,6 +457,8 @@ def _finish(
             log.warning("waiver %s (%s) matches no host or no loaded rule", entry.label, entry.source)
         for entry in report.waivers.expiring:
             log.warning("waiver %s expires on %s (%s)", entry.label, entry.expires, entry.source)
+    if outcome.breaker is not None:
+        _mark_breaker(history, outcome.breaker)
     recorded = False
     if history.store is not None:
         with stage("history-record"):

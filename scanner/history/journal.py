@@ -7,11 +7,17 @@ crash (or SIGKILL) at most the line being written is lost. A torn last line is i
 A scan that completes deletes its journal; an interrupted one keeps it for `--resume`, which
 scans only the hosts not in it, keeps the scan id and start time, and evaluates every host
 (journalled and new) the same way, so the final report equals an uninterrupted run's.
+
+The header also holds the fingerprint of the credentials the scan used (never the secret:
+scanner/inputs/credentials.py). A scan the lockout breaker stopped leaves a journal of its header
+alone, marked with the breaker's outcome, so that `--resume` refuses to spend the same
+credentials again (scanner/history/resume.py; docs/authentication.md#lockout-safety).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,6 +31,7 @@ from pydantic import ValidationError
 
 from scanner.core.errors import NattError
 from scanner.core.models import Observation, Target
+from scanner.inputs.credentials import CredentialFingerprint
 
 JOURNAL_FORMAT = 1
 
@@ -51,6 +58,18 @@ def targets_digest(targets: Sequence[Target]) -> str:
 
 
 @dataclass(frozen=True)
+class BreakerStop:
+    """How the lockout breaker stopped a scan (scanner/engine/logon.py)."""
+
+    message: str  # "credentials rejected by 3 hosts; stopped so the account is not locked out"
+    stopped_at: str  # RFC 3339, UTC
+
+    def to_json(self) -> dict[str, str]:
+        """Return the outcome as the journal header stores it."""
+        return {"message": self.message, "stopped_at": self.stopped_at}
+
+
+@dataclass(frozen=True)
 class JournalHeader:
     """What identifies the scan a journal belongs to."""
 
@@ -59,6 +78,8 @@ class JournalHeader:
     inventory_id: str
     targets_digest: str
     policies: tuple[str, ...]
+    credential: CredentialFingerprint | None = None  # absent in journals written before it existed
+    breaker: BreakerStop | None = None
 
     def to_json(self) -> str:
         """Return the header as one JSON line (without the newline)."""
@@ -71,6 +92,8 @@ class JournalHeader:
                 "inventory_id": self.inventory_id,
                 "targets_digest": self.targets_digest,
                 "policies": list(self.policies),
+                "credential": self.credential.to_json() if self.credential is not None else None,
+                "breaker": self.breaker.to_json() if self.breaker is not None else None,
             },
             sort_keys=True,
         )
@@ -82,6 +105,20 @@ class JournalState:
 
     header: JournalHeader
     observations: tuple[Observation, ...]
+
+
+def _write_header(path: Path, header: JournalHeader) -> None:
+    """Write a journal holding only `header`, atomically.
+
+    The header goes to a temp file renamed in: a crash leaves no journal, the previous one, or a
+    journal with a whole header, never half of one.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as handle:
+        handle.write(header.to_json().encode("utf-8") + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 def read_journal(path: Path) -> JournalState | None:
@@ -106,6 +143,10 @@ def read_journal(path: Path) -> JournalState | None:
             inventory_id=str(head["inventory_id"]),
             targets_digest=str(head["targets_digest"]),
             policies=tuple(str(p) for p in head["policies"]),
+            credential=None if head.get("credential") is None else CredentialFingerprint.from_json(head["credential"]),
+            breaker=None
+            if head.get("breaker") is None
+            else BreakerStop(str(head["breaker"]["message"]), str(head["breaker"]["stopped_at"])),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise JournalError(f"{path}:1: unreadable journal header ({type(exc).__name__})") from None
@@ -128,14 +169,7 @@ class Journal:
         self.header = header
         self._lock = threading.Lock()
         if fresh:
-            # Write the header to a temp file and rename it in: a crash leaves no journal or a
-            # journal with a whole header, never half of one.
-            tmp = path.with_name(path.name + ".tmp")
-            with tmp.open("wb") as handle:
-                handle.write(header.to_json().encode("utf-8") + b"\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
+            _write_header(path, header)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         self._synced_at = 0.0
         if not fresh:
@@ -171,6 +205,18 @@ class Journal:
                     os.fdatasync(self._fd)
                 os.close(self._fd)
                 self._fd = -1
+
+    def mark_breaker(self, breaker: BreakerStop, credential: CredentialFingerprint | None) -> None:
+        """Close and replace the journal by its header alone, marked with the breaker's outcome.
+
+        The hosts journalled so far are dropped: nothing was read with credentials every host
+        rejected, and the next run starts a new scan whatever it decides (scanner/history/resume.py).
+        `credential` is the fingerprint of the credentials this run used (a resumed run may have
+        changed them).
+        """
+        self.close()
+        self.header = dataclasses.replace(self.header, credential=credential, breaker=breaker)
+        _write_header(self.path, self.header)
 
     def remove(self) -> None:
         """Close and delete the journal: the scan it belongs to is complete and recorded."""

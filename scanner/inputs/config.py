@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
 from scanner.core.errors import NattError
 from scanner.core.formats import Format
-from scanner.core.models import DEFAULT_CONCURRENCY, DEFAULT_SITE, Strict, site_problem
+from scanner.core.models import DEFAULT_CONCURRENCY, DEFAULT_MAX_AUTH_FAILURES, DEFAULT_SITE, Strict, site_problem
 from scanner.core.results import Severity
 from scanner.inputs.credentials import ENV_PASSWORD, ENV_USERNAME
 
@@ -116,6 +116,9 @@ class Config(Strict):
     database: str | None = None
     history: bool = True
     concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1)
+    # The lockout breaker: hosts rejecting the logon, with none accepting it, before the scan stops
+    # (docs/authentication.md#lockout-safety). Keep it below the domain's lockout threshold.
+    max_auth_failures: int = Field(default=DEFAULT_MAX_AUTH_FAILURES, ge=1)
     fail_on: Severity = Severity.LOW
     min_coverage: float = Field(default=1.0, ge=0.0, le=1.0)
     log_format: Literal["plain", "json"] = "plain"
@@ -170,6 +173,7 @@ KEYS: tuple[Key, ...] = (
     Key("database", "NATT_AUDIT_DATABASE"),
     Key("history", "NATT_AUDIT_HISTORY", _bool),
     Key("concurrency", "NATT_AUDIT_CONCURRENCY"),
+    Key("max_auth_failures", "NATT_AUDIT_MAX_AUTH_FAILURES"),
     Key("fail_on", "NATT_AUDIT_FAIL_ON"),
     Key("min_coverage", "NATT_AUDIT_MIN_COVERAGE"),
     Key("log_format", "NATT_AUDIT_LOG_FORMAT"),

@@ -7,12 +7,15 @@ contains the password or the content of the password file.
 from __future__ import annotations
 
 import getpass
+import hashlib
+import hmac
 import logging
 import os
 import re
 import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from pydantic import SecretStr
 
@@ -162,3 +165,54 @@ def load_credentials(
 def read_password_file(path: str) -> str:
     """Return the first line of a password file, refused with the same rules as the scan account's."""
     return _read_password_file(path)
+# The credential fingerprint kept in the resume journal (docs/authentication.md#the-credential-fingerprint):
+# HMAC-SHA256 keyed with scrypt(secret, salt), over a version tag, the kind of secret and the
+# case-folded username. scrypt's cost (N=2^15, r=8, p=1: 32 MiB, tens of ms once per scan) makes a
+# guess at the password from a stolen journal as dear as from any scrypt hash; the salt (16 random
+# bytes per journal) makes two journals' fingerprints of one password unrelated.
+FINGERPRINT_VERSION = 1
+_SCRYPT = {"n": 2**15, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024, "dklen": 32}
+_SALT_BYTES = 16
+_TAG = b"natt-audit credential fingerprint v1"
+
+
+@dataclass(frozen=True)
+class CredentialFingerprint:
+    """Who the scan logged on as and a salted, keyed digest of the secret; never the secret itself."""
+
+    salt: str  # hex
+    digest: str  # hex
+    kind: str = "password"  # the kind of secret: a password from a file, the environment or a prompt
+
+    def to_json(self) -> dict[str, object]:
+        """Return the fingerprint as the journal header stores it."""
+        return {"version": FINGERPRINT_VERSION, "kind": self.kind, "salt": self.salt, "digest": self.digest}
+
+    @classmethod
+    def from_json(cls, data: object) -> CredentialFingerprint:
+        """Read a stored fingerprint; ValueError when it is not one this version wrote."""
+        if not isinstance(data, dict) or data.get("version") != FINGERPRINT_VERSION:
+            raise ValueError("not a version-1 credential fingerprint")
+        salt, digest, kind = data.get("salt"), data.get("digest"), data.get("kind")
+        if not (isinstance(salt, str) and isinstance(digest, str) and isinstance(kind, str)):
+            raise ValueError("a credential fingerprint needs text salt, digest and kind")
+        if len(bytes.fromhex(salt)) < _SALT_BYTES or len(bytes.fromhex(digest)) != 32:  # ValueError: not hex
+            raise ValueError("a credential fingerprint's salt or digest has the wrong length")
+        return cls(salt=salt, digest=digest, kind=kind)
+
+    def matches(self, credentials: Credentials, kind: str = "password") -> bool:
+        """Return whether `credentials` are the ones this fingerprint was made from."""
+        again = credential_fingerprint(credentials, kind=kind, salt=bytes.fromhex(self.salt))
+        return hmac.compare_digest(again.digest, self.digest) and kind == self.kind
+
+
+def credential_fingerprint(
+    credentials: Credentials, *, kind: str = "password", salt: bytes | None = None
+) -> CredentialFingerprint:
+    """Return the fingerprint of `credentials` with `salt` (a fresh random one when None)."""
+    salt = os.urandom(_SALT_BYTES) if salt is None else salt
+    secret = credentials.password.get_secret_value().encode("utf-8", "surrogatepass")
+    key = hashlib.scrypt(secret, salt=salt, **_SCRYPT)
+    message = b"\0".join((_TAG, kind.encode("utf-8"), credentials.username.casefold().encode("utf-8")))
+    digest = hmac.new(key, message, hashlib.sha256).hexdigest()
+    return CredentialFingerprint(salt=salt.hex(), digest=digest, kind=kind)

@@ -7,6 +7,7 @@ import binascii
 import os
 import secrets
 import struct
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ ENCRYPTED_CONTENT_TYPE = (
 )
 _OCTET = b"\tContent-Type: application/octet-stream\r\n"
 _CHALLENGE = b"NTLMSSP\x00\x02\x00\x00\x00"
+_AUTHENTICATE = b"NTLMSSP\x00\x03\x00\x00\x00"  # MS-NLMP 2.2.1.3: the message that proves the password
 NEGOTIATE_VERSION = 0x02000000  # MS-NLMP 2.2.2.5 NTLMSSP_NEGOTIATE_VERSION
 NTLM_REVISION = 15  # MS-NLMP 2.2.2.10 NTLMSSP_REVISION_W2K3
 
@@ -55,18 +57,86 @@ def write_credential_file(accounts: list[Account], directory: Path) -> Path:
     return path
 
 
+@dataclass
+class LogonCount:
+    """Logons one host (or the whole lab) judged: attempts = failures + successes."""
+
+    attempts: int = 0
+    failures: int = 0
+    successes: int = 0
+
+    def add(self, accepted: bool) -> None:
+        """Count one judged logon."""
+        self.attempts += 1
+        if accepted:
+            self.successes += 1
+        else:
+            self.failures += 1
+
+    def to_json(self) -> dict[str, int]:
+        """Return the counts as a JSON object."""
+        return {"attempts": self.attempts, "failures": self.failures, "successes": self.successes}
+
+
+@dataclass
+class LogonCounter:
+    """Every logon the lab judged, per host and in total, whatever the protocol.
+
+    A logon is counted where its verdict is known: an acceptor finished judging the initiator's
+    credentials (NTLM's AUTHENTICATE, a Kerberos AP-REQ, ...), or a Basic header was checked. A
+    token that carries no credential (an NTLM NEGOTIATE), even a broken one, is not a logon: a
+    domain controller would never see it. This is what a DC's failed-logon count (the lockout
+    counter) would add up for the scan account.
+    """
+
+    total: LogonCount = field(default_factory=LogonCount)
+    by_host: dict[str, LogonCount] = field(default_factory=dict)
+    first_success: bool = False
+    in_progress: int = 0  # logons begun (first token of a context received) and not yet judged
+    peak_in_progress: int = 0
+
+    def begin(self) -> None:
+        """Note that a logon began: a connection's first token of a new context arrived."""
+        self.in_progress += 1
+        self.peak_in_progress = max(self.peak_in_progress, self.in_progress)
+
+    def end(self) -> None:
+        """Note that a logon begun earlier was judged or abandoned."""
+        self.in_progress -= 1
+
+    def record(self, host: str, accepted: bool) -> None:
+        """Count one judged logon on `host`."""
+        self.total.add(accepted)
+        self.by_host.setdefault(host, LogonCount()).add(accepted)
+        self.first_success = self.first_success or accepted
+
+    def to_json(self) -> dict[str, object]:
+        """Return the totals and the hosts that saw at least one logon."""
+        return {
+            **self.total.to_json(),
+            "peak_concurrent": self.peak_in_progress,
+            "by_host": {name: count.to_json() for name, count in sorted(self.by_host.items())},
+        }
+
+
 class Acceptor:
     """One connection's security context: raw NTLMSSP or SPNEGO-wrapped, chosen by the first token.
 
     `version` is the (major, minor, build) the host's NTLM CHALLENGE announces in its VERSION field
     (MS-NLMP 2.2.2.10), as Windows does with its own version; None sends no VERSION at all.
     pyspnego would otherwise announce its own package version there.
+
+    `verdict` is what the server counts as a logon (`LogonCounter`): True once the context
+    completes, False when a token that carried credentials (NTLM: the AUTHENTICATE message) was
+    refused, None while no credential has been judged. Any other acceptor (Kerberos) sets it the
+    same way, so the counts do not depend on the protocol.
     """
 
     def __init__(self, version: tuple[int, int, int] | None = None) -> None:
         self.ctx: Any = None
         self.complete = False
         self.version = version
+        self.verdict: bool | None = None
 
     def step(self, token: bytes) -> bytes | None:
         """Feed one initiator token; return the reply token (None when nothing to send)."""
@@ -76,8 +146,12 @@ class Acceptor:
         try:
             out: bytes | None = self.ctx.step(token)
         except (SpnegoError, ValueError, struct.error, KeyError, IndexError) as exc:
+            if _AUTHENTICATE in token:
+                self.verdict = False
             raise AuthFailed(type(exc).__name__) from None
         self.complete = bool(self.ctx.complete)
+        if self.complete:
+            self.verdict = True
         if out is not None and not self.complete:
             out = self._set_version(out)
         return out

@@ -26,6 +26,7 @@ from scanner.lab.auth import (
     ENCRYPTED_CONTENT_TYPE,
     Acceptor,
     AuthFailed,
+    LogonCounter,
     decrypt_body,
     encrypt_body,
     parse_auth_header,
@@ -59,12 +60,13 @@ class HostEndpoint:
 class _Conn:
     """Per-TCP-connection security context (NTLM authenticates the connection, not the request)."""
 
-    __slots__ = ("acceptor", "authed", "scheme")
+    __slots__ = ("acceptor", "authed", "logon_open", "scheme")
 
     def __init__(self) -> None:
         self.acceptor: Acceptor | None = None
         self.authed = False
         self.scheme = b"Negotiate"
+        self.logon_open = False  # a logon began on this connection and has no verdict yet
 
 
 # What `_serve` hands back to the connection loop: response bytes, delay (ms), special action.
@@ -104,7 +106,7 @@ class HostServer:
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve requests on one keep-alive connection until the client closes it."""
         self.lab.writers.add(writer)
-        self.lab.connections += 1
+        self.lab.opened()
         conn = _Conn()
         try:
             if self.fault == "blackhole":
@@ -158,10 +160,23 @@ class HostServer:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             return
         finally:
+            self._end_logon(conn)
+            self.lab.open_connections -= 1
             self.lab.writers.discard(writer)
             writer.close()
 
+    def _begin_logon(self, conn: _Conn) -> None:
+        if not conn.logon_open:
+            conn.logon_open = True
+            self.lab.logons.begin()
+
+    def _end_logon(self, conn: _Conn) -> None:
+        if conn.logon_open:
+            conn.logon_open = False
+            self.lab.logons.end()
+
     def _unauthorized(self, conn: _Conn) -> Served:
+        self._end_logon(conn)
         conn.acceptor = None
         conn.authed = False
         return self._response(401, b"", self.offers, None), self.extra_ms, None
@@ -169,6 +184,7 @@ class HostServer:
     def _clear_fault(self, code: int, status: int, conn: _Conn | None = None) -> Served:
         """Answer in clear with a fault (the context is dropped: the client must start over)."""
         if conn is not None:
+            self._end_logon(conn)
             conn.acceptor, conn.authed = None, False
         reply = faults.coded_fault(None, code, self.state.machine, self.host.winrm, status)
         return self._response(reply.status, reply.xml), self.extra_ms, None
@@ -181,16 +197,23 @@ class HostServer:
                 return self._clear_fault(self.host.fault.arg, self.host.fault.status, conn)
             conn.acceptor = Acceptor(self.version)
             conn.authed = False
+            self._begin_logon(conn)
         conn.scheme = b"Negotiate" if scheme == "negotiate" else b"NTLM"
         try:
             out_token = conn.acceptor.step(token)
         except AuthFailed:
+            if conn.acceptor.verdict is False:
+                self.lab.logons.record(self.host.name, accepted=False)
             return self._unauthorized(conn)
         if not conn.acceptor.complete:
             hdr = conn.scheme + b" " + base64.b64encode(out_token or b"")
             return self._response(401, b"", [(b"WWW-Authenticate", hdr)], None), self.extra_ms, None
-        if self.fault == "auth-reject":
+        # The acceptor's verdict is known here, whatever the protocol: count it as the DC would.
+        accepted = self.fault != "auth-reject"
+        self.lab.logons.record(self.host.name, accepted=accepted)
+        if not accepted:
             return self._unauthorized(conn)
+        self._end_logon(conn)
         conn.authed = True
         if out_token:  # SPNEGO accept-complete token
             return [(b"WWW-Authenticate", conn.scheme + b" " + base64.b64encode(out_token))]
@@ -216,9 +239,12 @@ class HostServer:
                     return step
                 auth_headers = step
             elif scheme == "basic" and self.https:
-                if self.fault == "auth-reject" or not self.lab.check_basic(token):
+                basic_ok = self.fault != "auth-reject" and self.lab.check_basic(token)
+                self.lab.logons.begin()  # judged at once: in progress for no time, yet counted
+                self.lab.logons.end()
+                self.lab.logons.record(self.host.name, accepted=basic_ok)
+                if not basic_ok:
                     return self._unauthorized(conn)
-                basic_ok = True
             else:
                 return self._unauthorized(conn)
         ctype = headers.get(b"content-type", b"").lower()
@@ -339,9 +365,21 @@ class Lab:
         self.writers: set[asyncio.StreamWriter] = set()
         self.requests = 0  # HTTP requests served (benchmarks read it via --stats-out)
         self.connections = 0  # TCP connections accepted
+        self.logons = LogonCounter()  # judged logons per host (docs/lab.md, "Counters")
+        self.open_connections = 0
+        self.peak_connections = 0  # most connections open at once
+        self.peak_connections_before_logon = 0  # the same, counted only until the first accepted logon
         self.endpoints: list[HostEndpoint] = []
         self._basic = [(a.username.encode(), a.password.get_secret_value().encode()) for a in estate.accounts]
         self._cred_file: Path | None = None
+
+    def opened(self) -> None:
+        """Count a new connection and the peaks of connections open at once."""
+        self.connections += 1
+        self.open_connections += 1
+        self.peak_connections = max(self.peak_connections, self.open_connections)
+        if not self.logons.first_success:
+            self.peak_connections_before_logon = max(self.peak_connections_before_logon, self.open_connections)
 
     def check_basic(self, token: bytes) -> bool:
         """Check a Basic token against the estate accounts in constant time."""
@@ -518,7 +556,14 @@ def write_inventory(path: Path, endpoints: list[HostEndpoint], ca: Path | None) 
 
 def write_stats(path: Path, lab: Lab) -> None:
     """Write the lab's counters as JSON, atomically (temp file + rename)."""
-    stats = {"requests": lab.requests, "connections": lab.connections, "hosts": len(lab.hosts)}
+    stats = {
+        "requests": lab.requests,
+        "connections": lab.connections,
+        "hosts": len(lab.hosts),
+        "logons": lab.logons.to_json(),
+        "peak_connections": lab.peak_connections,
+        "peak_connections_before_logon": lab.peak_connections_before_logon,
+    }
     fd, tmp = tempfile.mkstemp(prefix=".stats-", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(stats, sort_keys=True) + "\n")

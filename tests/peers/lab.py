@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -27,6 +29,20 @@ class RunningLab:
     process: subprocess.Popen[bytes]
     stderr_path: Path
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    stats_path: Path | None = None  # set when started with stats=True
+
+    def stats(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Ask the lab for its counters now (SIGUSR1) and return them (docs/lab.md, --stats-out)."""
+        assert self.stats_path is not None, "start_lab(..., stats=True) to read counters"
+        self.stats_path.unlink(missing_ok=True)
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while not self.stats_path.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the lab wrote no stats within {timeout}s:\n{self.stderr()}")
+            time.sleep(0.02)
+        data: dict[str, Any] = json.loads(self.stats_path.read_text(encoding="utf-8"))
+        return data
 
     def endpoint(self, name: str) -> str:
         """Return the WS-Man URL of one host."""
@@ -46,16 +62,21 @@ def start_lab(
     extra_args: list[str] | None = None,
     timeout: float = START_TIMEOUT,
     prefix: Sequence[str] = (),
+    stats: bool = False,
 ) -> Iterator[RunningLab]:
     """Run `python -m scanner.lab serve ESTATE` until the with-block ends; assert a clean exit 0.
 
     `prefix` wraps the command, e.g. `ip netns exec NS` to serve inside a network namespace.
+    With `stats`, the lab writes its counters to a file that `RunningLab.stats()` reads on demand.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     inventory = workdir / "inventory.yaml"
     inventory.unlink(missing_ok=True)
     stderr_path = workdir / "lab.stderr"
+    stats_path = workdir / "stats.json" if stats else None
     argv = [*prefix, sys.executable, "-m", "scanner.lab", "serve", str(estate), "--inventory-out", str(inventory)]
+    if stats_path is not None:
+        argv += ["--stats-out", str(stats_path)]
     argv += list(extra_args or [])
     with stderr_path.open("wb") as err:
         proc = subprocess.Popen(
@@ -81,7 +102,7 @@ def start_lab(
         }
         tags = {h["name"]: dict(h.get("tags") or {}) for h in data["hosts"]}
         ca = inventory.parent / "lab-ca.pem"
-        lab = RunningLab(inventory, hosts, ca if ca.exists() else None, proc, stderr_path, tags)
+        lab = RunningLab(inventory, hosts, ca if ca.exists() else None, proc, stderr_path, tags, stats_path)
         yield lab
     finally:
         if proc.poll() is None:

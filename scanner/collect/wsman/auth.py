@@ -23,6 +23,7 @@ from scanner.core import ntlmhash
 from scanner.core.models import AuthMethod, Credentials, Stage
 
 NTLM_CHALLENGE = b"NTLMSSP\x00\x02\x00\x00\x00"  # MS-NLMP 2.2.1.2 signature + MessageType 2
+NTLM_AUTHENTICATE = b"NTLMSSP\x00\x03\x00\x00\x00"  # MS-NLMP 2.2.1.3 signature + MessageType 3
 NEGOTIATE_VERSION = 0x02000000  # MS-NLMP 2.2.2.5 NTLMSSP_NEGOTIATE_VERSION
 
 
@@ -121,6 +122,17 @@ class Authenticator:
     def handshake(self) -> bool:
         """Return whether this method needs a token exchange before the first message."""
         return self.method is not AuthMethod.BASIC
+
+    def carries_credentials(self, token: bytes) -> bool:
+        """Return whether sending `token` puts the account's credentials to the test.
+
+        NTLM proves the password only in its AUTHENTICATE message (MS-NLMP 2.2.1.3), raw or wrapped
+        in SPNEGO; a NEGOTIATE that is refused costs the account nothing. Any other method counts
+        every token, so a refusal is never missed by the lockout breaker (docs/authentication.md).
+        """
+        if self.method is AuthMethod.NTLM:
+            return NTLM_AUTHENTICATE in token
+        return True
 
     def basic_header(self) -> str:
         """Return the Basic Authorization value (HTTPS only, enforced in __init__)."""

@@ -42,6 +42,8 @@ collect    not_supported           the host does not support the action, filter 
 collect    request_rejected        the host refused the request itself: schema, XML, headers, size
 site       bad_result              a site worker's result for the host was malformed or refused (docs/sites.md)
 site       no_collector            no live worker took the host's site's batches within ``--site-timeout``
+auth       not_attempted           not contacted: the lockout breaker stopped the scan after other
+                                   hosts rejected the credentials (scanner/engine/logon.py)
 =========  ======================  ===========================================================
 
 The fault families (which codes, subcodes and texts belong to which reason) are in

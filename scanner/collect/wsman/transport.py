@@ -17,7 +17,7 @@ from scanner.collect.wsman.encryption import bad_encryption, content_type, decry
 from scanner.collect.wsman.errors import CollectError, ConnectionDropped, HttpStatusError
 from scanner.collect.wsman.faults import status_error
 from scanner.collect.wsman.http import Deadline, HttpConnection, Response, tls_context
-from scanner.core.models import CollectOptions, Scheme, Stage, Target
+from scanner.core.models import CollectOptions, Logon, Scheme, Stage, Target
 
 SOAP_CONTENT_TYPE = "application/soap+xml;charset=UTF-8"
 MAX_AUTH_LEGS = 8  # NTLM needs 2, Kerberos 1-2, CredSSP about 5
@@ -68,6 +68,10 @@ class WsmanTransport:
             server_hostname=target.name if https else None,
         )
         self._authenticated_connection = -1  # HttpConnection.connections value the context belongs to
+        # What became of the credentials on this host (docs/authentication.md#lockout-safety). Once
+        # REJECTED, no further logon is attempted on this transport: every retry path (503, dropped
+        # keep-alive) goes through _ensure_authenticated, which refuses to start another handshake.
+        self.logon: Logon | None = None
 
     def close(self) -> None:
         """Close the connection."""
@@ -163,8 +167,18 @@ class WsmanTransport:
         )
         return response
 
+    def _rejected(self, detail: str) -> CollectError:
+        """Record a rejected logon and return its error (an accepted logon earlier still proves the account)."""
+        if self.logon is None:
+            self.logon = Logon.REJECTED
+        return unauthorized(detail)
+
     def _ensure_authenticated(self) -> None:
         auth = self._auth
+        if self.logon is Logon.REJECTED:
+            # Never a second logon after a rejection: each one counts against the account's lockout
+            # threshold on the domain controller (docs/authentication.md#lockout-safety).
+            raise unauthorized("credentials rejected; not tried again on this host")
         if not auth.handshake:
             return
         if self._conn.connected and self._authenticated_connection == self._conn.connections:
@@ -173,9 +187,11 @@ class WsmanTransport:
             self._connect()
         auth.new_context(self._conn.peer_certificate)
         token = auth.step(None)
+        sent_credentials = False
         for leg in range(1, MAX_AUTH_LEGS + 1):
             if token is None:
                 raise CollectError(Stage.AUTH, "auth_failed", "authentication produced no token to send")
+            sent_credentials = sent_credentials or auth.carries_credentials(token)
             connection = self._conn.connections
             response = self._post(
                 [
@@ -198,6 +214,7 @@ class WsmanTransport:
                         Stage.AUTH, "auth_failed", "host closed the connection after authenticating"
                     )
                 self._authenticated_connection = connection
+                self.logon = Logon.ACCEPTED
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug(
                         "%s: authenticated as %s with %s (%s) in %d legs%s",
@@ -211,7 +228,10 @@ class WsmanTransport:
                 return
             if response.status == 401:
                 if server_token is None or auth.complete:
-                    raise unauthorized("credentials rejected or account not authorised")
+                    if not sent_credentials:
+                        # Refused before any credential left (NTLM NEGOTIATE): no logon happened.
+                        raise unauthorized("the host refused the authentication offer")
+                    raise self._rejected("credentials rejected or account not authorised")
                 if not self._conn.connected:
                     raise CollectError(
                         Stage.AUTH, "auth_failed", "host closed the connection mid-authentication"
@@ -269,8 +289,13 @@ class WsmanTransport:
         return HttpStatusError(response.status, body, message, unencrypted=unencrypted, handshake=handshake)
 
     def _handle(self, response: Response) -> bytes:
+        basic = not self._auth.handshake  # Basic: every request carries the credentials
         if response.status == 200:
+            if basic and self.logon is None:
+                self.logon = Logon.ACCEPTED
             return self._body(response)
         if response.status == 401:
+            if basic:
+                raise self._rejected("credentials rejected or account not authorised")
             raise unauthorized("the host refused the authenticated request")
         raise self._status_error(response)

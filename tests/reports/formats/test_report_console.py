@@ -291,3 +291,17 @@ def test_rendering_time_grows_linearly() -> None:
 
     # 4x the hosts: linear is ~4x, quadratic would be ~16x.
     assert best(large) / best(small) < 8
+
+
+def test_hosts_that_rejected_the_logon_are_counted_in_the_summary() -> None:
+    def unauthorized(name: str, reason: str) -> Observation:
+        error = HostError(stage=Stage.AUTH, reason=reason, message="m")
+        return Observation(target=target(name), requests=2, error=error)
+
+    observations = [unauthorized("h1", "unauthorized"), unauthorized("h2", "unauthorized")]
+    observations.append(unauthorized("h3", "not_attempted"))  # never sent the credentials: not counted
+    report = assemble(observations, {})
+    assert report.header.summary.auth_rejected == 2
+    text = render_console(report, color=False, width=160)
+    assert "Logons" in text and "2 host(s) rejected the scan account (error auth/unauthorized)" in text
+    assert "Logons" not in render_console(make_sample_report(), color=False, width=160)

@@ -188,6 +188,7 @@ SCAN_FLAGS: list[tuple[list[str], str, object]] = [
     (["--db", "h.db"], "database", "h.db"),
     (["--no-history"], "history", False),
     (["--concurrency", "7"], "concurrency", 7),
+    (["--max-auth-failures", "5"], "max_auth_failures", 5),
     (["--fail-on", "high"], "fail_on", "high"),
     (["--min-coverage", "0.5"], "min_coverage", 0.5),
     (["--log-format", "json"], "log_format", "json"),

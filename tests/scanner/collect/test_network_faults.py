@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from scanner.core.models import AuthMethod, CollectOptions, Observation, Scheme, Target
+from scanner.engine.logon import LogonPolicy
 from scanner.engine.pool import collect_all
 from tests.peers.hostile_lab import CREDS, HOST_TIMEOUT, Scanned
 from tests.peers.pki import HOSTNAME, Pki
@@ -135,7 +136,11 @@ def raw_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
                 finished[obs.target.name] = time.monotonic() - started
 
         options = CollectOptions(host_timeout=DEADLINE, connect_timeout=1.0, ca_bundle=str(pki.ca))
-        observations = collect_all(targets, CREDENTIALS, options, concurrency=16, on_result=on_result)
+        # Every host here is hostile, so none ever accepts a logon: the lockout policy would probe them
+        # one at a time (docs/authentication.md#lockout-safety). These tests time each host against
+        # its own deadline from one common start, so they fan out at once, as after a proven logon.
+        proven = LogonPolicy(concurrency=16, proven=True)
+        observations = collect_all(targets, CREDENTIALS, options, concurrency=16, on_result=on_result, logon=proven)
         assert [o.target.name for o in observations] == [t.name for t in targets]
         results = {o.target.name: (o, finished[o.target.name]) for o in observations}
         results["_faults_requests"] = (observations[-1], float(len(faults.requests)))

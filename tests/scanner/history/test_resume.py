@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from scanner.core.exitcodes import ExitCode
-from scanner.history.journal import Journal, JournalError, JournalHeader, targets_digest
+from scanner.core.models import Credentials
+from scanner.history.journal import (
+    BreakerStop,
+    Journal,
+    JournalError,
+    JournalHeader,
+    read_journal,
+    targets_digest,
+)
 from scanner.history.resume import ScanStart, plan_start
+from scanner.inputs.credentials import credential_fingerprint
 from tests.support.nightly_helpers import read, target
 
 TARGETS = [target("a"), target("b"), target("c")]
@@ -130,3 +143,105 @@ def test_fresh_ids_are_unique_rfc3339_by_default(tmp_path: Path) -> None:
     second = plan_start(tmp_path / "j", inventory_id=INVENTORY, targets=TARGETS, policies=POLICIES, resume=False)
     assert first.scan_id != second.scan_id and len(first.scan_id) == 36
     assert first.started_at.endswith("Z") and first.started_at[10] == "T"
+
+
+# --- after a lockout-breaker stop (docs/authentication.md#lockout-safety) ---
+
+RIGHT = Credentials(username="CORP\\svc-audit", password=SecretStr("Autumn-2026!"))
+ROTATED = Credentials(username="CORP\\svc-audit", password=SecretStr("Winter-2027!"))
+
+
+def stopped_journal(path: Path, credentials: Credentials) -> Path:
+    """Write the journal a breaker stop leaves: the header alone, marked, with the credentials' fingerprint."""
+    journal = Journal(path, OLD, fresh=True)
+    journal.append(read("a", 1))
+    journal.mark_breaker(
+        BreakerStop("credentials rejected by 3 hosts; stopped", "2026-11-27T01:02:00Z"),
+        credential_fingerprint(credentials),
+    )
+    return path
+
+
+def test_a_breaker_stop_leaves_only_its_marked_header(tmp_path: Path) -> None:
+    path = stopped_journal(tmp_path / "h.db.journal", RIGHT)
+    state = read_journal(path)
+    assert state is not None and state.observations == ()
+    assert state.header.breaker == BreakerStop("credentials rejected by 3 hosts; stopped", "2026-11-27T01:02:00Z")
+    assert state.header.credential is not None and state.header.credential.matches(RIGHT)
+    assert not state.header.credential.matches(ROTATED)
+
+
+def test_resume_with_the_credentials_the_breaker_stopped_is_refused(tmp_path: Path) -> None:
+    path = stopped_journal(tmp_path / "h.db.journal", RIGHT)
+    with pytest.raises(JournalError) as refused:
+        plan(path, resume=True, credentials=RIGHT)
+    assert refused.value.exit_code is ExitCode.USAGE
+    message = str(refused.value)
+    assert message.startswith("not resuming: scan old-scan was stopped at 2026-11-27T01:02:00Z")
+    assert "same credentials (CORP\\svc-audit)" in message and "fix the password" in message
+    assert "Autumn" not in message
+    assert path.exists()  # still there for the next night's refusal
+
+
+def test_a_changed_username_or_password_is_other_credentials(tmp_path: Path) -> None:
+    path = stopped_journal(tmp_path / "h.db.journal", RIGHT)
+    other_user = Credentials(username="CORP\\svc-audit2", password=RIGHT.password)
+    for credentials in (ROTATED, other_user):
+        start = plan(path, resume=True, credentials=credentials)
+        assert (start.scan_id, start.resumed, start.done, start.same_credentials) == ("new-scan", False, (), False)
+        assert levels(start) == [
+            (
+                logging.INFO,
+                "scan old-scan was stopped at 2026-11-27T01:02:00Z: credentials rejected by 3 hosts; stopped; "
+                "the credentials changed since, so a new scan starts",
+            )
+        ]
+        assert start.header.credential is not None and start.header.credential.matches(credentials)
+
+
+def test_without_resume_the_same_credentials_scan_again_with_a_warning(tmp_path: Path) -> None:
+    path = stopped_journal(tmp_path / "h.db.journal", RIGHT)
+    start = plan(path, resume=False, credentials=RIGHT)
+    assert start.scan_id == "new-scan" and not start.resumed
+    assert levels(start)[0][0] == logging.WARNING and "same credentials" in levels(start)[0][1]
+
+
+def test_a_username_differing_only_in_case_is_the_same_account(tmp_path: Path) -> None:
+    path = stopped_journal(tmp_path / "h.db.journal", RIGHT)
+    shouted = Credentials(username="corp\\SVC-AUDIT", password=RIGHT.password)
+    with pytest.raises(JournalError):
+        plan(path, resume=True, credentials=shouted)
+
+
+def test_a_resumed_interrupted_scan_knows_whether_its_credentials_are_the_same(tmp_path: Path) -> None:
+    header = dataclasses.replace(OLD, credential=credential_fingerprint(RIGHT))
+    path = journal_with(tmp_path / "h.db.journal", header)
+    assert plan(path, resume=True, credentials=RIGHT).same_credentials
+    assert not plan(path, resume=True, credentials=ROTATED).same_credentials
+
+
+def test_fingerprints_are_salted_and_never_the_secret() -> None:
+    one, two = credential_fingerprint(RIGHT), credential_fingerprint(RIGHT)
+    assert one.salt != two.salt and one.digest != two.digest
+    assert one.matches(RIGHT) and two.matches(RIGHT)
+    text = json.dumps(one.to_json())
+    assert "Autumn-2026!" not in text and hashlib.sha256(b"Autumn-2026!").hexdigest() not in text
+    assert not one.matches(RIGHT, kind="keytab")  # another kind of secret is other credentials
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "not an object",
+        {"version": 2, "kind": "password", "salt": "00" * 16, "digest": "00" * 32},
+        {"version": 1, "kind": "password", "salt": "zz", "digest": "00" * 32},
+        {"version": 1, "kind": "password", "salt": "00" * 16, "digest": "00" * 8},
+    ],
+)
+def test_a_damaged_fingerprint_makes_the_journal_unusable(tmp_path: Path, stored: object) -> None:
+    path = tmp_path / "h.db.journal"
+    head = json.loads(OLD.to_json())
+    head["credential"] = stored
+    path.write_text(json.dumps(head) + "\n", encoding="utf-8")
+    with pytest.raises(JournalError, match="unreadable journal header"):
+        plan(path, resume=True, credentials=RIGHT)
