@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Never, Self
@@ -28,6 +27,7 @@ from scanner.core.errors import NattError
 from scanner.core.models import Strict, parse_version
 from scanner.core.results import Severity
 from scanner.core.semantics import Integrity, OsFamily
+from scanner.core.validation import did_you_mean
 
 Scalar = StrictBool | StrictInt | StrictStr | None
 RULE_ID = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
@@ -359,9 +359,7 @@ def _node_tag(value: Any) -> str:
 
 def _known_key(key: Any) -> Any:
     if key not in NODE_KEYS:
-        close = difflib.get_close_matches(str(key), sorted(NODE_KEYS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown key {key!r}{hint}: {_SHAPES}")
+        raise ValueError(f"unknown key {key!r}{did_you_mean(key, NODE_KEYS)}: {_SHAPES}")
     return key
 
 

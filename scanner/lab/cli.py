@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         estate = load_estate(args.estate)
     except FileError as exc:
-        print(f"natt-audit lab: {exc}", file=sys.stderr)  # noqa: T201
+        for line in str(exc).splitlines():  # one problem per line, each with the prefix
+            print(f"natt-audit lab: {line}", file=sys.stderr)  # noqa: T201
         return 2
     return serve(
         estate, args.inventory_out, port_base=args.port_base, bind=args.bind, stats_out=args.stats_out

@@ -16,8 +16,7 @@ from scanner.core.errors import NattError
 from scanner.core.models import AuthMethod, Frozen, Scheme, Target
 from scanner.core.sanitize import has_unsafe
 
-MAX_SHOWN_PROBLEMS = 20
-_MAX_KEPT_PROBLEMS = 10_000  # bounded memory for a file that is wrong on every line
+MAX_KEPT_PROBLEMS = 10_000  # bounded memory and output for a file that is wrong on every line
 HTTP_PORT, HTTPS_PORT = 5985, 5986  # WinRM's listener defaults (docs/domain.md#ports-and-rights)
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
@@ -27,14 +26,12 @@ _WHERE = re.compile(r":([0-9]+)(?::([0-9]+))?\Z")
 
 
 class InventoryError(NattError):
-    """An unusable inventory; str() lists "path:line: message", one problem per line."""
+    """An unusable inventory; str() lists every "path:line: message", one problem per line."""
 
     def __init__(self, problems: Sequence[str]) -> None:
+        # Every problem is shown: a hidden one is the one the user needed (docs/inventory.md).
         self.problems = tuple(problems)
-        shown = list(self.problems[:MAX_SHOWN_PROBLEMS])
-        if len(self.problems) > MAX_SHOWN_PROBLEMS:
-            shown.append(f"... and {len(self.problems) - MAX_SHOWN_PROBLEMS} more problems")
-        super().__init__("\n".join(shown))
+        super().__init__("\n".join(self.problems))
 
 
 class Inventory(Frozen):
@@ -137,7 +134,9 @@ class Problems:
         self._items: list[tuple[int, int, str]] = []
 
     def add(self, where: str, message: str) -> None:
-        if len(self._items) < _MAX_KEPT_PROBLEMS:
+        if len(self._items) == MAX_KEPT_PROBLEMS:
+            self._items.append((1 << 62, 0, f"{where}: stopped after {MAX_KEPT_PROBLEMS} problems"))
+        elif len(self._items) < MAX_KEPT_PROBLEMS:
             match = _WHERE.search(where)
             line, column = (int(match[1]), int(match[2] or 0)) if match else (0, 0)
             self._items.append((line, column, f"{where}: {message}"))
