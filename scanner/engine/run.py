@@ -31,6 +31,7 @@ from scanner.core.formats import Format
 from scanner.core.models import DEFAULT_CONCURRENCY, CollectOptions, Credentials, HostError, Observation, Stage, Target
 from scanner.core.results import Severity
 from scanner.core.semantics import assess
+from scanner.core.wording import count
 from scanner.engine.pool import collect_all
 from scanner.inputs.inventory import Inventory
 
@@ -158,6 +159,23 @@ class _Collector:
             self.deadline_reached.set()
             self.stop.set()
 
+    def in_flight(self) -> int:
+        """Return how many hosts are being read now: every worker is busy while hosts remain."""
+        with self.lock:
+            remaining = len(self.targets) - len(self.finished)
+        return max(0, min(self.request.concurrency, remaining))
+
+    def _say_stopping(self) -> None:
+        # Logged from the waiting thread, not the signal handler: a handler that logs can
+        # deadlock on the logging lock the interrupted code holds (docs/reliability.md#interruption).
+        if self.deadline_reached.is_set():
+            return  # the deadline has its own warning (scanner/engine/scan.py)
+        log.info(
+            "stopping: waiting up to %s s for %s in flight; Ctrl-C again to stop now",
+            f"{self.request.grace:g}",
+            count(self.in_flight(), "host"),
+        )
+
     def wait(self) -> set[str]:
         """Collect until done, or until the grace period after a stop ends; return who finished."""
         timer: threading.Timer | None = None
@@ -172,9 +190,12 @@ class _Collector:
                 self.thread.join(0.1)
                 if self.stop.is_set() and stopped_at is None:
                     stopped_at = time.monotonic()
+                    self._say_stopping()
                 if stopped_at is not None and (
                     self.hurry.is_set() or time.monotonic() - stopped_at >= self.request.grace
                 ):
+                    if self.hurry.is_set() and not self.deadline_reached.is_set():
+                        log.info("stopping now: %s in flight reported as not reached", count(self.in_flight(), "host"))
                     break  # in-flight hosts past the grace period are reported as not reached
         finally:
             if timer is not None:

@@ -198,6 +198,7 @@ class _History:
     failed: bool = False  # history was asked for but the database could not be opened
     start: ScanStart | None = None
     journal: Journal | None = None
+    journal_failed: bool = False  # a journal write failed mid-scan: the scan cannot be resumed
 
     def close(self) -> None:
         if self.journal is not None:
@@ -312,6 +313,7 @@ def execute_scan(
                 outcome = run_scan(_request(config, inputs, history, sink))
         finally:
             sink.close()
+            history.journal_failed = history.journal is not None and sink.journal is None
         try:
             return _finish(config, inputs, outcome, history, inventory_id, color=color)
         finally:
@@ -362,6 +364,15 @@ def _export(report: ReportHeader, hosts: Hosts, destinations: list[Destination])
     return ExitCode.OK if summary.complete else ExitCode.UNDELIVERED
 
 
+def _say_how_to_continue(history: _History) -> None:
+    """Tell the user how to finish an interrupted scan (README "History, drift and unattended runs")."""
+    if history.journal is not None and not history.journal_failed:
+        log.info("run `natt-audit scan --resume` with the same options to finish this scan")
+    else:
+        # No journal (--no-history, or it could not be written): nothing to resume from.
+        log.info("this scan kept no checkpoint journal to resume from: run it again to finish it")
+
+
 def _finish(
     config: Config,
     inputs: ScanInputs,
@@ -384,6 +395,13 @@ def _finish(
             log.warning("waiver %s (%s) matches no host or no loaded rule", entry.label, entry.source)
         for entry in report.waivers.expiring:
             log.warning("waiver %s expires on %s (%s)", entry.label, entry.expires, entry.source)
+        for entry in report.waivers.expired:
+            log.warning(
+                "waiver %s expired on %s (%s): it waives nothing any more",
+                entry.label,
+                entry.expires,
+                entry.source,
+            )
     recorded = False
     if history.store is not None:
         with stage("history-record"):
@@ -420,4 +438,6 @@ def _finish(
             drift_line(report.drift),
             extra=fields(previous_scan_id=report.drift.previous_scan_id, **drift_counts(report.drift)),
         )
+    if report.scan.interrupted:
+        _say_how_to_continue(history)
     return ScanResult(code=code, scan=report.scan, summary=report.summary, drift=report.drift, recorded=recorded)

@@ -186,11 +186,13 @@ def test_waivers_deadline_and_tls_warnings(
     scan_lab: ScanLab, lab_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     soon = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=3)).isoformat()
+    past = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=2)).isoformat()
     waivers = lab_env / "waivers.yaml"
     waivers.write_text(
         "waivers:\n"
         f"  - {{id: W-SOON, rules: [NATT-001], hosts: {{names: [e-fail]}}, justification: lab, expires: {soon}}}\n"
-        f"  - {{id: W-NONE, rules: [NATT-001], hosts: {{names: [nobody]}}, justification: lab, expires: {soon}}}\n",
+        f"  - {{id: W-NONE, rules: [NATT-001], hosts: {{names: [nobody]}}, justification: lab, expires: {soon}}}\n"
+        f"  - {{id: W-PAST, rules: [NATT-002], hosts: {{names: [e-fail]}}, justification: lab, expires: {past}}}\n",
         encoding="utf-8",
     )
     cfg = config(
@@ -209,6 +211,7 @@ def test_waivers_deadline_and_tls_warnings(
     assert "natt-audit: warning: the scan deadline (0.5s) passed" in err
     assert f"natt-audit: warning: waiver W-NONE ({waivers}:3) matches no host or no loaded rule" in err
     assert f"natt-audit: warning: waiver W-SOON expires on {soon} ({waivers}:2)" in err
+    assert f"natt-audit: warning: waiver W-PAST expired on {past} ({waivers}:4): it waives nothing any more" in err
 
 
 def test_exports_go_to_the_spool_and_a_broken_spool_is_exit_5(
