@@ -38,7 +38,7 @@ def _expand(
     hosts = list(network.hosts())
     warnings.append(f"{source}: {spec} expanded to {len(hosts)} addresses")
     for ip in hosts:
-        yield Entry(source=source, where=fixed(source), name=str(ip), port=port, ip=True)
+        yield Entry(source=source, where=fixed(source), name=str(ip), port=port, ip=True, named_by_address=True)
 
 
 def _network(text: str, where: str, problems: Problems) -> _Network | None:
@@ -104,7 +104,7 @@ def _text_line(token: str, source: str, problems: Problems, warnings: list[str])
         if network is not None:
             yield from _expand(network, host, port, source, warnings)
         return
-    yield Entry(source=source, where=fixed(source), name=host, port=port)
+    yield Entry(source=source, where=fixed(source), name=host, port=port, named_by_address=True)
 
 
 def text_entries(

@@ -125,6 +125,9 @@ class Entry:
     tags: dict[str, str] = field(default_factory=dict)
     group: str | None = None
     ip: bool = False  # produced by CIDR expansion or an IP literal already checked
+    # The name is the address as written (text inventories): the same address on several ports
+    # is then several hosts, each named address:port (docs/inventory.md "Text").
+    named_by_address: bool = False
 
 
 class Problems:
@@ -240,7 +243,26 @@ def _build(entry: Entry, defaults: Defaults, problems: Problems) -> Target | Non
     )
 
 
+def _endpoint_name(target: Target) -> str:
+    host = f"[{target.address}]" if ":" in target.address else target.address
+    return f"{host}:{target.port}"
+
+
+def _name_by_endpoint(built: list[tuple[Entry, Target]]) -> None:
+    """Name each host listed by address on several ports `address:port`: one host per endpoint."""
+    groups: dict[str, list[int]] = {}
+    for index, (entry, target) in enumerate(built):
+        if entry.named_by_address:
+            groups.setdefault(target.name.rstrip(".").lower(), []).append(index)
+    for indexes in groups.values():
+        if len({built[i][1].port for i in indexes}) > 1:
+            for i in indexes:
+                entry, target = built[i]
+                built[i] = (entry, target.model_copy(update={"name": _endpoint_name(target)}))
+
+
 def _check_duplicates(built: list[tuple[Entry, Target]], problems: Problems) -> None:
+    _name_by_endpoint(built)
     names: dict[str, Entry] = {}
     endpoints: dict[tuple[str, int], Entry] = {}
     for entry, target in built:

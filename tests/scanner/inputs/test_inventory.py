@@ -160,8 +160,8 @@ def test_largest_allowed_cidr_is_a_slash_16() -> None:
 @pytest.mark.parametrize(
     ("text", "second_line_message"),
     [
-        ("srv01\nSrv01:5986\n", "duplicate host 'Srv01' (same name as inv:1)"),
-        ("srv01.\nsrv01:5986\n", "duplicate host 'srv01' (same name as inv:1)"),
+        ("srv01\nSrv01:5985\n", "duplicate host 'Srv01' (same name as inv:1)"),
+        ("srv01.\nsrv01:5985\n", "duplicate host 'srv01' (same name as inv:1)"),
         ("::1\n[0:0::1]\n", "duplicate host: '0:0::1' port 5985 is also inv:1"),
         ("192.0.2.0/30\n192.0.2.2\n", "duplicate host '192.0.2.2' (same name as inv:1)"),
     ],
@@ -462,3 +462,34 @@ def test_arbitrary_input_only_ever_raises_inventory_error(text: str, fmt: Format
     else:
         assert error.problems
         assert "\x1b" not in str(error)  # control characters from the file are escaped in messages
+
+
+def test_the_same_address_on_different_ports_is_two_hosts_in_text() -> None:
+    text = "127.0.0.1:14519\n127.0.0.1:14520\nsrv01\n[::1]:5985\n[::1]:5986\n"
+    inventory = parse_inventory(text, "inv", fmt="text")
+    assert [(t.name, t.address, t.port) for t in inventory.targets] == [
+        ("127.0.0.1:14519", "127.0.0.1", 14519),
+        ("127.0.0.1:14520", "127.0.0.1", 14520),
+        ("srv01", "srv01", 5985),
+        ("[::1]:5985", "::1", 5985),
+        ("[::1]:5986", "::1", 5986),
+    ]
+    # The same address and port twice is still one host written twice.
+    with pytest.raises(InventoryError) as info:
+        parse_inventory("127.0.0.1:14519\n127.0.0.1:14520\n127.0.0.1:14519\n", "inv", fmt="text")
+    assert info.value.problems == ("inv:3: duplicate host '127.0.0.1:14519' (same name as inv:1)",)
+
+
+def test_the_same_address_on_different_ports_is_two_hosts_in_yaml() -> None:
+    text = (
+        "hosts:\n"
+        "  - {name: lab-a, address: 127.0.0.1, port: 14519}\n"
+        "  - {name: lab-b, address: 127.0.0.1, port: 14520}\n"
+    )
+    inventory = parse_inventory(text, "inv.yaml", fmt="yaml")
+    assert [(t.name, t.port) for t in inventory.targets] == [("lab-a", 14519), ("lab-b", 14520)]
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text.replace("14520", "14519"), "inv.yaml", fmt="yaml")
+    assert info.value.problems == (
+        "inv.yaml:3:28: duplicate host: '127.0.0.1' port 14519 is also inv.yaml:2:28",
+    )
