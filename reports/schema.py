@@ -61,6 +61,8 @@ def report_json_schema() -> dict[str, Any]:
     }
     for name in ("hosts_total", "requests_total"):
         summary[name] = {"type": "integer", "minimum": 0}
+    # Added after 1.0: optional, so reports written before it still validate.
+    defs["ScanInfo"]["required"] = [name for name in defs["ScanInfo"]["required"] if name != "policy_refs"]
     host = defs["HostReport"]["properties"]
     host["port"] = {"type": "integer", "minimum": 1, "maximum": 65535}
     host["requests"] = {"type": "integer", "minimum": 0}

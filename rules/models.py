@@ -529,11 +529,17 @@ class Policy(Strict):
     # Where it came from ("builtin:baseline" or a path) and where each rule id sits, for error messages.
     _source: str = PrivateAttr(default="")
     _positions: dict[str, tuple[int | None, int | None]] = PrivateAttr(default_factory=dict)
+    _sha256: str = PrivateAttr(default="")
 
     @property
     def source(self) -> str:
         """Return "builtin:NAME" or the path the policy was loaded from."""
         return self._source or f"<{self.name}>"
+
+    @property
+    def sha256(self) -> str:
+        """Return the SHA-256 (hex) of the text the policy was loaded from ("" when built in code)."""
+        return self._sha256
 
     def rule_position(self, rule_id: str) -> tuple[int | None, int | None]:
         """Return the line and column of a rule's id in its file, when known."""

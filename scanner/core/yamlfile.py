@@ -7,6 +7,7 @@ validation error can name file:line:column.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -162,6 +163,11 @@ class YamlDocument:
         self._positions = positions
         self._text = text
         self._shallow = shallow or {}
+
+    @property
+    def sha256(self) -> str:
+        """Return the SHA-256 (hex) of the file's text as read: its identity for `policy explain`."""
+        return hashlib.sha256(self._text.encode("utf-8", "surrogatepass")).hexdigest()
 
     @property
     def positions(self) -> dict[Loc, tuple[int, int]]:

@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 from types import FrameType
 
 from reports.build import ReportAssembly
 from reports.formats import render
 from reports.hosts import Hosts
 from reports.hostspill import HostSpill
-from reports.model import ReportHeader, ScanInfo, WaiverEntry, WaiversSection
+from reports.model import PolicyRef, ReportHeader, ScanInfo, WaiverEntry, WaiversSection
 from reports.progress import Progress
 from rules.evaluate import evaluate
 from rules.loader import Policy
@@ -273,6 +274,7 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
         policies=[policy.source.removeprefix("builtin:") for policy in request.policies],
         inventory=request.inventory.path,
         interrupted=interrupted,
+        policy_refs=[_policy_ref(policy) for policy in request.policies],
     )
     rule_ids = assembly.tally.rule_ids
     waivers = _waivers_section(request, rule_ids, today) if request.waivers is not None else None
@@ -283,6 +285,14 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
     return ScanOutcome(
         header=header, hosts=assembly.hosts(), code=code, deadline_reached=deadline_reached, spill=spill
     )
+
+
+def _policy_ref(policy: Policy) -> PolicyRef:
+    """Name a policy by name, absolute source and content hash (`policy explain` reloads it)."""
+    source = policy.source
+    if not source.startswith("builtin:"):
+        source = str(Path(source).resolve())
+    return PolicyRef(name=policy.name, source=source, sha256=policy.sha256)
 
 
 def _waiver_entry(ref: WaiverRef) -> WaiverEntry:
