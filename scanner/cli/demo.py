@@ -19,6 +19,7 @@ from scanner.cli.output import use_color
 from scanner.core.errors import NattError, OutputError
 from scanner.core.formats import Format
 from scanner.core.models import CollectOptions, Credentials
+from scanner.core.wording import count
 from scanner.engine.run import ScanRequest, run_scan, write_report
 from scanner.engine.scan import summary_line
 from scanner.inputs.inventory import load_inventory
@@ -108,7 +109,7 @@ def run_demo(*, out: str, color: bool) -> int:
         except RuntimeError as exc:
             raise LabStartError(f"demo: {exc}") from None
         inventory = load_inventory(lab.inventory)
-        log.info("demo: scanning %d hosts over WinRM (NTLM, encrypted)", len(inventory.targets))
+        log.info("demo: scanning %s over WinRM (NTLM, encrypted)", count(len(inventory.targets), "host"))
         request = ScanRequest(
             inventory=inventory,
             policies=resolve_policies([]),

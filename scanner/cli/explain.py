@@ -19,6 +19,7 @@ from scanner.core.errors import UsageError
 from scanner.core.exitcodes import ExitCode
 from scanner.core.models import Observation, Target
 from scanner.core.sanitize import one_line
+from scanner.core.wording import count
 from scanner.core.yamlfile import FileError
 
 log = logging.getLogger("natt_audit.explain")
@@ -114,7 +115,7 @@ def run_explain(report_path: str, host_name: str, policy_specs: Sequence[str], o
         raise FileError(report_path, None, None, exc.strerror or str(exc)) from None
     except ValidationError as exc:
         raise FileError(
-            report_path, None, None, f"not a natt-audit JSON report ({exc.error_count()} problems)"
+            report_path, None, None, f"not a natt-audit JSON report ({count(exc.error_count(), 'problem')})"
         ) from None
     matches = [h for h in report.hosts if h.name == host_name] or [
         h for h in report.hosts if h.name.lower() == host_name.lower()

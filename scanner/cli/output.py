@@ -11,7 +11,8 @@ from pathlib import Path
 from rich.console import Console, RenderableType
 
 from scanner.cli.options import config_flags
-from scanner.history.store import SqliteStore, StoreError
+from scanner.core.wording import percent
+from scanner.history.store import ScanRow, SqliteStore, StoreError
 from scanner.inputs.config import database_path, load_config
 
 WIDTH = 120
@@ -59,6 +60,31 @@ def use_color(choice: str) -> bool:
     return sys.stdout.isatty()
 
 
-def pct(value: float) -> str:
-    """Return a fraction as a percentage with one decimal."""
-    return f"{value * 100:.1f}%"
+def pct(value: float | None) -> str:
+    """Return a fraction as a percentage with one decimal (scanner/core/wording.py); n/a for None."""
+    return percent(value)
+
+
+def shown_inventory(row: ScanRow) -> str:
+    """Return the inventory as `history` shows it: its id, a file's id shown as the file's path."""
+    return row.inventory_id.removeprefix("path:")
+
+
+def scans_of_inventory(store: SqliteStore, given: str, limit: int) -> list[ScanRow]:
+    """Return the scans of the inventory `given` as shown (a path, relative or not) or as stored."""
+    # Ids of file inventories are stored as path:<resolved path> (docs/config.md); `history`
+    # shows the path, so the path as shown, or as typed relative to here, names it too.
+    candidates = [given]
+    if not given.startswith("path:"):
+        candidates += [f"path:{given}", f"path:{Path(given).resolve()}"]
+    for inventory_id in candidates:
+        rows = store.scans(inventory_id=inventory_id, limit=limit)
+        if rows:
+            return rows
+    return []
+
+
+def compliance_of_row(row: ScanRow) -> float | None:
+    """Return a scan's compliance, or None when no host was read (nothing to be compliant)."""
+    # A host counts as read unless its status is error (reports/build.py is_covered).
+    return row.compliance if row.hosts_total - row.by_status.get("error", 0) > 0 else None

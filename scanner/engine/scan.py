@@ -33,6 +33,7 @@ from scanner.core.formats import Format
 from scanner.core.logsetup import fields
 from scanner.core.models import CollectOptions, Credentials, Observation
 from scanner.core.results import host_identity
+from scanner.core.wording import count, percent
 from scanner.engine.run import ScanOutcome, ScanRequest, run_scan, write_report
 from scanner.history.drift import by_identity, drift_between, drift_counts
 from scanner.history.journal import Journal, journal_path_for
@@ -149,7 +150,7 @@ def summary_line(report: ReportHeader, code: ExitCode) -> str:
     parts = ", ".join(f"{by.get(k, 0)} {k}" for k in ("pass", "fail", "waived", "error", "not_applicable"))
     flag = " (interrupted)" if report.scan.interrupted else ""
     return (
-        f"scanned {s.hosts_total} hosts{flag}: {parts}; coverage {s.coverage:.1%}; "
+        f"scanned {count(s.hosts_total, 'host')}{flag}: {parts}; coverage {percent(s.coverage)}; "
         f"exit {int(code)} ({code.name.lower()})"
     )
 
@@ -159,8 +160,8 @@ def drift_line(drift: Drift) -> str:
     c = drift_counts(drift)
     return (
         f"since scan {drift.previous_scan_id[:8]} ({drift.previous_started_at}): "
-        f"{c['new_failures']} new failures, {c['resolved_failures']} resolved, "
-        f"{c['changed_settings']} hosts changed setting, {c['newly_unreachable']} newly unreachable, "
+        f"{count(c['new_failures'], 'new failure')}, {c['resolved_failures']} resolved, "
+        f"{count(c['changed_settings'], 'host')} changed setting, {c['newly_unreachable']} newly unreachable, "
         f"{c['reachable_again']} reachable again, {c['joined']} joined, {c['left']} left"
     )
 

@@ -9,6 +9,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
+from scanner.core.wording import count
 from scanner.inputs.inventory.validate import (
     PORT,
     URL_SCHEME,
@@ -36,7 +37,7 @@ def _expand(
     # IPv4: network and broadcast excluded below /31 (RFC 3021); IPv6: the subnet-router anycast
     # address (all-zero host part) excluded below /127 (RFC 4291 section 2.6.1). Arithmetic only.
     hosts = list(network.hosts())
-    warnings.append(f"{source}: {spec} expanded to {len(hosts)} addresses")
+    warnings.append(f"{source}: {spec} expanded to {count(len(hosts), 'address', 'addresses')}")
     for ip in hosts:
         yield Entry(source=source, where=fixed(source), name=str(ip), port=port, ip=True, named_by_address=True)
 

@@ -56,9 +56,13 @@ def test_export_to_stdout_to_a_file_and_its_errors(tmp_path: Path, capsys: pytes
 
 def test_ship_an_empty_spool_and_a_file_destination(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["ship", "--spool", str(tmp_path)], capsys)
-    assert code == 0 and err == [f"natt-audit: spool {tmp_path}: 0 findings in 0 scan(s)"]
+    assert code == 0 and err == [f"natt-audit: spool {tmp_path}: 0 findings in 0 scans"]
     code, _, err = run(["ship", "--spool", str(tmp_path), "--to", str(tmp_path / "x.jsonl")], capsys)
-    assert code == ExitCode.UNDELIVERED and "files are written by `export`" in err[1]
+    assert code == ExitCode.USAGE
+    assert err == [
+        f"natt-audit: error: ship resends to network destinations; {tmp_path / 'x.jsonl'} is a file: "
+        "write files with `natt-audit export REPORT.json --to FILE`"
+    ]
     code, _, err = run(["ship", "--spool", str(tmp_path), "--to", "syslog+tcp://nohost"], capsys)
     assert code == ExitCode.USAGE and err[0].startswith("natt-audit: error: ")
 
