@@ -15,11 +15,12 @@ from rich.text import Text
 from scanner.cli.options import Subparsers, add_db_options
 from scanner.cli.output import (
     compliance_of_row,
+    inventory_ids,
     open_history,
     pct,
     print_renderable,
     scans_of_inventory,
-    shown_inventory,
+    shown_inventories,
 )
 from scanner.core.atomic import write_atomic
 from scanner.core.errors import OutputError
@@ -39,7 +40,7 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--inventory-id",
         metavar="ID",
-        help="only scans of this inventory: its id or file path as the Inventory column shows it",
+        help="only scans of this inventory: as the Inventory column shows it, its file's path, or its id",
     )
     parser.add_argument("-f", "--format", choices=["console", "json"], default="console")
     parser.add_argument("--html", metavar="FILE", help="also write the HTML history report with charts to FILE")
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             rows = store.scans(limit=limit)
         else:
             rows = scans_of_inventory(store, args.inventory_id, limit)
+        shown = shown_inventories(inventory_ids(store))
         if args.html:
             try:
                 write_atomic(Path(args.html), render_history_html(store, rows).encode("utf-8"))
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(
             safe_text(r.id[:8]),
             safe_text(r.started_at),
-            safe_text(shown_inventory(r), limit=300),
+            safe_text(shown[r.inventory_id], limit=300),
             str(r.hosts_total),
             pct(r.coverage),
             pct(compliance_of_row(r)),

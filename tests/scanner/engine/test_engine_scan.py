@@ -62,7 +62,7 @@ def test_a_clean_scan_is_recorded_and_the_next_one_has_drift(
     assert first.code is ExitCode.OK and first.recorded and first.drift is None
     assert first.summary.hosts_total == 1 and first.summary.coverage == 1.0
     assert err_lines(capsys) == [
-        "natt-audit: scanned 1 hosts: 1 pass, 0 fail, 0 waived, 0 error, 0 not_applicable; coverage 100.0%; exit 0 (ok)"
+        "natt-audit: scanned 1 host: 1 pass, 0 fail, 0 waived, 0 error, 0 not_applicable; coverage 100.0%; exit 0 (ok)"
     ]
     report = json.loads((lab_env / "report.json").read_text(encoding="utf-8"))
     assert report["scan"]["id"] == first.scan.id and report["drift"] is None
