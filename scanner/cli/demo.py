@@ -77,7 +77,9 @@ class LabProcess:
                 return
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode("utf-8", "replace") if self.process.stderr else ""
-                raise RuntimeError(f"the lab exited with status {self.process.returncode}: {err.strip()}")
+                # The lab prefixes its own lines; this message gets natt-audit's: one prefix per line.
+                said = "\n".join(line.removeprefix("natt-audit lab: ") for line in err.strip().splitlines())
+                raise RuntimeError(f"the lab exited with status {self.process.returncode}: {said}")
             time.sleep(0.05)
         raise RuntimeError(f"the lab did not become ready within {timeout:.0f} s")
 

@@ -108,3 +108,21 @@ def test_demo_reports_a_lab_that_does_not_start(
     code, out, err = run(["demo", "--out", str(tmp_path / "demo")], capsys)
     assert code == ExitCode.USAGE and out == ""
     assert err[-1].startswith("natt-audit: error: demo: the lab exited with status 2")
+
+
+def test_a_lab_that_does_not_start_is_reported_with_one_prefix_per_line(tmp_path: Path) -> None:
+    from scanner.cli.demo import LabProcess
+
+    estate = tmp_path / "estate.yaml"
+    text = "accounts: []\nhosts:\n  - {name: a, colr: red}\n  - {name: b, fautl: refuse}\n"
+    estate.write_text(text, encoding="utf-8")
+    lab = LabProcess(estate, tmp_path / "inventory.yaml")
+    try:
+        with pytest.raises(RuntimeError) as info:
+            lab.wait_ready(timeout=60)
+    finally:
+        lab.stop()
+    message = str(info.value)
+    assert "natt-audit" not in message  # natt-audit's logger adds the one prefix
+    assert message.startswith("the lab exited with status 2: ")
+    assert "(did you mean 'fault'?)" in message.splitlines()[-1]
