@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reports.export.destinations import parse_destination
 from scanner.cli.main import build_parser
 from scanner.cli.options import config_flags
-from reports.export.destinations import parse_destination
 from scanner.inputs.config import (
     ConfigError,
     format_duration,
