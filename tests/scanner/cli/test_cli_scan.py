@@ -71,6 +71,7 @@ def test_console_report_on_stdout_then_drift_history_diff_trend(
     assert html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     code, stdout, _ = run(["diff", "--db", str(db)], capsys)
     assert code == 0 and stdout.startswith("Drift ")
+    assert "0 new failures, 0 resolved failures, 0 changed failures, 0 hosts with changed settings" in stdout
     code, stdout, _ = run(["diff", "--db", str(db), "-f", "json"], capsys)
     assert code == 0 and json.loads(stdout)["events"] == []
     code, stdout, _ = run(["trend", "--db", str(db)], capsys)
