@@ -23,6 +23,14 @@ class Tool(Frozen):
     version: str
 
 
+class PolicyRef(Frozen):
+    """One policy a scan evaluated: its name, where it came from, and the SHA-256 of its text."""
+
+    name: str
+    source: str  # "builtin:NAME" or the policy file's absolute path
+    sha256: str
+
+
 class ScanInfo(Frozen):
     """Identity and timing of one scan."""
 
@@ -32,6 +40,9 @@ class ScanInfo(Frozen):
     policies: list[str]  # policy names (built-in) or file paths, in the order given
     inventory: str | None = None
     interrupted: bool = False
+    # The policies as evaluated, so `policy explain --report` finds the same ones from any directory
+    # and refuses a file that changed since (docs/policies.md "Explain"). Absent from older reports.
+    policy_refs: list[PolicyRef] = Field(default_factory=list)
 
 
 class SiteSummary(Frozen):

@@ -68,6 +68,8 @@ def report_json_schema() -> dict[str, Any]:
         "description": "hosts that rejected the scan account's logon (error auth/unauthorized)",
     }
     defs["Summary"]["required"] = [name for name in defs["Summary"]["required"] if name not in OPTIONAL_SUMMARY]
+    # Added after 1.0: optional, so reports written before it still validate.
+    defs["ScanInfo"]["required"] = [name for name in defs["ScanInfo"]["required"] if name != "policy_refs"]
     host = defs["HostReport"]["properties"]
     host["port"] = {"type": "integer", "minimum": 1, "maximum": 65535}
     host["requests"] = {"type": "integer", "minimum": 0}

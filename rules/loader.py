@@ -43,6 +43,7 @@ def policy_from_document(doc: YamlDocument, source: str | None = None) -> Policy
         positions[rule.id] = where
     policy._source = source or doc.path
     policy._positions = positions
+    policy._sha256 = doc.sha256
     try:
         ruleset([policy]) if not _external_overrides(policy) else _check_local_cycles(policy)
     except PolicyError as exc:

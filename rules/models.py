@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Never, Self
@@ -29,6 +28,7 @@ from scanner.core.errors import NattError
 from scanner.core.models import Strict, parse_version
 from scanner.core.results import Severity
 from scanner.core.semantics import Integrity, OsFamily
+from scanner.core.validation import did_you_mean
 
 Scalar = StrictBool | StrictInt | StrictStr | None
 RULE_ID = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
@@ -360,9 +360,7 @@ def _node_tag(value: Any) -> str:
 
 def _known_key(key: Any) -> Any:
     if key not in NODE_KEYS:
-        close = difflib.get_close_matches(str(key), sorted(NODE_KEYS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown key {key!r}{hint}: {_SHAPES}")
+        raise ValueError(f"unknown key {key!r}{did_you_mean(key, NODE_KEYS)}: {_SHAPES}")
     return key
 
 
@@ -533,11 +531,17 @@ class Policy(Strict):
     # Where it came from ("builtin:baseline" or a path) and where each rule id sits, for error messages.
     _source: str = PrivateAttr(default="")
     _positions: dict[str, tuple[int | None, int | None]] = PrivateAttr(default_factory=dict)
+    _sha256: str = PrivateAttr(default="")
 
     @property
     def source(self) -> str:
         """Return "builtin:NAME" or the path the policy was loaded from."""
         return self._source or f"<{self.name}>"
+
+    @property
+    def sha256(self) -> str:
+        """Return the SHA-256 (hex) of the text the policy was loaded from ("" when built in code)."""
+        return self._sha256
 
     def rule_position(self, rule_id: str) -> tuple[int | None, int | None]:
         """Return the line and column of a rule's id in its file, when known."""

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from pydantic import SecretStr
 
@@ -205,7 +205,7 @@ def _not_allowed(kind: Kind, name: str, table: Mapping[Kind, Mapping[str, Option
 
 
 def parse_destination(text: str) -> Destination:
-    """Parse DEST: PATH, file:PATH, syslog+udp|tcp|tls://HOST:PORT[?opts], hec+https://HOST:PORT[?opts]."""
+    """Parse DEST: PATH, file:PATH, file:///PATH, syslog+udp|tcp|tls://HOST:PORT[?opts], hec+https://HOST:PORT[?opts]."""
     if not text or text != text.strip() or any(ch in text for ch in "\r\n\x00"):
         raise DestinationError("a destination is a non-empty path or URL without spaces around it")
     scheme = text.split("://", 1)[0].lower() if "://" in text else None
@@ -217,11 +217,13 @@ def parse_destination(text: str) -> Destination:
     try:
         kind = Kind(scheme)
     except ValueError:
-        known = ", ".join(k.value + "://" for k in Kind if k is not Kind.FILE)
+        known = ", ".join(k.value + "://" for k in Kind)
         raise DestinationError(
             f"unknown destination scheme {one_line(scheme, 40)!r}; use a path or {known}"
         ) from None
     parts = urlsplit(text)
+    if kind is Kind.FILE:
+        return _file_url(text, parts)
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise DestinationError(
             "a destination URL must not carry credentials; the HEC token comes from "
@@ -237,6 +239,18 @@ def parse_destination(text: str) -> Destination:
         raise DestinationError(f"{kind.value}:// needs HOST:PORT")
     fields = read_options(kind, parts.query)
     return Destination.model_validate({**fields, "kind": kind, "text": text, "host": host, "port": port})
+
+
+def _file_url(text: str, parts: SplitResult) -> Destination:
+    """Return the file destination of a file:///absolute/path URL (RFC 8089: no host, or localhost)."""
+    if parts.netloc not in ("", "localhost"):
+        raise DestinationError("a file:// URL names a local file: file:///absolute/path (no host)")
+    if parts.query or parts.fragment:
+        raise DestinationError(_not_allowed(Kind.FILE, parts.query.split("=", 1)[0] or "#", OPTIONS))
+    path = unquote(parts.path)
+    if not path.startswith("/") or "\x00" in path:
+        raise DestinationError("a file:// URL needs an absolute path: file:///var/lib/natt-audit/findings.jsonl")
+    return Destination(kind=Kind.FILE, text=text, path=path)
 
 
 def load_token(destination: Destination, env: Mapping[str, str] | None = None) -> SecretStr:

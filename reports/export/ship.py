@@ -18,6 +18,7 @@ from scanner.core.atomic import atomic_text
 from scanner.core.exitcodes import ExitCode
 from scanner.core.formats import EXPORT_FORMATS, Format
 from scanner.core.sanitize import one_line
+from scanner.core.wording import count
 
 # Exit status of `export`/`ship` (and what `scan --export` adds): some finding did not reach a
 # destination (down, refused, dead-lettered). It stays in the spool; `natt-audit ship` resends it.
@@ -80,7 +81,7 @@ class ExportSummary:
 
     def lines(self) -> list[str]:
         """Return a human summary, one line per destination."""
-        out = [f"spool {self.spool_dir}: {self.findings} findings in {len(self.scans)} scan(s)"]
+        out = [f"spool {self.spool_dir}: {count(self.findings, 'finding')} in {count(len(self.scans), 'scan')}"]
         for d in self.destinations:
             state = "ok" if d.ok else "INCOMPLETE"
             line = (
@@ -132,6 +133,8 @@ def _deliver(
     total = delivered = already = pending = dead = 0
     error: str | None = None
     spool.register(destination)
+    for scan_id in scan_ids:
+        spool.assign(destination, scan_id)
     try:
         sender = _sender(destination, env)
     except DestinationError as exc:
@@ -245,7 +248,9 @@ def ship(
                 )
             )
             continue
-        outcomes.append(_deliver(spool, destination, scan_ids, env))
+        # Only the scans exported to this destination: a scan exported to a file alone, or to
+        # another SIEM, is never sent here by a later `ship` (docs/siem.md).
+        outcomes.append(_deliver(spool, destination, spool.due(destination, scan_ids), env))
     return ExportSummary(str(spool.root), tuple(scan_ids), total, tuple(outcomes))
 
 

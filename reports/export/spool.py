@@ -137,6 +137,23 @@ class Spool:
                 texts.append(record["dest"])
         return sorted(texts)
 
+    def assign(self, destination: Destination, scan_id: str) -> None:
+        """Record that a scan's findings are due at a destination: `ship` resends only those."""
+        path = self._dest_dir(destination) / f"{_file_name(scan_id)}.due"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(exist_ok=True)
+        except OSError as exc:
+            raise SpoolError(f"cannot write the spool state {path}: {exc.strerror or exc}") from None
+
+    def due(self, destination: Destination, scan_ids: Iterable[str]) -> list[str]:
+        """Return the scans whose findings were meant for a destination, in the order given."""
+        folder = self._dest_dir(destination)
+        if not any(folder.glob("*.due")):
+            # A spool written before due markers: every scan was resent everywhere, as then.
+            return list(scan_ids)
+        return [s for s in scan_ids if (folder / f"{_file_name(s)}.due").is_file()]
+
     def _acks_path(self, destination: Destination, scan_id: str) -> Path:
         return self._dest_dir(destination) / f"{_file_name(scan_id)}.acks"
 

@@ -13,12 +13,14 @@ from rich.table import Table
 from rich.text import Text
 
 from reports.build import MODE_KEYS
+from reports.formats.sections import drift_groups, waiver_groups
 from reports.hosts import Hosts
 from reports.model import Drift, HostReport, ReportHeader, WaiversSection
 from scanner.core.models import VALUE_NAME
 from scanner.core.results import RuleResult, Status
 from scanner.core.sanitize import console_text as safe_text
 from scanner.core.semantics import Integrity, Setting
+from scanner.core.wording import count, percent, plural
 
 DEFAULT_WIDTH = 120
 # Above this many passing hosts the table lists none of them and prints one count line instead:
@@ -51,20 +53,23 @@ def _join(parts: list[Text], separator: str) -> Text:
     return Text(separator).join(parts)
 
 
+_TONE_STYLE = {
+    "bad": "bold yellow",
+    "worse": "bold red",
+    "good": "green",
+    "change": "cyan",
+    "neutral": "",
+    "dim": "dim",
+}
+
+
 def _waiver_lines(section: WaiversSection) -> Text:
     lines = [safe_text(section.file, limit=NAME_LIMIT)]
-    for title, entries, style in (
-        (f"expiring within {section.warn_days} days", section.expiring, "yellow"),
-        ("expired (no effect)", section.expired, "red"),
-        ("match no host or rule", section.unmatched, "yellow"),
-    ):
+    for title, tone, entries in waiver_groups(section):
+        style = "red" if tone == "worse" else "yellow"
         for entry in entries:
             line = Text(f"{title}: ", style=style)
-            line.append_text(safe_text(entry.label, limit=NAME_LIMIT))
-            line.append(f" ({', '.join(entry.rules)}) expires {entry.expires}")
-            if entry.owner:
-                line.append(", owner ")
-                line.append_text(safe_text(entry.owner, limit=NAME_LIMIT))
+            line.append_text(safe_text(entry, limit=NAME_LIMIT * 2))
             lines.append(line)
     return _join(lines, "\n")
 
@@ -84,23 +89,8 @@ def _drift_lines(drift: Drift) -> Text:
     head = Text("since scan ")
     head.append_text(safe_text(f"{drift.previous_scan_id[:8]} ({drift.previous_started_at})", limit=NAME_LIMIT))
     lines = [head]
-    groups: list[tuple[str, str, list[str]]] = [
-        ("new failures", "bold yellow", [f"{f.host} {f.rule_id}" for f in drift.new_failures]),
-        ("resolved", "green", [f"{f.host} {f.rule_id}" for f in drift.resolved_failures]),
-        (
-            "setting changes",
-            "cyan",
-            [f"{c.host} {c.field} {c.before} -> {c.after}" for c in drift.changed_settings],
-        ),
-        ("newly unreachable", "bold red", [f"{h.host} ({h.reason})" for h in drift.newly_unreachable]),
-        ("reachable again", "green", [h.host for h in drift.reachable_again]),
-        ("joined", "", list(drift.joined)),
-        ("left", "dim", list(drift.left)),
-    ]
-    for title, style, names in groups:
-        if not names:
-            continue
-        line = Text(f"{len(names)} {title}: ", style=style)
+    for heading, tone, names in drift_groups(drift):
+        line = Text(f"{heading}: ", style=_TONE_STYLE[tone])
         line.append_text(_names(names))
         lines.append(line)
     if len(lines) == 1:
@@ -117,16 +107,16 @@ def _summary_panel(report: ReportHeader, hosts: Hosts) -> Panel:
 
     counts = [Text(f"{summary.hosts_total} total")]
     for status in _SUMMARY_ORDER:
-        count = summary.hosts_by_status.get(status.value, 0)
+        n = summary.hosts_by_status.get(status.value, 0)
         label, style = _STATUS_LABEL[status]
-        counts.append(Text(f"{count} {label.lower()}", style=style if count else "dim"))
+        counts.append(Text(f"{n} {label.lower()}", style=style if n else "dim"))
     grid.add_row("Hosts", _join(counts, " · "))
 
     read = hosts.read_count()
     complete = read == len(hosts) and read > 0
     coverage = Text()
-    coverage.append(f"{summary.coverage * 100:.2f} %", style="bold green" if complete else "bold red")
-    coverage.append(f"  ({read} of {summary.hosts_total} hosts read")
+    coverage.append(percent(summary.coverage), style="bold green" if complete else "bold red")
+    coverage.append(f"  ({read} of {count(summary.hosts_total, 'host')} read")
     unread = summary.hosts_total - read
     coverage.append(f"; {unread} could not be read)" if unread else ")")
     grid.add_row("Coverage", coverage)
@@ -353,7 +343,8 @@ def render_console(
     if hide_passing:
         parts.append(
             Text(
-                f"{passing} passing hosts are not listed; the JSON report (-f json) lists every host.",
+                f"{count(passing, 'passing host')} {plural(passing, 'is')} not listed;"
+                " the JSON report (-f json) lists every host.",
                 style="dim",
             )
         )

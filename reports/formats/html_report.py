@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import TextIO
 
 from reports.findings import Finding, flatten
+from reports.formats.sections import Tone, drift_groups, waiver_groups
 from reports.hosts import Hosts
-from reports.model import ReportHeader
+from reports.model import Drift, ReportHeader, WaiversSection
 from scanner.core.results import Status
 from scanner.core.sanitize import html_text as esc
+from scanner.core.wording import count, percent
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem;color:#1b1f24}
@@ -20,6 +22,7 @@ th{background:#f6f8fa}.s-fail{color:#9a6700;font-weight:bold}.s-error{color:#cf2
 .cards{display:flex;gap:1rem;flex-wrap:wrap}
 .card{border:1px solid #d0d7de;border-radius:6px;padding:.6rem 1rem}
 .card b{display:block;font-size:1.4rem}code{word-break:break-all}
+.t-bad{color:#9a6700}.t-worse{color:#cf222e}.t-good{color:#1a7f37}.t-change{color:#0969da}.t-dim{color:#57606a}
 """
 # No script, no remote fetch of any kind: the page is one file that works offline.
 _CSP = "default-src 'none'; style-src 'unsafe-inline'"
@@ -58,6 +61,34 @@ def _row(finding: Finding) -> str:
     return f"<tr {ids}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>\n"
 
 
+def _groups(groups: list[tuple[str, Tone, list[str]]]) -> str:
+    """Return each group as a heading line and a list; every line is host or file text, escaped."""
+    parts = []
+    for heading, tone, lines in groups:
+        items = "".join(f"<li>{esc(line)}</li>" for line in lines)
+        parts.append(f'<p class="t-{tone}"><strong>{esc(heading)}</strong></p>\n<ul>{items}</ul>\n')
+    return "".join(parts)
+
+
+def _drift_section(drift: Drift | None) -> str:
+    """Return the changes since the previous scan, as the console's Drift row shows them."""
+    if drift is None:
+        return ""
+    head = (
+        f"<h2>Changes since the previous scan</h2>\n<p>Since scan <code>{esc(drift.previous_scan_id[:8])}</code> "
+        f"({esc(drift.previous_started_at)}).</p>\n"
+    )
+    return head + (_groups(drift_groups(drift)) or "<p>No change.</p>\n")
+
+
+def _waivers_section(section: WaiversSection | None) -> str:
+    """Return the waivers expiring, expired and matching nothing, as the console's Waivers row shows them."""
+    if section is None:
+        return ""
+    head = f"<h2>Waivers</h2>\n<p>Waivers file <code>{esc(section.file)}</code>.</p>\n"
+    return head + (_groups(waiver_groups(section)) or "<p>Every waiver is in force and matches.</p>\n")
+
+
 def _needs_attention(finding: Finding) -> bool:
     return finding.status in (Status.ERROR, Status.FAIL)
 
@@ -94,9 +125,10 @@ def render(header: ReportHeader, hosts: Hosts, out: TextIO) -> None:
         f"<p>Scan <code>{esc(scan.id)}</code>, {esc(scan.started_at)} to {esc(scan.finished_at)}; "
         f"policies: {esc(', '.join(scan.policies))}; "
         f"tool {esc(header.tool.name)} {esc(header.tool.version)}.</p>\n"
-        f"<p>{summary.hosts_total} hosts; coverage {summary.coverage * 100:.2f}% "
+        f"<p>{count(summary.hosts_total, 'host')}; coverage {percent(summary.coverage)} "
         "(hosts read successfully).</p>\n"
         f'<div class="cards">{cards}</div>\n'
+        f"{_drift_section(header.drift)}{_waivers_section(header.waivers)}"
         f"<h2>Needs attention ({attention})</h2>\n"
     )
     if attention:

@@ -19,6 +19,7 @@ from scanner.cli.output import use_color
 from scanner.core.errors import NattError, OutputError
 from scanner.core.formats import Format
 from scanner.core.models import CollectOptions, Credentials
+from scanner.core.wording import count
 from scanner.engine.run import ScanRequest, run_scan, write_report
 from scanner.engine.scan import summary_line
 from scanner.inputs.inventory import load_inventory
@@ -76,7 +77,9 @@ class LabProcess:
                 return
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode("utf-8", "replace") if self.process.stderr else ""
-                raise RuntimeError(f"the lab exited with status {self.process.returncode}: {err.strip()}")
+                # The lab prefixes its own lines; this message gets natt-audit's: one prefix per line.
+                said = "\n".join(line.removeprefix("natt-audit lab: ") for line in err.strip().splitlines())
+                raise RuntimeError(f"the lab exited with status {self.process.returncode}: {said}")
             time.sleep(0.05)
         raise RuntimeError(f"the lab did not become ready within {timeout:.0f} s")
 
@@ -108,7 +111,7 @@ def run_demo(*, out: str, color: bool) -> int:
         except RuntimeError as exc:
             raise LabStartError(f"demo: {exc}") from None
         inventory = load_inventory(lab.inventory)
-        log.info("demo: scanning %d hosts over WinRM (NTLM, encrypted)", len(inventory.targets))
+        log.info("demo: scanning %s over WinRM (NTLM, encrypted)", count(len(inventory.targets), "host"))
         request = ScanRequest(
             inventory=inventory,
             policies=resolve_policies([]),

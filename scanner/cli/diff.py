@@ -21,6 +21,7 @@ from scanner.core.exitcodes import ExitCode
 from scanner.core.results import Status
 from scanner.core.sanitize import console_text as safe_text
 from scanner.core.sanitize import json_text
+from scanner.core.wording import count
 from scanner.history.drift import compute_drift, drift_counts
 from scanner.history.store import SqliteStore, StoreError
 
@@ -59,6 +60,19 @@ def _pick(store: SqliteStore, args: argparse.Namespace) -> tuple[Report, Report]
     return previous, store.load_report(row.id)
 
 
+# How each drift count reads after its number: (one, many).
+_COUNTED = {
+    "new_failures": ("new failure", "new failures"),
+    "resolved_failures": ("resolved failure", "resolved failures"),
+    "changed_failures": ("changed failure", "changed failures"),
+    "changed_settings": ("host with changed settings", "hosts with changed settings"),
+    "newly_unreachable": ("newly unreachable", "newly unreachable"),
+    "reachable_again": ("reachable again", "reachable again"),
+    "joined": ("joined", "joined"),
+    "left": ("left", "left"),
+}
+
+
 def _st(status: Status | None) -> str:
     """Show a finding state; None means the host or rule was not in that scan."""
     return "(not scanned)" if status is None else status.value
@@ -73,7 +87,7 @@ def render_drift(drift: Drift, before: ReportHeader, after: ReportHeader) -> Ren
     head.append_text(safe_text(f"{after.scan.id[:8]} ({after.scan.started_at})"))
     parts.append(head)
     counts = drift_counts(drift)
-    parts.append(Text(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())))
+    parts.append(Text(", ".join(count(n, *_COUNTED[k]) for k, n in counts.items())))
     sections = (
         (
             "New failures",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -10,14 +11,18 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from reports.hosts import parse_report
-from reports.model import HostReport
+from reports.model import HostReport, PolicyRef
+from rules.compile import compile_policies
 from rules.explain import NodeTrace, RuleTrace, explain
-from rules.loader import resolve_policies
+from rules.loader import Policy, builtin_policy, load_policy, resolve_policies
 from scanner.core.errors import UsageError
 from scanner.core.exitcodes import ExitCode
 from scanner.core.models import Observation, Target
 from scanner.core.sanitize import one_line
+from scanner.core.wording import count
 from scanner.core.yamlfile import FileError
+
+log = logging.getLogger("natt_audit.explain")
 
 
 def _show(value: Any) -> str:
@@ -77,6 +82,30 @@ def observation_of(host: HostReport) -> Observation:
     return Observation(target=target, requests=host.requests, os=host.os, error=host.error)
 
 
+def _policies_as_scanned(refs: Sequence[PolicyRef], report_path: str) -> list[Policy]:
+    """Load the policies the report names, by name or absolute path; refuse a file that changed."""
+    policies = []
+    for ref in refs:
+        if ref.source.startswith("builtin:"):
+            policy = builtin_policy(ref.source.removeprefix("builtin:"))
+            if ref.sha256 and policy.sha256 != ref.sha256:
+                log.warning(
+                    "the built-in policy %r differs from the one the scan used (another natt-audit version?)",
+                    policy.name,
+                )
+            policies.append(policy)
+            continue
+        how = f"give the policy file as it was at scan time with -p FILE (report {report_path})"
+        if not Path(ref.source).is_file():
+            raise UsageError(f"policy {ref.name!r} was read from {ref.source}, which no longer exists; {how}")
+        policy = load_policy(ref.source)
+        if policy.sha256 != ref.sha256:
+            raise UsageError(f"policy file {ref.source} changed since the scan (its SHA-256 differs); {how}")
+        policies.append(policy)
+    compile_policies(policies)
+    return policies
+
+
 def run_explain(report_path: str, host_name: str, policy_specs: Sequence[str], out: TextIO) -> int:
     """Print how each result of `host_name` in the report was derived; a NattError on bad input."""
     try:
@@ -86,7 +115,7 @@ def run_explain(report_path: str, host_name: str, policy_specs: Sequence[str], o
         raise FileError(report_path, None, None, exc.strerror or str(exc)) from None
     except ValidationError as exc:
         raise FileError(
-            report_path, None, None, f"not a natt-audit JSON report ({exc.error_count()} problems)"
+            report_path, None, None, f"not a natt-audit JSON report ({count(exc.error_count(), 'problem')})"
         ) from None
     matches = [h for h in report.hosts if h.name == host_name] or [
         h for h in report.hosts if h.name.lower() == host_name.lower()
@@ -94,8 +123,12 @@ def run_explain(report_path: str, host_name: str, policy_specs: Sequence[str], o
     if not matches:
         raise UsageError(f"no host named {one_line(host_name)!r} in {report_path}")
     host = matches[0]
-    specs = list(policy_specs) or list(report.header.scan.policies)
-    policies = resolve_policies(specs)
+    scan = report.header.scan
+    specs = list(policy_specs) or list(scan.policies)
+    if policy_specs or not scan.policy_refs:
+        policies = resolve_policies(specs)  # -p FILE, or a report older than policy_refs
+    else:
+        policies = _policies_as_scanned(scan.policy_refs, report_path)
     traces = explain(observation_of(host), policies, setting=host.setting)
     reported = {r.rule_id: r.model_dump(mode="json") for r in host.results}
     lines = [f"host {one_line(host.name)} ({one_line(host.address)}:{host.port}): status {host.status.value}"]

@@ -13,7 +13,15 @@ from rich.table import Table
 from rich.text import Text
 
 from scanner.cli.options import Subparsers, add_db_options
-from scanner.cli.output import open_history, pct, print_renderable
+from scanner.cli.output import (
+    compliance_of_row,
+    inventory_ids,
+    open_history,
+    pct,
+    print_renderable,
+    scans_of_inventory,
+    shown_inventories,
+)
 from scanner.core.atomic import write_atomic
 from scanner.core.errors import OutputError
 from scanner.core.exitcodes import ExitCode
@@ -29,7 +37,11 @@ def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("history", help="list recent scans with coverage and counts")
     add_db_options(parser)
     parser.add_argument("--limit", type=int, default=20, help="scans to list (default 20)")
-    parser.add_argument("--inventory-id", metavar="ID", help="only scans of this inventory id")
+    parser.add_argument(
+        "--inventory-id",
+        metavar="ID",
+        help="only scans of this inventory: as the Inventory column shows it, its file's path, or its id",
+    )
     parser.add_argument("-f", "--format", choices=["console", "json"], default="console")
     parser.add_argument("--html", metavar="FILE", help="also write the HTML history report with charts to FILE")
     parser.set_defaults(func=run)
@@ -38,7 +50,12 @@ def register(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """List recent scans (console table or JSON); write the HTML report when asked."""
     with open_history(args) as store:
-        rows = store.scans(inventory_id=args.inventory_id, limit=max(1, args.limit))
+        limit = max(1, args.limit)
+        if args.inventory_id is None:
+            rows = store.scans(limit=limit)
+        else:
+            rows = scans_of_inventory(store, args.inventory_id, limit)
+        shown = shown_inventories(inventory_ids(store))
         if args.html:
             try:
                 write_atomic(Path(args.html), render_history_html(store, rows).encode("utf-8"))
@@ -71,10 +88,10 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(
             safe_text(r.id[:8]),
             safe_text(r.started_at),
-            safe_text(Path(r.inventory).name if r.inventory else r.inventory_id, limit=40),
+            safe_text(shown[r.inventory_id], limit=300),
             str(r.hosts_total),
             pct(r.coverage),
-            pct(r.compliance),
+            pct(compliance_of_row(r)),
             str(r.by_status.get("fail", 0)),
             str(r.by_status.get("error", 0)),
             Text("interrupted", style="red") if r.interrupted else Text("complete"),

@@ -20,6 +20,7 @@ from scanner.cli.options import Subparsers
 from scanner.core.exitcodes import ExitCode
 from scanner.core.logsetup import multiline_fields
 from scanner.core.results import Status
+from scanner.core.wording import count
 from scanner.core.yamlfile import FileError
 
 log = logging.getLogger("natt_audit")
@@ -84,7 +85,7 @@ def run_validate(specs: Sequence[str], out: TextIO | None = None) -> int:
     if policies is None:
         return ExitCode.USAGE
     for policy in policies:
-        out.write(f"valid: {policy.source}: policy {policy.name!r}, {len(policy.rules)} rules\n")
+        out.write(f"valid: {policy.source}: policy {policy.name!r}, {count(len(policy.rules), 'rule')}\n")
         for rule in policy.rules:
             if not rule.examples.pass_ or not rule.examples.fail:
                 line, _ = policy.rule_position(rule.id)
@@ -164,7 +165,8 @@ def run_test(specs: Sequence[str], out: TextIO | None = None) -> int:
             o.message,
         )
     rules = len({(o.policy, o.rule_id) for o in outcomes})
-    out.write(f"{len(outcomes) - len(wrong)}/{len(outcomes)} examples as expected in {rules} rules\n")
+    expected = len(outcomes) - len(wrong)
+    out.write(f"{expected}/{count(len(outcomes), 'example')} as expected in {count(rules, 'rule')}\n")
     fixes = check_fixes(policies)  # each fix must make its rule's fail examples stop failing
     unfixed = [f for f in fixes if not f.ok]
     for f in unfixed:

@@ -195,7 +195,9 @@ def register(subparsers: Subparsers) -> None:
         key="exports",
         action="append",
         metavar="DEST",
-        help="export destination carried in the configuration (see docs/config.md); repeatable",
+        help="after the scan, spool every finding and deliver it to DEST (a file, syslog+udp/tcp/tls://, "
+        "hec+https://; docs/siem.md); undelivered findings stay spooled for `natt-audit ship` (exit 5); "
+        "repeatable",
     )
     parser.set_defaults(func=run)
 

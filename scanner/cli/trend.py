@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from scanner.cli.options import Subparsers, add_db_options
-from scanner.cli.output import open_history, pct, print_renderable
+from scanner.cli.output import compliance_of_row, open_history, pct, print_renderable, scans_of_inventory
 from scanner.core.exitcodes import ExitCode
 from scanner.core.sanitize import console_text as safe_text
 from scanner.history.store import ScanRow, StoreError
@@ -23,12 +23,17 @@ def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("trend", help="compliance and coverage over time, as a terminal chart")
     add_db_options(parser)
     parser.add_argument("--limit", type=int, default=30, help="scans to chart (default 30)")
-    parser.add_argument("--inventory-id", metavar="ID", help="inventory id (default: the newest scan's)")
+    parser.add_argument(
+        "--inventory-id",
+        metavar="ID",
+        help="inventory id or file path, as `history` shows it (default: the newest scan's)",
+    )
     parser.set_defaults(func=run)
 
 
-def _bar(value: float, style: str) -> Text:
-    filled = round(max(0.0, min(1.0, value)) * BAR_WIDTH)
+def _bar(value: float | None, style: str) -> Text:
+    """Return a bar and its percentage; an empty bar and n/a when there is nothing to measure."""
+    filled = 0 if value is None else round(max(0.0, min(1.0, value)) * BAR_WIDTH)
     bar = Text("█" * filled, style=style)
     bar.append("·" * (BAR_WIDTH - filled), style="dim")
     bar.append(f" {pct(value):>6}")
@@ -52,7 +57,8 @@ def render_trend(rows: list[ScanRow]) -> RenderableType:
         started = safe_text(r.started_at)
         if r.interrupted:
             started.append(" *", style="red")
-        table.add_row(started, _bar(r.compliance, "green"), _bar(r.coverage, "cyan"), str(r.by_status.get("fail", 0)))
+        compliance = compliance_of_row(r)  # n/a, not 0%, when no host was read
+        table.add_row(started, _bar(compliance, "green"), _bar(r.coverage, "cyan"), str(r.by_status.get("fail", 0)))
     note = Text("* interrupted scan", style="dim")
     return Group(table, note) if any(r.interrupted for r in rows) else table
 
@@ -66,6 +72,6 @@ def run(args: argparse.Namespace) -> int:
             if not latest:
                 raise StoreError("no scans recorded yet")
             inventory_id = latest[0].inventory_id
-        rows = store.scans(inventory_id=inventory_id, limit=max(1, args.limit))
+        rows = scans_of_inventory(store, inventory_id, max(1, args.limit))
     print_renderable(render_trend(rows))
     return ExitCode.OK

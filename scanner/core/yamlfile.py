@@ -7,13 +7,15 @@ validation error can name file:line:column.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from scanner.core import validation
 from scanner.core.errors import NattError
 
 MAX_BYTES = 1024 * 1024  # far above any real policy; a 10 MB file is refused unread
@@ -22,13 +24,24 @@ SHALLOW_DEPTH = 2  # positions kept while loading: e.g. ("hosts", 17); deeper on
 M = TypeVar("M", bound=BaseModel)
 
 
-class FileError(NattError):
-    """A file that cannot be used, with the place to look: path:line:column: message."""
+def place(path: str, line: int | None, column: int | None) -> str:
+    """Return `path`, `path:line` or `path:line:column`: where a user looks for a problem."""
+    return path if line is None else f"{path}:{line}" + (f":{column}" if column else "")
 
-    def __init__(self, path: str, line: int | None, column: int | None, message: str) -> None:
+
+class FileError(NattError):
+    """A file that cannot be used, with the place to look: path:line:column: message.
+
+    `more` holds further problems of the same file, each already a whole `path:line: message`
+    line: every validation error is listed, one per line (docs/policies.md).
+    """
+
+    def __init__(
+        self, path: str, line: int | None, column: int | None, message: str, more: Sequence[str] = ()
+    ) -> None:
         self.path, self.line, self.column, self.message = path, line, column, message
-        where = path if line is None else f"{path}:{line}" + (f":{column}" if column else "")
-        super().__init__(f"{where}: {message}")
+        self.more = tuple(more)
+        super().__init__("\n".join((f"{place(path, line, column)}: {message}", *self.more)))
 
 
 _STANDARD_TAGS = {
@@ -152,6 +165,11 @@ class YamlDocument:
         self._shallow = shallow or {}
 
     @property
+    def sha256(self) -> str:
+        """Return the SHA-256 (hex) of the file's text as read: its identity for `policy explain`."""
+        return hashlib.sha256(self._text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    @property
     def positions(self) -> dict[Loc, tuple[int, int]]:
         """Return the line and column of every value, parsing the text again the first time."""
         # Positions are mostly needed to name the place of a problem. Kept for every value they
@@ -177,32 +195,27 @@ class YamlDocument:
         return positions.get((), (None, None))
 
     def validate(self, model: type[M]) -> M:
-        """Validate against `model`, turning the first errors into a FileError with file:line:col."""
+        """Validate against `model`, turning every error into one FileError line with file:line:col."""
         try:
             return model.model_validate(self.data)
         except ValidationError as exc:
-            raise self.error_from(exc) from None
+            raise self.error_from(exc, model=model) from None
 
-    def error_from(self, exc: ValidationError, prefix: Loc = ()) -> FileError:
-        """Build a FileError naming the place and the field of the first validation error."""
-        errors = list(_errors(exc))
-        loc, msg = errors[0]
-        full = (*prefix, *loc)
-        line, col = self.where(full)
-        field = ".".join(str(p) for p in full) or "(document)"
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return FileError(self.path, line, col, f"{field}: {msg}{more}")
+    def problems(self, exc: ValidationError, prefix: Loc = (), model: Any = None) -> list[tuple[Loc, str]]:
+        """Return every validation error as (location, `field: message`), in the order of the file."""
+        found = []
+        for loc, msg in validation.problems(exc, model):
+            full = (*prefix, *loc)
+            line, col = self.where(full)
+            found.append(((line or 0, col or 0), full, f"{validation.dotted(full)}: {msg}"))
+        found.sort(key=lambda item: item[0])  # stable: errors at one place keep pydantic's order
+        return [(full, text) for _, full, text in found]
 
-
-def _is_union_tag(part: str | int) -> bool:
-    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
-
-
-def _errors(exc: ValidationError) -> Iterator[tuple[Loc, str]]:
-    for err in exc.errors(include_url=False):
-        # pydantic appends union/tagged-union member names to loc; keep the real path parts only
-        loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
-        yield loc, err["msg"]
+    def error_from(self, exc: ValidationError, prefix: Loc = (), model: Any = None) -> FileError:
+        """Build a FileError listing every validation error, one `file:line:col: field: message` each."""
+        lines = [(self.where(loc), text) for loc, text in self.problems(exc, prefix, model)]
+        (line, col), first = lines[0]
+        return FileError(self.path, line, col, first, [f"{place(self.path, *at)}: {text}" for at, text in lines[1:]])
 
 
 def load_text(text: str, path: str, *, max_bytes: int = MAX_BYTES) -> YamlDocument:

@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 from types import FrameType
 
 from reports.build import ReportAssembly
 from reports.formats import render
 from reports.hosts import Hosts
 from reports.hostspill import HostSpill
-from reports.model import ReportHeader, ScanInfo, WaiverEntry, WaiversSection
+from reports.model import PolicyRef, ReportHeader, ScanInfo, WaiverEntry, WaiversSection
 from reports.progress import Progress
 from rules.compile import ruleset
 from rules.evaluate import evaluate
@@ -41,6 +42,7 @@ from scanner.core.models import (
 )
 from scanner.core.results import Severity
 from scanner.core.semantics import assess
+from scanner.core.wording import count
 from scanner.engine.collector import Collector, LocalCollector
 from scanner.engine.logon import LogonPolicy
 from scanner.inputs.inventory import Inventory
@@ -193,6 +195,23 @@ class _Collector:
             self.deadline_reached.set()
             self.stop.set()
 
+    def in_flight(self) -> int:
+        """Return how many hosts are being read now: every worker is busy while hosts remain."""
+        with self.lock:
+            remaining = len(self.targets) - len(self.finished)
+        return max(0, min(self.request.concurrency, remaining))
+
+    def _say_stopping(self) -> None:
+        # Logged from the waiting thread, not the signal handler: a handler that logs can
+        # deadlock on the logging lock the interrupted code holds (docs/reliability.md#interruption).
+        if self.deadline_reached.is_set():
+            return  # the deadline has its own warning (scanner/engine/scan.py)
+        log.info(
+            "stopping: waiting up to %s s for %s in flight; Ctrl-C again to stop now",
+            f"{self.request.grace:g}",
+            count(self.in_flight(), "host"),
+        )
+
     def wait(self) -> set[str]:
         """Collect until done, or until the grace period after a stop ends; return who finished."""
         timer: threading.Timer | None = None
@@ -207,9 +226,12 @@ class _Collector:
                 self.thread.join(0.1)
                 if self.stop.is_set() and stopped_at is None:
                     stopped_at = time.monotonic()
+                    self._say_stopping()
                 if stopped_at is not None and (
                     self.hurry.is_set() or time.monotonic() - stopped_at >= self.request.grace
                 ):
+                    if self.hurry.is_set() and not self.deadline_reached.is_set():
+                        log.info("stopping now: %s in flight reported as not reached", count(self.in_flight(), "host"))
                     break  # in-flight hosts past the grace period are reported as not reached
         finally:
             if timer is not None:
@@ -293,6 +315,7 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
         policies=[policy.source.removeprefix("builtin:") for policy in request.policies],
         inventory=request.inventory.path,
         interrupted=interrupted,
+        policy_refs=[_policy_ref(policy) for policy in request.policies],
     )
     rule_ids = assembly.tally.rule_ids
     waivers = _waivers_section(request, rule_ids, today) if request.waivers is not None else None
@@ -313,6 +336,14 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
         spill=spill,
         breaker=breaker,
     )
+
+
+def _policy_ref(policy: Policy) -> PolicyRef:
+    """Name a policy by name, absolute source and content hash (`policy explain` reloads it)."""
+    source = policy.source
+    if not source.startswith("builtin:"):
+        source = str(Path(source).resolve())
+    return PolicyRef(name=policy.name, source=source, sha256=policy.sha256)
 
 
 def _waiver_entry(ref: WaiverRef) -> WaiverEntry:

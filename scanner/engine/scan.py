@@ -33,6 +33,7 @@ from scanner.core.formats import Format
 from scanner.core.logsetup import fields
 from scanner.core.models import CollectOptions, Credentials, Observation
 from scanner.core.results import host_identity
+from scanner.core.wording import count, percent
 from scanner.engine.collector import Collector
 from scanner.engine.run import ScanOutcome, ScanRequest, now_rfc3339, run_scan, write_report
 from scanner.engine.sites import open_coordinator
@@ -183,7 +184,7 @@ def summary_line(report: ReportHeader, code: ExitCode) -> str:
     parts = ", ".join(f"{by.get(k, 0)} {k}" for k in ("pass", "fail", "waived", "error", "not_applicable"))
     flag = " (interrupted)" if report.scan.interrupted else ""
     return (
-        f"scanned {s.hosts_total} hosts{flag}: {parts}; coverage {s.coverage:.1%}; "
+        f"scanned {count(s.hosts_total, 'host')}{flag}: {parts}; coverage {percent(s.coverage)}; "
         f"exit {int(code)} ({code.name.lower()})"
     )
 
@@ -193,8 +194,8 @@ def drift_line(drift: Drift) -> str:
     c = drift_counts(drift)
     return (
         f"since scan {drift.previous_scan_id[:8]} ({drift.previous_started_at}): "
-        f"{c['new_failures']} new failures, {c['resolved_failures']} resolved, "
-        f"{c['changed_settings']} hosts changed setting, {c['newly_unreachable']} newly unreachable, "
+        f"{count(c['new_failures'], 'new failure')}, {c['resolved_failures']} resolved, "
+        f"{count(c['changed_settings'], 'host')} changed setting, {c['newly_unreachable']} newly unreachable, "
         f"{c['reachable_again']} reachable again, {c['joined']} joined, {c['left']} left"
     )
 
@@ -232,6 +233,7 @@ class _History:
     failed: bool = False  # history was asked for but the database could not be opened
     start: ScanStart | None = None
     journal: Journal | None = None
+    journal_failed: bool = False  # a journal write failed mid-scan: the scan cannot be resumed
 
     def close(self) -> None:
         if self.journal is not None:
@@ -351,6 +353,7 @@ def execute_scan(
                 outcome = run_scan(_request(config, inputs, history, sink))
         finally:
             sink.close()
+            history.journal_failed = history.journal is not None and sink.journal is None
         try:
             return _finish(config, inputs, outcome, history, inventory_id, color=color)
         finally:
@@ -416,6 +419,15 @@ def _export(report: ReportHeader, hosts: Hosts, destinations: list[Destination])
     return ExitCode.OK if summary.complete else ExitCode.UNDELIVERED
 
 
+def _say_how_to_continue(history: _History) -> None:
+    """Tell the user how to finish an interrupted scan (README "History, drift and unattended runs")."""
+    if history.journal is not None and not history.journal_failed:
+        log.info("run `natt-audit scan --resume` with the same options to finish this scan")
+    else:
+        # No journal (--no-history, or it could not be written): nothing to resume from.
+        log.info("this scan kept no checkpoint journal to resume from: run it again to finish it")
+
+
 def _finish(
     config: Config,
     inputs: ScanInputs,
@@ -457,6 +469,13 @@ def _finish(
             log.warning("waiver %s (%s) matches no host or no loaded rule", entry.label, entry.source)
         for entry in report.waivers.expiring:
             log.warning("waiver %s expires on %s (%s)", entry.label, entry.expires, entry.source)
+        for entry in report.waivers.expired:
+            log.warning(
+                "waiver %s expired on %s (%s): it waives nothing any more",
+                entry.label,
+                entry.expires,
+                entry.source,
+            )
     if outcome.breaker is not None:
         _mark_breaker(history, outcome.breaker)
     recorded = False
@@ -495,4 +514,6 @@ def _finish(
             drift_line(report.drift),
             extra=fields(previous_scan_id=report.drift.previous_scan_id, **drift_counts(report.drift)),
         )
+    if report.scan.interrupted:
+        _say_how_to_continue(history)
     return ScanResult(code=code, scan=report.scan, summary=report.summary, drift=report.drift, recorded=recorded)

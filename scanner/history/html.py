@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from scanner.core.sanitize import html_text, visible
+from scanner.core.wording import count, percent
 from scanner.history.store import HostRow, ScanRow
 
 SITE_TAG = "site"
@@ -198,10 +199,10 @@ def _table(rows: Sequence[ScanRow]) -> str:
         cells = [
             html_text(r.id[:8]),
             html_text(r.started_at),
-            html_text(r.inventory or r.inventory_id),
+            html_text(r.inventory_id.removeprefix("path:")),  # the id `history --inventory-id` takes
             f'<span class="num">{r.hosts_total}</span>',
-            f"{r.coverage * 100:.1f}%",
-            f"{r.compliance * 100:.1f}%",
+            percent(r.coverage),
+            percent(r.compliance if r.hosts_total > r.by_status.get("error", 0) else None),
             str(r.by_status.get("fail", 0)),
             str(r.by_status.get("error", 0)),
             "interrupted" if r.interrupted else "complete",
@@ -235,7 +236,7 @@ def render_history_html(store: _Hosts, rows: Sequence[ScanRow]) -> str:
         "<title>natt-audit history</title>"
         f"<style>{_STYLE}</style></head><body>"
         "<h1>natt-audit scan history</h1>"
-        f"<p>{len(rows)} scans; newest {newest}.</p>"
+        f"<p>{count(len(rows), 'scan')}; newest {newest}.</p>"
         '<h2>Compliance and coverage over time</h2><p class="legend">'
         '<span><i class="sw m0"></i>compliant hosts / read hosts</span>'
         '<span><i class="sw m1"></i>coverage: read hosts / all hosts</span></p>'

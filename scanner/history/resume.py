@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from scanner.core.models import Credentials, Observation, Target
+from scanner.core.wording import count
 from scanner.history.journal import JournalError, JournalHeader, JournalState, read_journal, targets_digest
 from scanner.inputs.credentials import CredentialFingerprint, credential_fingerprint
 
@@ -110,7 +111,7 @@ def plan_start(
             Note(
                 logging.INFO,
                 f"resuming scan {head.scan_id} (started {head.started_at}): "
-                f"{len(state.observations)} of {len(targets)} hosts already done",
+                f"{len(state.observations)} of {count(len(targets), 'host')} already done",
                 {"scan_id": head.scan_id, "done": len(state.observations)},
             )
         )

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
+from scanner.core import validation
 from scanner.core.errors import NattError
 from scanner.core.formats import Format
 from scanner.core.models import DEFAULT_CONCURRENCY, DEFAULT_MAX_AUTH_FAILURES, DEFAULT_SITE, Strict, site_problem
@@ -269,16 +270,17 @@ def _refuse_secrets(data: Mapping[str, Any], text: str, where: str, prefix: tupl
             _refuse_secrets(value, text, where, (*prefix, key))
 
 
-def _errors(exc: ValidationError, describe: Callable[[tuple[str | int, ...]], str]) -> ConfigError:
+def _errors(
+    exc: ValidationError,
+    describe: Callable[[tuple[str | int, ...]], str],
+    order: Callable[[tuple[str | int, ...]], int] = lambda loc: 0,
+) -> ConfigError:
     lines = []
-    for error in exc.errors():
-        loc = tuple(error["loc"])
-        dotted = ".".join(str(p) for p in loc)
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key (see docs/config.md for every key)"
-        lines.append(f"{describe(loc)}: {dotted}: {message}")
-    return ConfigError("\n".join(lines))
+    for loc, message in validation.problems(exc, Config, unknown="unknown key"):
+        if message.startswith("unknown key"):
+            message += " (see docs/config.md for every key)"
+        lines.append((order(loc), f"{describe(loc)}: {validation.dotted(loc)}: {message}"))
+    return ConfigError("\n".join(text for _, text in sorted(lines, key=lambda item: item[0])))
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -315,7 +317,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             line = _key_line(text, loc)
             return f"{where}:{line}" if line else where
 
-        raise _errors(exc, describe) from None
+        raise _errors(exc, describe, lambda loc: _key_line(text, loc) or 0) from None
     return _flatten(model.model_dump(mode="python", exclude_unset=True))
 
 

@@ -39,11 +39,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="STATS.json",
         help="write request/connection counters here on SIGUSR1 and at exit (for benchmarks)",
     )
-    gen = sub.add_parser("generate", help="print a realistic estate file to stdout")
-    gen.add_argument("--count", type=int, default=200, metavar="N")
-    gen.add_argument("--seed", type=int, default=1, metavar="S")
-    gen.add_argument("--prefix", default="host-")
-    gen.add_argument("--latency-ms", type=int, default=0)
+    gen = sub.add_parser(
+        "generate",
+        help="print a realistic estate file to stdout",
+        description="Print a realistic estate file (docs/lab.md); the same options print the same file.",
+    )
+    gen.add_argument("--count", type=int, default=200, metavar="N", help="hosts in the estate, 1..100000 (default 200)")
+    gen.add_argument(
+        "--seed", type=int, default=1, metavar="S", help="random seed of the OS, mode, role and site mix (default 1)"
+    )
+    gen.add_argument(
+        "--prefix", default="host-", metavar="P", help="host names are P0001, P0002, ... (default host-)"
+    )
+    gen.add_argument(
+        "--latency-ms",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="modelled network latency added to every reply, in milliseconds (default 0)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         estate = load_estate(args.estate)
     except FileError as exc:
-        print(f"natt-audit lab: {exc}", file=sys.stderr)  # noqa: T201
+        for line in str(exc).splitlines():  # one problem per line, each with the prefix
+            print(f"natt-audit lab: {line}", file=sys.stderr)  # noqa: T201
         return 2
     return serve(
         estate, args.inventory_out, port_base=args.port_base, bind=args.bind, stats_out=args.stats_out

@@ -64,7 +64,13 @@ def test_good_file_loads(tmp_path):
         # duplicate rule id: the line of the second
         ("id: R-2", "id: R-1", 9, 9, "rules.1.id: duplicate rule id 'R-1' (first on line 3)"),
         # unknown field (extra="forbid")
-        ("    rationale: r\n", "    rationale: r\n    colour: red\n", 7, 13, "rules.0.colour: Extra inputs"),
+        (
+            "    rationale: r\n",
+            "    rationale: r\n    colour: red\n",
+            7,
+            13,
+            "rules.0.colour: unknown field 'colour' (known: ",
+        ),
         # unknown operator
         (
             "{fact: effective_mode, equals: 0}\n  - id",

@@ -13,7 +13,7 @@ from pathlib import Path
 from reports.build import ReportAssembly
 from reports.formats import render
 from reports.hosts import HostBuffer, MemoryHosts, Report
-from reports.model import HostReport, ScanInfo
+from reports.model import HostReport, PolicyRef, ScanInfo
 from scanner.core.formats import Format
 from scanner.core.models import (
     IPSEC_KEY,
@@ -328,6 +328,10 @@ SCAN = ScanInfo(
     finished_at="2026-11-27T01:00:42Z",
     policies=["baseline", "policies/[site]-extra.yaml"],
     inventory="inventory.yaml",
+    policy_refs=[
+        PolicyRef(name="baseline", source="builtin:baseline", sha256="0" * 64),
+        PolicyRef(name="site-extra", source="/etc/natt-audit/policies/[site]-extra.yaml", sha256="f" * 64),
+    ],
 )
 
 

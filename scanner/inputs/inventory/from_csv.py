@@ -6,6 +6,7 @@ import csv
 import io
 from collections.abc import Iterator
 
+from scanner.core.validation import did_you_mean
 from scanner.inputs.inventory.validate import Entry, Problems, fixed, show, text_problem
 
 _CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group", "winrm", "os_version", "site")
@@ -29,7 +30,8 @@ def csv_entries(text: str, path: str, problems: Problems, max_hosts: int) -> Ite
         if not known:
             problems.add(
                 f"{path}:1",
-                f"unknown column {show(column)} (known: {', '.join(_CSV_COLUMNS)}, tag:<name>)",
+                f"unknown column {show(column)}{did_you_mean(column, _CSV_COLUMNS)}"
+                f" (known: {', '.join(_CSV_COLUMNS)}, tag:<name>)",
             )
         elif column in columns:
             problems.add(f"{path}:1", f"column {show(column)} appears twice")

@@ -9,6 +9,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
+from scanner.core.wording import count
 from scanner.inputs.inventory.validate import (
     PORT,
     URL_SCHEME,
@@ -36,9 +37,9 @@ def _expand(
     # IPv4: network and broadcast excluded below /31 (RFC 3021); IPv6: the subnet-router anycast
     # address (all-zero host part) excluded below /127 (RFC 4291 section 2.6.1). Arithmetic only.
     hosts = list(network.hosts())
-    warnings.append(f"{source}: {spec} expanded to {len(hosts)} addresses")
+    warnings.append(f"{source}: {spec} expanded to {count(len(hosts), 'address', 'addresses')}")
     for ip in hosts:
-        yield Entry(source=source, where=fixed(source), name=str(ip), port=port, ip=True)
+        yield Entry(source=source, where=fixed(source), name=str(ip), port=port, ip=True, named_by_address=True)
 
 
 def _network(text: str, where: str, problems: Problems) -> _Network | None:
@@ -104,7 +105,7 @@ def _text_line(token: str, source: str, problems: Problems, warnings: list[str])
         if network is not None:
             yield from _expand(network, host, port, source, warnings)
         return
-    yield Entry(source=source, where=fixed(source), name=host, port=port)
+    yield Entry(source=source, where=fixed(source), name=host, port=port, named_by_address=True)
 
 
 def text_entries(

@@ -41,16 +41,10 @@ class _YamlFile(Strict):
 
 
 def _pydantic_problems(
-    doc: yamlfile.YamlDocument, exc: ValidationError, prefix: yamlfile.Loc, problems: Problems
+    doc: yamlfile.YamlDocument, exc: ValidationError, prefix: yamlfile.Loc, problems: Problems, model: Any
 ) -> None:
-    for err in exc.errors(include_url=False):
-        # pydantic appends union member names to loc; keep the real path parts (as yamlfile does)
-        loc = tuple(
-            p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
-        )
-        full = (*prefix, *loc)
-        field_name = ".".join(str(p) for p in full) or "(document)"
-        problems.add(_yaml_where(doc, full), f"{field_name}: {err['msg']}")
+    for loc, text in doc.problems(exc, prefix, model):
+        problems.add(_yaml_where(doc, loc), text)
 
 
 def _yaml_where(doc: yamlfile.YamlDocument, loc: yamlfile.Loc) -> str:
@@ -89,7 +83,7 @@ def _entries(
     try:
         top = _YamlFile.model_validate(doc.data)
     except ValidationError as exc:
-        _pydantic_problems(doc, exc, (), problems)
+        _pydantic_problems(doc, exc, (), problems, _YamlFile)
         return defaults, []
     if len(top.hosts) > max_hosts:
         problems.add(_yaml_where(doc, ("hosts",)), f"more than {max_hosts} hosts; the limit is {max_hosts}")
@@ -110,7 +104,7 @@ def _entries(
         try:
             host = _YamlHost.model_validate(item)
         except ValidationError as exc:
-            _pydantic_problems(doc, exc, ("hosts", index), problems)
+            _pydantic_problems(doc, exc, ("hosts", index), problems, _YamlHost)
             continue
 
         def where(field: str, index: int = index) -> str:

@@ -25,8 +25,7 @@ from scanner.core.models import (
 )
 from scanner.core.sanitize import has_unsafe
 
-MAX_SHOWN_PROBLEMS = 20
-_MAX_KEPT_PROBLEMS = 10_000  # bounded memory for a file that is wrong on every line
+MAX_KEPT_PROBLEMS = 10_000  # bounded memory and output for a file that is wrong on every line
 HTTP_PORT, HTTPS_PORT = 5985, 5986  # WinRM's listener defaults (docs/domain.md#ports-and-rights)
 LEGACY_HTTP_PORT, LEGACY_HTTPS_PORT = 80, 443  # WinRM 1.1's defaults (MS-WSMV 2.2.4.5, docs/wire.md)
 _OS_VERSION = re.compile(OS_VERSION_PATTERN)
@@ -38,14 +37,12 @@ _WHERE = re.compile(r":([0-9]+)(?::([0-9]+))?\Z")
 
 
 class InventoryError(NattError):
-    """An unusable inventory; str() lists "path:line: message", one problem per line."""
+    """An unusable inventory; str() lists every "path:line: message", one problem per line."""
 
     def __init__(self, problems: Sequence[str]) -> None:
+        # Every problem is shown: a hidden one is the one the user needed (docs/inventory.md).
         self.problems = tuple(problems)
-        shown = list(self.problems[:MAX_SHOWN_PROBLEMS])
-        if len(self.problems) > MAX_SHOWN_PROBLEMS:
-            shown.append(f"... and {len(self.problems) - MAX_SHOWN_PROBLEMS} more problems")
-        super().__init__("\n".join(shown))
+        super().__init__("\n".join(self.problems))
 
 
 class Inventory(Frozen):
@@ -142,6 +139,9 @@ class Entry:
     ip: bool = False  # produced by CIDR expansion or an IP literal already checked
     winrm: WinRMStack | str | None = None
     os_version: str | None = None
+    # The name is the address as written (text inventories): the same address on several ports
+    # is then several hosts, each named address:port (docs/inventory.md "Text").
+    named_by_address: bool = False
 
 
 class Problems:
@@ -151,7 +151,9 @@ class Problems:
         self._items: list[tuple[int, int, str]] = []
 
     def add(self, where: str, message: str) -> None:
-        if len(self._items) < _MAX_KEPT_PROBLEMS:
+        if len(self._items) == MAX_KEPT_PROBLEMS:
+            self._items.append((1 << 62, 0, f"{where}: stopped after {MAX_KEPT_PROBLEMS} problems"))
+        elif len(self._items) < MAX_KEPT_PROBLEMS:
             match = _WHERE.search(where)
             line, column = (int(match[1]), int(match[2] or 0)) if match else (0, 0)
             self._items.append((line, column, f"{where}: {message}"))
@@ -280,7 +282,26 @@ def _build(entry: Entry, defaults: Defaults, problems: Problems) -> Target | Non
     )
 
 
+def _endpoint_name(target: Target) -> str:
+    host = f"[{target.address}]" if ":" in target.address else target.address
+    return f"{host}:{target.port}"
+
+
+def _name_by_endpoint(built: list[tuple[Entry, Target]]) -> None:
+    """Name each host listed by address on several ports `address:port`: one host per endpoint."""
+    groups: dict[str, list[int]] = {}
+    for index, (entry, target) in enumerate(built):
+        if entry.named_by_address:
+            groups.setdefault(target.name.rstrip(".").lower(), []).append(index)
+    for indexes in groups.values():
+        if len({built[i][1].port for i in indexes}) > 1:
+            for i in indexes:
+                entry, target = built[i]
+                built[i] = (entry, target.model_copy(update={"name": _endpoint_name(target)}))
+
+
 def _check_duplicates(built: list[tuple[Entry, Target]], problems: Problems) -> None:
+    _name_by_endpoint(built)
     names: dict[str, Entry] = {}
     endpoints: dict[tuple[str, int], Entry] = {}
     for entry, target in built:

@@ -123,3 +123,29 @@ def test_a_required_option_that_is_missing_is_named() -> None:
     with pytest.raises(DestinationError, match=r"^syslog\+tls:// needs option ca$"):
         read_options(Kind.SYSLOG_TLS, "facility=1", table)
     assert read_options(Kind.SYSLOG_TLS, "ca=/x.pem", table) == {"ca_file": "/x.pem"}
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("file:///var/lib/natt-audit/findings.ocsf.jsonl", "/var/lib/natt-audit/findings.ocsf.jsonl"),
+        ("file://localhost/tmp/a%20b.csv", "/tmp/a b.csv"),
+    ],
+)
+def test_a_file_url_with_an_absolute_path_is_a_file_destination(text: str, path: str) -> None:
+    destination = parse_destination(text)
+    assert (destination.kind, destination.path, destination.text) == (Kind.FILE, path, text)
+    assert not destination.is_network
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("file://server/share/x.jsonl", "no host"),
+        ("file:///x.jsonl?format=cef", "option format does not apply to file://"),
+    ],
+)
+def test_a_file_url_elsewhere_or_with_options_is_refused(text: str, words: str) -> None:
+    with pytest.raises(DestinationError) as info:
+        parse_destination(text)
+    assert words in str(info.value)

@@ -206,7 +206,7 @@ def test_hosts_are_listed_worst_first_then_by_name(report: Report) -> None:
 def test_summary_shows_counts_coverage_modes_and_requests(report: Report) -> None:
     out = render_console(report, color=False, width=120)
     assert "16 total · 3 error · 8 fail · 1 waived · 3 pass · 1 n/a" in out
-    assert "81.25 %  (13 of 16 hosts read; 3 could not be read)" in out
+    assert "81.2%  (13 of 16 hosts read; 3 could not be read)" in out
     assert "mode 0: 5 · mode 1: 2 · mode 2: 3 · unknown: 2 · n/a: 1" in out
     assert "Requests   109" in out
 
@@ -245,7 +245,7 @@ def test_many_passing_hosts_collapse_to_one_count_line() -> None:
 def test_empty_inventory_says_so() -> None:
     empty = assemble([], {}, BASE.header.scan, tool_version="0.1.0")
     out = render_console(empty, color=False, width=100)
-    for shown in ("No hosts in the inventory.", "0.00 %", "none (no host read)"):
+    for shown in ("No hosts in the inventory.", "0.0%  (0 of 0 hosts read)", "none (no host read)"):
         assert shown in out
 
 

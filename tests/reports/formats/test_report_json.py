@@ -32,7 +32,7 @@ SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 FIELDS = {
     "": ["schema_version", "tool", "scan", "summary", "hosts", "drift", "waivers"],
     "tool": ["name", "version"],
-    "scan": ["id", "started_at", "finished_at", "policies", "inventory", "interrupted"],
+    "scan": ["id", "started_at", "finished_at", "policies", "inventory", "interrupted", "policy_refs"],
     "summary": ["hosts_total", "hosts_by_status", "coverage", "modes", "requests_total", "sites", "auth_rejected"],
     "host": ["name", "address", "port", "tags", "status", "requests", "os", "setting", "error", "results"],
     "os": ["version", "build", "service_pack", "caption", "source"],
@@ -132,6 +132,15 @@ def test_sample_report_validates_against_the_schema(
     sample_report: Report, validator: jsonschema.Draft202012Validator
 ) -> None:
     validator.validate(json.loads(render_json(sample_report)))
+
+
+def test_a_report_written_before_policy_refs_still_validates_and_parses(
+    sample_report: Report, validator: jsonschema.Draft202012Validator
+) -> None:
+    doc = json.loads(render_json(sample_report))
+    del doc["scan"]["policy_refs"]
+    validator.validate(doc)
+    assert parse_report(json.dumps(doc)).header.scan.policy_refs == []
 
 
 def test_empty_and_interrupted_reports_validate(validator: jsonschema.Draft202012Validator) -> None:

@@ -56,9 +56,13 @@ def test_export_to_stdout_to_a_file_and_its_errors(tmp_path: Path, capsys: pytes
 
 def test_ship_an_empty_spool_and_a_file_destination(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["ship", "--spool", str(tmp_path)], capsys)
-    assert code == 0 and err == [f"natt-audit: spool {tmp_path}: 0 findings in 0 scan(s)"]
+    assert code == 0 and err == [f"natt-audit: spool {tmp_path}: 0 findings in 0 scans"]
     code, _, err = run(["ship", "--spool", str(tmp_path), "--to", str(tmp_path / "x.jsonl")], capsys)
-    assert code == ExitCode.UNDELIVERED and "files are written by `export`" in err[1]
+    assert code == ExitCode.USAGE
+    assert err == [
+        f"natt-audit: error: ship resends to network destinations; {tmp_path / 'x.jsonl'} is a file: "
+        "write files with `natt-audit export REPORT.json --to FILE`"
+    ]
     code, _, err = run(["ship", "--spool", str(tmp_path), "--to", "syslog+tcp://nohost"], capsys)
     assert code == ExitCode.USAGE and err[0].startswith("natt-audit: error: ")
 
@@ -104,3 +108,21 @@ def test_demo_reports_a_lab_that_does_not_start(
     code, out, err = run(["demo", "--out", str(tmp_path / "demo")], capsys)
     assert code == ExitCode.USAGE and out == ""
     assert err[-1].startswith("natt-audit: error: demo: the lab exited with status 2")
+
+
+def test_a_lab_that_does_not_start_is_reported_with_one_prefix_per_line(tmp_path: Path) -> None:
+    from scanner.cli.demo import LabProcess
+
+    estate = tmp_path / "estate.yaml"
+    text = "accounts: []\nhosts:\n  - {name: a, colr: red}\n  - {name: b, fautl: refuse}\n"
+    estate.write_text(text, encoding="utf-8")
+    lab = LabProcess(estate, tmp_path / "inventory.yaml")
+    try:
+        with pytest.raises(RuntimeError) as info:
+            lab.wait_ready(timeout=60)
+    finally:
+        lab.stop()
+    message = str(info.value)
+    assert "natt-audit" not in message  # natt-audit's logger adds the one prefix
+    assert message.startswith("the lab exited with status 2: ")
+    assert "(did you mean 'fault'?)" in message.splitlines()[-1]

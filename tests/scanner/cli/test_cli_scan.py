@@ -42,7 +42,7 @@ def test_a_clean_scan_writes_the_report_and_one_summary_line(
     )
     assert code == ExitCode.OK and stdout == ""
     assert err == [
-        "natt-audit: scanned 1 hosts: 1 pass, 0 fail, 0 waived, 0 error, 0 not_applicable; coverage 100.0%; exit 0 (ok)"
+        "natt-audit: scanned 1 host: 1 pass, 0 fail, 0 waived, 0 error, 0 not_applicable; coverage 100.0%; exit 0 (ok)"
     ]
     report = json.loads(out.read_text(encoding="utf-8"))
     assert [h["name"] for h in report["hosts"]] == ["e-pass"] and report["hosts"][0]["status"] == "pass"
@@ -61,7 +61,7 @@ def test_console_report_on_stdout_then_drift_history_diff_trend(
     code, stdout, err = run(argv, capsys)
     assert code == ExitCode.INCOMPLETE
     assert "e-fail" in stdout and "NATT-001" in stdout
-    assert err[-1].endswith("coverage 66.7%; exit 3 (incomplete)")
+    assert err[-1].endswith("coverage 66.6%; exit 3 (incomplete)")
     code, _, err = run(argv, capsys)
     assert err[-1].startswith("natt-audit: since scan ") and "0 new failures, 0 resolved" in err[-1]
     html = lab_env / "history.html"
@@ -71,10 +71,42 @@ def test_console_report_on_stdout_then_drift_history_diff_trend(
     assert html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     code, stdout, _ = run(["diff", "--db", str(db)], capsys)
     assert code == 0 and stdout.startswith("Drift ")
+    assert "0 new failures, 0 resolved failures, 0 changed failures, 0 hosts with changed settings" in stdout
     code, stdout, _ = run(["diff", "--db", str(db), "-f", "json"], capsys)
     assert code == 0 and json.loads(stdout)["events"] == []
     code, stdout, _ = run(["trend", "--db", str(db)], capsys)
     assert code == 0 and "Compliance and coverage over time" in stdout
+
+
+def test_history_tells_inventories_apart_and_trend_says_n_a_when_nothing_was_read(
+    scan_lab: ScanLab, lab_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(lab_env / "h.db")
+    # Two inventories with the same file name in two folders: history shows each one's path.
+    first = scan_lab.inventory("e-pass", file="inventory.yaml")
+    (lab_env / "site-b").mkdir()
+    second = lab_env / "site-b" / "inventory.yaml"
+    second.write_text(scan_lab.inventory("e-refused").read_text(encoding="utf-8"), encoding="utf-8")
+    assert main(["scan", "-i", str(first), "--db", db, "-o", str(lab_env / "r1.txt"), *FAST]) == ExitCode.OK
+    assert main(["scan", "-i", str(second), "--db", db, "-o", str(lab_env / "r2.txt"), *FAST]) == ExitCode.INCOMPLETE
+    capsys.readouterr()
+    code, stdout, _ = run(["history", "--db", db], capsys)
+    assert code == 0
+    shown = [line.split()[2] for line in stdout.splitlines()[2:]]
+    assert shown == ["site-b/inventory.yaml", f"{first.parent.name}/inventory.yaml"]
+    # The inventory as shown selects its scans; so do its path and its id.
+    for given in ("site-b/inventory.yaml", str(second), f"path:{second.resolve()}"):
+        code, stdout, _ = run(["history", "--db", db, "--inventory-id", given, "-f", "json"], capsys)
+        assert code == 0 and [r["inventory_id"] for r in json.loads(stdout)] == [f"path:{second.resolve()}"]
+    code, _, err = run(["history", "--db", db, "--inventory-id", "inventory.yaml"], capsys)
+    assert code == ExitCode.USAGE and "inventory.yaml names 2 inventories" in err[0]
+    # No host of the second inventory was read: its compliance is n/a, not 0%.
+    code, stdout, _ = run(["trend", "--db", db, "--inventory-id", "site-b/inventory.yaml"], capsys)
+    assert code == 0
+    row = next(line for line in stdout.splitlines() if line.startswith("20"))
+    assert row.count("n/a") == 1 and "0.0%" in row  # compliance n/a; coverage 0.0%
+    code, stdout, _ = run(["history", "--db", db, "--inventory-id", "site-b/inventory.yaml"], capsys)
+    assert "n/a" in stdout.splitlines()[2]
 
 
 def test_history_commands_without_a_database_exit_2(lab_env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -51,6 +51,13 @@ def test_validate_builtins_and_example(capsys):
     assert err == ""
 
 
+def test_one_rule_and_one_example_read_as_one(tmp_path, capsys):
+    path = tmp_path / "one.yaml"
+    path.write_text("name: one\nrules:\n" + RULE.format(rid="T-1", passing="{}", failing="{}"))
+    code, out, _ = invoke("policy", "validate", str(path), capsys=capsys)
+    assert code == 0 and out == f"valid: {path}: policy 'one', 1 rule\n"
+
+
 def test_validate_invalid_file_exits_2_with_position(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text(

@@ -147,3 +147,34 @@ def test_ship_cli_reports_pending_and_delivers(tmp_path: Path, capsys: pytest.Ca
         assert all(any(uid in line for line in lines) for uid in spooled)
     finally:
         receiver.stop()
+
+
+def test_ship_sends_a_destination_only_the_scans_exported_to_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = make_sample_report()
+    scan = first.header.scan.model_copy(update={"id": "11111111-2222-4333-8444-555555555555"})
+    second = Report(first.header.model_copy(update={"scan": scan}), first.hosts)
+    spool = str(tmp_path / "spool")
+    for name, report in (("first.json", first), ("second.json", second)):
+        (tmp_path / name).write_text(rendered(report, Format.JSON), encoding="utf-8")
+    # The first scan goes to a file only; the second to syslog, which is down.
+    assert (
+        _run(["export", str(tmp_path / "first.json"), "-f", "cef", "--to", str(tmp_path / "f.cef"), "--spool", spool])
+        == 0
+    )
+    receiver = Rsyslog(tmp_path / "rs")
+    dest = f"syslog+tcp://127.0.0.1:{receiver.tcp_port}?retries=1"
+    assert _run(["export", str(tmp_path / "second.json"), "-f", "cef", "--to", dest, "--spool", spool]) == 5
+    capsys.readouterr()
+    receiver.start()
+    try:
+        assert _run(["ship", "--spool", spool]) == 0
+        err = capsys.readouterr().err
+        count = len(findings_of(second))
+        assert f"{count} delivered, 0 already delivered, 0 pending" in err
+        lines = receiver.records("tcp", count)
+        assert len(lines) == count
+        assert not any(f.event_uid in line for f in findings_of(first) for line in lines)
+    finally:
+        receiver.stop()

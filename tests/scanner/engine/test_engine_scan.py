@@ -62,7 +62,7 @@ def test_a_clean_scan_is_recorded_and_the_next_one_has_drift(
     assert first.code is ExitCode.OK and first.recorded and first.drift is None
     assert first.summary.hosts_total == 1 and first.summary.coverage == 1.0
     assert err_lines(capsys) == [
-        "natt-audit: scanned 1 hosts: 1 pass, 0 fail, 0 waived, 0 error, 0 not_applicable; coverage 100.0%; exit 0 (ok)"
+        "natt-audit: scanned 1 host: 1 pass, 0 fail, 0 waived, 0 error, 0 not_applicable; coverage 100.0%; exit 0 (ok)"
     ]
     report = json.loads((lab_env / "report.json").read_text(encoding="utf-8"))
     assert report["scan"]["id"] == first.scan.id and report["drift"] is None
@@ -187,11 +187,13 @@ def test_waivers_deadline_and_tls_warnings(
     scan_lab: ScanLab, lab_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     soon = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=3)).isoformat()
+    past = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=2)).isoformat()
     waivers = lab_env / "waivers.yaml"
     waivers.write_text(
         "waivers:\n"
         f"  - {{id: W-SOON, rules: [NATT-001], hosts: {{names: [e-fail]}}, justification: lab, expires: {soon}}}\n"
-        f"  - {{id: W-NONE, rules: [NATT-001], hosts: {{names: [nobody]}}, justification: lab, expires: {soon}}}\n",
+        f"  - {{id: W-NONE, rules: [NATT-001], hosts: {{names: [nobody]}}, justification: lab, expires: {soon}}}\n"
+        f"  - {{id: W-PAST, rules: [NATT-002], hosts: {{names: [e-fail]}}, justification: lab, expires: {past}}}\n",
         encoding="utf-8",
     )
     cfg = config(
@@ -210,6 +212,7 @@ def test_waivers_deadline_and_tls_warnings(
     assert "natt-audit: warning: the scan deadline (0.5s) passed" in err
     assert f"natt-audit: warning: waiver W-NONE ({waivers}:3) matches no host or no loaded rule" in err
     assert f"natt-audit: warning: waiver W-SOON expires on {soon} ({waivers}:2)" in err
+    assert f"natt-audit: warning: waiver W-PAST expired on {past} ({waivers}:4): it waives nothing any more" in err
 
 
 def test_exports_go_to_the_spool_and_a_broken_spool_is_exit_5(

@@ -10,13 +10,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from tests.peers.hostile_lab import CREDS, REPO, Scanned
+from tests.peers.lab import RunningLab, start_lab
 from tests.peers.rawserver import blackholed_port
+from tests.support.cliproc import CLI, LAB_CREDS, cli_env
 
 PREVIOUS = b'{"previous": "report", "intact": true}\n'
 
@@ -142,3 +145,107 @@ def test_sigkill_mid_write_leaves_the_previous_report(scanned: Scanned, tmp_path
     # The half-done new report exists only under a temp name, never the final one.
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".report.json.")]
     assert all(name.endswith(".tmp") for name in leftovers)
+
+
+# docs/reliability.md#interruption: a stopped scan says what it is waiting for and how to finish.
+SLOW_ESTATE = """\
+accounts:
+  - {username: 'LAB\\auditor', password: 'Lab-Passw0rd!'}
+hosts:
+  - {name: fast-1}
+  - {name: fast-2}
+  - {name: slow-1, fault: 'slow:1500'}
+  - {name: slow-2, fault: 'slow:1500'}
+  - {name: slow-3, fault: 'slow:1500'}
+  - {name: slow-4, fault: 'slow:1500'}
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    """Serve two fast hosts and four whose every reply takes 1.5 s."""
+    work = tmp_path_factory.mktemp("slow-lab")
+    estate = work / "estate.yaml"
+    estate.write_text(SLOW_ESTATE, encoding="utf-8")
+    with start_lab(estate, work / "lab") as lab:
+        yield lab
+
+
+def _scan(lab: RunningLab, tmp_path: Path, *extra: str) -> subprocess.Popen[bytes]:
+    argv = [*CLI, "scan", "-i", str(lab.inventory), "--db", str(tmp_path / "history.db"), "-o", str(tmp_path / "r.txt")]
+    return subprocess.Popen(
+        [*argv, "--concurrency", "2", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(LAB_CREDS),
+        cwd=tmp_path,
+    )
+
+
+def _when_slow_hosts_are_in_flight(proc: subprocess.Popen[bytes], journal: Path) -> None:
+    """Wait until both fast hosts are journaled: the two workers are then on slow hosts."""
+    deadline = time.monotonic() + 30
+    while journal.read_bytes().count(b"fast-") < 2 if journal.exists() else True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the fast hosts were never journaled"
+        time.sleep(0.05)
+    time.sleep(0.3)
+
+
+def test_a_stopped_scan_says_what_it_waits_for_and_how_to_finish(slow_lab: RunningLab, tmp_path: Path) -> None:
+    proc = _scan(slow_lab, tmp_path, "--grace", "1")
+    _when_slow_hosts_are_in_flight(proc, tmp_path / "history.db.journal")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    lines = err.decode().splitlines()
+    assert proc.returncode == 130, err
+    assert "natt-audit: stopping: waiting up to 1 s for 2 hosts in flight; Ctrl-C again to stop now" in lines
+    assert lines[-1] == "natt-audit: run `natt-audit scan --resume` with the same options to finish this scan"
+
+    # Following the advice finishes the scan: the slow hosts are read, the fast ones not again.
+    done = subprocess.run(
+        [
+            *CLI,
+            "scan",
+            "-i",
+            str(slow_lab.inventory),
+            "--db",
+            str(tmp_path / "history.db"),
+            "--resume",
+            "--concurrency",
+            "4",
+            "-f",
+            "json",
+            "-o",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        env=cli_env(LAB_CREDS),
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "r.json").read_bytes())
+    assert report["scan"]["interrupted"] is False
+    assert {h["name"]: h["status"] for h in report["hosts"]} == {
+        name: "pass" for name in ("fast-1", "fast-2", "slow-1", "slow-2", "slow-3", "slow-4")
+    }
+
+
+def test_a_second_signal_stops_at_once_and_says_so(slow_lab: RunningLab, tmp_path: Path) -> None:
+    proc = _scan(slow_lab, tmp_path, "--no-history")
+    time.sleep(4)  # start-up and the two fast hosts (no journal to watch without history)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    took = time.monotonic() - sent
+    lines = err.decode().splitlines()
+    assert proc.returncode == 130, err
+    assert took < 5  # not the 10 s grace
+    assert "natt-audit: stopping: waiting up to 10 s for 2 hosts in flight; Ctrl-C again to stop now" in lines
+    assert "natt-audit: stopping now: 2 hosts in flight reported as not reached" in lines
+    assert lines[-1] == ("natt-audit: this scan kept no checkpoint journal to resume from: run it again to finish it")

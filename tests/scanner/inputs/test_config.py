@@ -8,9 +8,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reports.export.destinations import parse_destination
 from scanner.cli.main import build_parser
 from scanner.cli.options import config_flags
-from scanner.inputs.config import ConfigError, format_duration, load_config, parse_duration, redact, show_config
+from scanner.inputs.config import (
+    ConfigError,
+    format_duration,
+    load_config,
+    parse_duration,
+    read_config_file,
+    redact,
+    show_config,
+)
+from tests.support.cliproc import run_cli
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "examples" / "natt-audit.toml"
 
@@ -107,6 +117,19 @@ def test_the_example_config_is_valid() -> None:
     loaded = load_config(path=str(EXAMPLE), environ={})
     assert loaded.config.database is not None
     assert loaded.config.timeouts.deadline is not None
+    # Every export destination it names is one `scan --export` accepts (file:// URLs included).
+    assert [parse_destination(text).path for text in loaded.config.exports] == [
+        "/var/lib/natt-audit/findings.ocsf.jsonl"
+    ]
+
+
+def test_config_show_reports_every_key_the_example_sets() -> None:
+    done = run_cli("config", "show", "--config", str(EXAMPLE))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for name in read_config_file(EXAMPLE):
+        key = name.rsplit(".", 1)[-1]
+        assert any(line.startswith(f"{key} = ") and line.endswith(f"# file {EXAMPLE}") for line in lines), name
 
 
 @given(st.integers(min_value=1, max_value=10 * 24 * 3600))

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from scanner.core.models import AuthMethod, Scheme
 from scanner.inputs.inventory import Format, InventoryError, load_inventory, parse_inventory
-from scanner.inputs.inventory.validate import MAX_SHOWN_PROBLEMS
 
 DATA = Path(__file__).parent / "data"
 
@@ -127,15 +126,16 @@ def test_malformed_text_lines_are_refused(line: str, fragment: str) -> None:
     assert fragment in problems[0]
 
 
-def test_every_problem_is_collected_and_display_is_capped() -> None:
+def test_every_problem_is_collected_and_shown() -> None:
     text = "".join(f"bad,host{i}\n" for i in range(50))
     with pytest.raises(InventoryError) as info:
         parse_inventory(text, "inv", fmt="text")
     assert len(info.value.problems) == 50
     shown = str(info.value).splitlines()
-    assert len(shown) == MAX_SHOWN_PROBLEMS + 1
+    assert len(shown) == 50
     assert shown[0].startswith("inv:1: ")
-    assert shown[-1] == f"... and {50 - MAX_SHOWN_PROBLEMS} more problems"
+    assert shown[-1].startswith("inv:50: ")
+    assert "more" not in str(info.value)
 
 
 def test_cidr_expansion_edges() -> None:
@@ -160,8 +160,8 @@ def test_largest_allowed_cidr_is_a_slash_16() -> None:
 @pytest.mark.parametrize(
     ("text", "second_line_message"),
     [
-        ("srv01\nSrv01:5986\n", "duplicate host 'Srv01' (same name as inv:1)"),
-        ("srv01.\nsrv01:5986\n", "duplicate host 'srv01' (same name as inv:1)"),
+        ("srv01\nSrv01:5985\n", "duplicate host 'Srv01' (same name as inv:1)"),
+        ("srv01.\nsrv01:5985\n", "duplicate host 'srv01' (same name as inv:1)"),
         ("::1\n[0:0::1]\n", "duplicate host: '0:0::1' port 5985 is also inv:1"),
         ("192.0.2.0/30\n192.0.2.2\n", "duplicate host '192.0.2.2' (same name as inv:1)"),
     ],
@@ -284,7 +284,8 @@ def test_yaml_errors_name_file_line_and_column(tmp_path: Path) -> None:
         f"{path}:4:47: hosts.1.port: Input should be a valid integer",
         f"{path}:5:47: port 0 must be an integer 1..65535",
         f"{path}:6:12: name 'ftp://ws-0004' has a URL scheme; give the host only",
-        f"{path}:7:62: hosts.4.colour: Extra inputs are not permitted",
+        f"{path}:7:62: hosts.4.colour: unknown field 'colour'"
+        " (known: address, group, name, os_version, port, scheme, site, tags, transport, winrm)",
         f"{path}:8:12: duplicate host 'WS-0001' (same name as {path}:3:12)",
         f"{path}:9:30: duplicate host: '127.0.0.1' port 40001 is also {path}:3:30",
         f"{path}:10:65: transport basic requires scheme https (Basic over HTTP is refused)",
@@ -381,7 +382,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
         (
             "name, port\nsrv01,1\n",
             [
-                "inv:1: unknown column ' port' "
+                "inv:1: unknown column ' port' (did you mean 'port'?) "
                 "(known: name, address, port, scheme, transport, group, winrm, os_version, site, tag:<name>)"
             ],
         ),
@@ -506,3 +507,32 @@ def test_bad_winrm_and_os_version_are_refused_with_their_place() -> None:
     with pytest.raises(InventoryError) as info:
         parse_inventory("hosts:\n  - {name: a, os_version: '6.1; rm'}\n", "inv.yaml", fmt="yaml")
     assert "inv.yaml:2" in str(info.value) and "os_version '6.1; rm'" in str(info.value)
+def test_the_same_address_on_different_ports_is_two_hosts_in_text() -> None:
+    text = "127.0.0.1:14519\n127.0.0.1:14520\nsrv01\n[::1]:5985\n[::1]:5986\n"
+    inventory = parse_inventory(text, "inv", fmt="text")
+    assert [(t.name, t.address, t.port) for t in inventory.targets] == [
+        ("127.0.0.1:14519", "127.0.0.1", 14519),
+        ("127.0.0.1:14520", "127.0.0.1", 14520),
+        ("srv01", "srv01", 5985),
+        ("[::1]:5985", "::1", 5985),
+        ("[::1]:5986", "::1", 5986),
+    ]
+    # The same address and port twice is still one host written twice.
+    with pytest.raises(InventoryError) as info:
+        parse_inventory("127.0.0.1:14519\n127.0.0.1:14520\n127.0.0.1:14519\n", "inv", fmt="text")
+    assert info.value.problems == ("inv:3: duplicate host '127.0.0.1:14519' (same name as inv:1)",)
+
+
+def test_the_same_address_on_different_ports_is_two_hosts_in_yaml() -> None:
+    text = (
+        "hosts:\n"
+        "  - {name: lab-a, address: 127.0.0.1, port: 14519}\n"
+        "  - {name: lab-b, address: 127.0.0.1, port: 14520}\n"
+    )
+    inventory = parse_inventory(text, "inv.yaml", fmt="yaml")
+    assert [(t.name, t.port) for t in inventory.targets] == [("lab-a", 14519), ("lab-b", 14520)]
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text.replace("14520", "14519"), "inv.yaml", fmt="yaml")
+    assert info.value.problems == (
+        "inv.yaml:3:28: duplicate host: '127.0.0.1' port 14519 is also inv.yaml:2:28",
+    )
