@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError
 
+from scanner.core.bounded import InputFileError, read_bounded
 from scanner.core.errors import NattError
 from scanner.core.formats import Format
 from scanner.core.models import DEFAULT_CONCURRENCY, Strict
@@ -254,11 +255,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """Return the keys a TOML config file sets (dotted names), validated; ConfigError otherwise."""
     where = str(path)
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read the config file: {exc.strerror or exc}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{where}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
+        raw = read_bounded(path, MAX_CONFIG_BYTES)
+    except InputFileError as exc:
+        if exc.too_large:
+            raise ConfigError(f"{where}: larger than {MAX_CONFIG_BYTES} bytes; not a config file") from None
+        raise ConfigError(f"{where}: cannot read the config file: {exc.reason}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
