@@ -32,6 +32,7 @@ from scanner.core.exitcodes import ExitCode, combine
 from scanner.core.formats import Format
 from scanner.core.logsetup import fields
 from scanner.core.models import CollectOptions, Credentials, Observation
+from scanner.core.private import StateError
 from scanner.core.results import host_identity
 from scanner.engine.run import ScanOutcome, ScanRequest, run_scan, write_report
 from scanner.history.drift import by_identity, drift_between, drift_counts
@@ -219,8 +220,10 @@ def _open_history(db: Path, inputs: ScanInputs, inventory_id: str, *, resume: bo
         return history
     jpath = journal_path_for(db)
     try:
+        key = history.store.journal_key()
         start = plan_start(
             jpath,
+            key=key,
             inventory_id=inventory_id,
             targets=inputs.inventory.targets,
             policies=[p.name for p in inputs.policies],
@@ -233,12 +236,12 @@ def _open_history(db: Path, inputs: ScanInputs, inventory_id: str, *, resume: bo
         log.log(note.level, "%s", note.message, extra=fields(**note.fields))
     history.start = start
     try:
-        history.journal = Journal(jpath, start.header, fresh=not start.resumed)
-    except OSError as exc:
+        history.journal = Journal(jpath, start.header, key, fresh=not start.resumed)
+    except (OSError, StateError) as exc:
         log.warning(
             "cannot write the checkpoint journal %s (%s): this scan cannot be resumed",
             jpath,
-            exc.strerror or type(exc).__name__,
+            (exc.strerror if isinstance(exc, OSError) else str(exc)) or type(exc).__name__,
         )
     log.debug("history: database %s, scan %s (%s)", db, start.scan_id, "resumed" if start.resumed else "new")
     return history

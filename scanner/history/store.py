@@ -1,6 +1,6 @@
 """Scan history: the `HistoryStore` interface and its SQLite implementation (one file, WAL).
 
-Schema (version 3; `schema_version` holds the version, `MIGRATIONS` move any older file forward):
+Schema (version 4; `schema_version` holds the version, `MIGRATIONS` move any older file forward):
 
 - `scans`: one row per scan id: inventory id and path, times, interrupted flag, host counts per
   status, coverage, requests, policies (JSON), the JSON report (`report`), and `recorded_at`.
@@ -12,6 +12,13 @@ Schema (version 3; `schema_version` holds the version, `MIGRATIONS` move any old
   error stage/reason, the raw `Observation` as JSON (the facts, re-evaluable later) and (since
   version 3) the host's report entry as JSON (`report`).
 - `results`: one row per (scan, host, rule): finding_uid, severity, status, message.
+- `secrets` (since version 4): `journal_key`, 32 random bytes made when the table is created,
+  with which every line of the checkpoint journal is authenticated (scanner/history/journal.py).
+
+The file and SQLite's `-wal` and `-shm` beside it are private: the database is created 0600
+before SQLite opens it (SQLite gives `-wal` and `-shm` the database's mode), and an existing one,
+or a `-wal`/`-shm` left by an earlier run, is checked first: a link, another owner or a file
+others can write is refused (scanner/core/private.py, docs/security.md#shared-state-directory).
 
 Every scan is written in one transaction (`BEGIN IMMEDIATE` ... `COMMIT`): a reader sees all of
 it or none. A server database can be added behind the same `HistoryStore` protocol.
@@ -20,6 +27,7 @@ it or none. A server database can be added behind the same `HistoryStore` protoc
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,9 +42,10 @@ from reports.hosts import Hosts, MemoryHosts, Report
 from reports.model import HostReport, ReportDocument, ReportHeader
 from scanner.core.errors import NattError
 from scanner.core.models import Observation
+from scanner.core.private import FILE_MODE, StateError, check_file, private_dir
 from scanner.core.results import Status
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class StoreError(NattError):
@@ -91,6 +100,9 @@ class HistoryStore(Protocol):
 
     def hosts(self, scan_id: str) -> list[HostRow]:
         """Return the hosts of one scan."""
+
+    def journal_key(self) -> bytes:
+        """Return the secret key that authenticates the checkpoint journal's lines."""
 
     def close(self) -> None:
         """Release the database."""
@@ -155,8 +167,23 @@ _V3 = """
 ALTER TABLE hosts ADD COLUMN report TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# The key that authenticates the checkpoint journal's lines; its value is made by `_after_v4`.
+_V4 = """
+CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 assert len(MIGRATIONS) == SCHEMA_VERSION
+JOURNAL_KEY = "journal_key"
+
+
+def _after_v4(conn: sqlite3.Connection) -> None:
+    # os.urandom, not SQLite's randomblob(): the key is a secret, made from the OS's CSPRNG.
+    conn.execute("INSERT INTO secrets (name, value) VALUES (?, ?)", (JOURNAL_KEY, os.urandom(32)))
+
+
+# Work a migration needs besides its SQL, run in the same transaction right after it.
+_AFTER: dict[int, Callable[[sqlite3.Connection], None]] = {4: _after_v4}
 
 
 def compliance_of(hosts: Iterable[HostReport]) -> float:
@@ -203,6 +230,8 @@ def _migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> None:
             for statement in MIGRATIONS[version - 1].split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            if version in _AFTER:
+                _AFTER[version](conn)
             conn.execute("UPDATE schema_version SET version = ?", (version,))
         conn.execute("COMMIT")
     except BaseException:
@@ -216,8 +245,13 @@ class SqliteStore:
     def __init__(self, path: str | Path, *, migrate_to: int = SCHEMA_VERSION) -> None:
         self.path = Path(path)
         try:
-            if str(self.path.parent):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent if str(self.path.parent) else ".")
+            _prepare_files(self.path)
+        except StateError as exc:
+            raise StoreError(f"cannot open the history database {self.path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot open the history database {self.path}: {exc.strerror or exc}") from None
+        try:
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
             self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -238,6 +272,16 @@ class SqliteStore:
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
+
+    def journal_key(self) -> bytes:
+        """Return the key that authenticates this database's checkpoint journal (made with the schema)."""
+        try:
+            row = self._conn.execute("SELECT value FROM secrets WHERE name = ?", (JOURNAL_KEY,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
+        if row is None or not isinstance(row[0], bytes) or len(row[0]) < 32:
+            raise StoreError(f"the history database {self.path} has no journal key; it was changed outside natt-audit")
+        return row[0]
 
     def schema_version(self) -> int:
         """Return the schema version of the open file."""
@@ -459,6 +503,22 @@ class SqliteStore:
 
 
 _STATUS_COLUMNS = (Status.PASS, Status.FAIL, Status.WAIVED, Status.ERROR, Status.NOT_APPLICABLE)
+
+# Files SQLite keeps beside the database (WAL mode, and the rollback journal of other modes).
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _prepare_files(db: Path) -> None:
+    """Create the database 0600 if it is new; check it and the side files SQLite will open."""
+    try:
+        fd = os.open(db, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        check_file(db)  # a link (even a dangling one) lands here too, and is refused
+    else:
+        os.fchmod(fd, FILE_MODE)  # exactly 0600 whatever the umask; -wal and -shm copy this mode
+        os.close(fd)
+    for suffix in SIDE_FILES:
+        check_file(f"{db}{suffix}")
 
 
 def open_store(path: str | Path) -> SqliteStore:
