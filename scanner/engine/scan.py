@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -27,12 +28,13 @@ from reports.hosts import Hosts
 from reports.model import Drift, ReportHeader, ScanInfo, Summary
 from rules.loader import Policy, resolve_policies
 from rules.waivers import WaiverSet, load_waivers
+from scanner.core.bounded import InputFileError, read_bounded
 from scanner.core.errors import OutputError
 from scanner.core.exitcodes import ExitCode, combine
 from scanner.core.formats import Format
 from scanner.core.logsetup import fields
 from scanner.core.models import CollectOptions, Credentials, Observation
-from scanner.core.private import StateError
+from scanner.core.private import StateError, check_output_dir, private_dir
 from scanner.core.results import host_identity
 from scanner.engine.run import ScanOutcome, ScanRequest, run_scan, write_report
 from scanner.history.drift import by_identity, drift_between, drift_counts
@@ -40,7 +42,7 @@ from scanner.history.journal import Journal, journal_path_for
 from scanner.history.lock import ScanLock
 from scanner.history.resume import ScanStart, plan_start
 from scanner.history.store import SqliteStore, StoreError, open_store
-from scanner.inputs.config import Config, ConfigError, database_path, format_duration
+from scanner.inputs.config import Config, ConfigError, database_path, format_duration, redact
 from scanner.inputs.credentials import ENV_PASSWORD, ENV_USERNAME, load_credentials
 from scanner.inputs.inventory import Inventory, load_inventory
 
@@ -112,8 +114,58 @@ def _credentials(config: Config, environ: Mapping[str, str], stdin_isatty: bool)
     )
 
 
+MAX_CA_BYTES = 16 * 1024 * 1024  # a CA bundle of every public root is ~250 KB
+
+
+def _check_ca_file(path: str, what: str) -> None:
+    """Refuse a CA file that is missing, not a regular file, too large or holds no PEM certificate."""
+    try:
+        data = read_bounded(path, MAX_CA_BYTES)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=data.decode("ascii"))
+    except InputFileError as exc:
+        raise ConfigError(f"{what} {exc}") from None
+    except (UnicodeDecodeError, ValueError, ssl.SSLError):
+        raise ConfigError(f"{what} {path}: holds no PEM certificate") from None
+
+
+def _output_folder(path: str, what: str) -> None:
+    if os.path.isdir(path):
+        raise OutputError(f"{what}: {path} is a folder; give a file name")
+    try:
+        check_output_dir(Path(path).parent if str(Path(path).parent) else Path("."), what)
+    except StateError as exc:
+        raise OutputError(str(exc)) from None
+
+
+def preflight(config: Config, destinations: list[Destination], environ: Mapping[str, str]) -> None:
+    """Check everything the scan will write or read later, before the first host costs a logon.
+
+    The report's folder (-o), the history database's folder (made 0700 if new), export files and
+    the spool, CA bundles. Found only after the scan, any of these would have spent every logon
+    for a report that cannot be written (docs/security.md#inputs-and-the-machine).
+    """
+    if config.output:
+        _output_folder(config.output, "-o/--output")
+    if config.history:
+        db = database_path(config, environ)
+        private_dir(db.parent if str(db.parent) else ".")  # StateError (exit 2) when shared
+    if config.ca_bundle:
+        _check_ca_file(config.ca_bundle, "--ca-bundle")
+    for destination in destinations:
+        if destination.kind is Kind.FILE and destination.path is not None:
+            _output_folder(destination.path, f"--export {destination.path}")
+        if destination.ca_file is not None:
+            _check_ca_file(destination.ca_file, f"--export {redact(destination.text)}: ca=")
+    if destinations:
+        spool = default_spool_dir()
+        try:
+            private_dir(spool)
+        except StateError as exc:
+            raise SpoolError(f"the export spool: {exc}") from None
+
+
 def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: bool) -> ScanInputs:
-    """Load and validate every input of a scan; any problem raises a NattError (exit 2)."""
+    """Load and validate every input of a scan, then `preflight`; any problem raises a NattError (exit 2)."""
     if config.inventory is None:
         raise ConfigError("no inventory: give -i/--inventory, `inventory` in the config file, or NATT_AUDIT_INVENTORY")
     with stage("inputs"):
@@ -125,6 +177,7 @@ def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: boo
         for destination in destinations:
             if destination.is_network and destination.kind is Kind.HEC:
                 load_token(destination, environ)  # refuse a missing token now, not after the scan
+        preflight(config, destinations, environ)
     log.debug(
         "inputs: %d hosts from %s, policies %s, %d waivers file(s), %d export destination(s)",
         len(inventory.targets),

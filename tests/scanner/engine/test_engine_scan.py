@@ -226,8 +226,9 @@ def test_exports_go_to_the_spool_and_a_broken_spool_is_exit_5(
     assert f"natt-audit: {out}: ok: " in capsys.readouterr().err
     blocker = lab_env / "not-a-folder"
     blocker.write_text("x", encoding="utf-8")
-    monkeypatch.setenv("NATT_AUDIT_SPOOL", str(blocker))
-    result = scan(cfg)
+    inputs = load_inputs(cfg, os.environ, stdin_isatty=False)  # the spool was fine when checked...
+    monkeypatch.setenv("NATT_AUDIT_SPOOL", str(blocker))  # ...and is not when the findings arrive
+    result = execute_scan(cfg, inputs, environ=os.environ)
     assert result.code is ExitCode.UNDELIVERED
     lines = err_lines(capsys)
     assert any(line.startswith("natt-audit: error: ") and "nothing was exported" in line for line in lines)
@@ -235,9 +236,15 @@ def test_exports_go_to_the_spool_and_a_broken_spool_is_exit_5(
 
 
 def test_an_unwritable_report_is_an_output_error(scan_lab: ScanLab, lab_env: Path) -> None:
-    cfg = config(scan_lab.inventory("e-pass"), lab_env, output=str(lab_env / "no" / "such" / "dir" / "r.json"))
+    # A missing folder is refused before any host (test_preflight.py); one that goes away during
+    # the scan is still a clear OutputError once the report is due.
+    folder = lab_env / "out"
+    folder.mkdir()
+    cfg = config(scan_lab.inventory("e-pass"), lab_env, output=str(folder / "r.json"))
+    inputs = load_inputs(cfg, os.environ, stdin_isatty=False)
+    folder.rmdir()
     with pytest.raises(OutputError, match=r"cannot write the report to .*r.json") as err:
-        scan(cfg)
+        execute_scan(cfg, inputs, environ=os.environ)
     assert err.value.exit_code is ExitCode.USAGE
 
 

@@ -9,20 +9,30 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from scanner.core.errors import NattError
 from scanner.core.exitcodes import ExitCode
+from scanner.core.logsetup import setup_logging
 from scanner.engine.scan import inventory_id_of, load_inputs
 from scanner.history.journal import Journal, JournalHeader, journal_path_for, line_mac, targets_digest
 from scanner.history.store import SqliteStore
 from tests.scanner.conftest import ScanLab
-from tests.scanner.engine.test_engine_scan import config, scan
+from tests.scanner.engine.test_engine_scan import config, err_lines, scan
 from tests.support.nightly_helpers import read
 
 NOBODY = 65534
+
+
+@pytest.fixture(autouse=True)
+def _logging() -> Iterator[None]:
+    """Log as the CLI does (plain, to stderr), so the warnings are read as a user sees them."""
+    setup_logging()
+    yield
+    setup_logging()
 
 
 def interrupted(scan_lab: ScanLab, lab_env: Path) -> tuple[Path, object, bytes]:
@@ -56,7 +66,7 @@ def forged_line(scan_lab: ScanLab, lab_env: Path, mac: str) -> bytes:
 
 @pytest.mark.parametrize("mac", ["", "0" * 64, "other-key"])
 def test_appended_lines_without_the_key_refuse_the_resume(
-    scan_lab: ScanLab, lab_env: Path, caplog: pytest.LogCaptureFixture, mac: str
+    scan_lab: ScanLab, lab_env: Path, capsys: pytest.CaptureFixture[str], mac: str
 ) -> None:
     path, cfg, _ = interrupted(scan_lab, lab_env)
     if mac == "other-key":  # a well-formed code, under a key of the forger's own database
@@ -76,11 +86,11 @@ def test_appended_lines_without_the_key_refuse_the_resume(
     with SqliteStore(lab_env / "history.db") as store:
         assert store.scans() == []
     # Without --resume the forged checkpoint is discarded with a warning and the truth is scanned.
-    caplog.clear()
+    capsys.readouterr()
     result = scan(cfg)  # type: ignore[arg-type]
     assert result.code is ExitCode.FINDINGS
     assert result.summary.hosts_by_status == {"pass": 1, "fail": 1, "error": 0, "not_applicable": 0, "waived": 0}
-    warned = [r.getMessage() for r in caplog.records if r.getMessage().endswith("; starting a new scan")]
+    warned = [line for line in err_lines(capsys) if line.endswith("; starting a new scan")]
     assert len(warned) == 1 and "history.db.journal:3: the line" in warned[0]
 
 
