@@ -26,8 +26,10 @@ it or none. A server database can be added behind the same `HistoryStore` protoc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -235,8 +237,39 @@ def _migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> None:
             conn.execute("UPDATE schema_version SET version = ?", (version,))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open, keeping the error that led here."""
+    # On a full disk SQLite has already rolled the transaction back itself (SQLITE_FULL ends it):
+    # a ROLLBACK then fails with "no transaction is active" and would hide the real cause.
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def why(exc: Exception, path: Path) -> str:
+    """Return SQLite's message with the cause named when it is the disk or the file size limit."""
+    message = str(exc)
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return message
+    primary = code & 0xFF
+    if primary == sqlite3.SQLITE_FULL:
+        return f"the disk is full ({message})"
+    if primary == sqlite3.SQLITE_IOERR:
+        # SQLite reports ENOSPC as SQLITE_FULL but EFBIG (RLIMIT_FSIZE) as a plain I/O error,
+        # without errno: look at the two limits a write can hit.
+        limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if limit != resource.RLIM_INFINITY:
+            return f"the file size limit was reached (RLIMIT_FSIZE, {limit} bytes; {message})"
+        with contextlib.suppress(OSError):
+            stats = os.statvfs(path.parent if str(path.parent) else ".")
+            if stats.f_bavail * stats.f_frsize < 1024 * 1024:
+                return f"the disk is full ({message})"
+    return message
 
 
 class SqliteStore:
@@ -259,7 +292,7 @@ class SqliteStore:
             self._conn.execute("PRAGMA foreign_keys=ON")
             _migrate(self._conn, migrate_to)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the history database {self.path}: {exc}") from None
+            raise StoreError(f"cannot open the history database {self.path}: {why(exc, self.path)}") from None
 
     def __enter__(self) -> SqliteStore:
         return self
@@ -294,10 +327,10 @@ class SqliteStore:
                 work(self._conn)
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                _rollback(self._conn)
                 raise
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write to the history database {self.path}: {exc}") from None
+            raise StoreError(f"cannot write to the history database {self.path}: {why(exc, self.path)}") from None
 
     def record_scan(self, header: ReportHeader, hosts: Hosts, *, inventory_id: str) -> None:
         """Store (or replace, for a resumed scan) one scan with its hosts' observations and results.
