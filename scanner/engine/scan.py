@@ -35,7 +35,6 @@ from scanner.core.formats import Format
 from scanner.core.logsetup import fields
 from scanner.core.models import CollectOptions, Credentials, Observation
 from scanner.core.private import StateError, check_output_dir, private_dir
-from scanner.core.results import host_identity
 from scanner.engine.run import ScanOutcome, ScanRequest, run_scan, write_report
 from scanner.history.drift import by_identity, drift_between, drift_counts
 from scanner.history.journal import Journal, journal_path_for
@@ -379,19 +378,22 @@ def execute_scan(
 
 
 def _record(
-    report: ReportHeader, outcome: ScanOutcome, history: _History, inventory_id: str
+    report: ReportHeader, outcome: ScanOutcome, history: _History, inventory_id: str, floor: float
 ) -> ReportHeader | None:
     """Add drift to the report and record it; None when the database refused the write."""
     store = history.store
     assert store is not None
+    scan = report.scan
     try:
-        # Host by host from both sides: neither scan is held whole (docs/performance.md).
-        previous = store.previous_scan(inventory_id, before=report.scan.id)
+        # Against the newest scan that reached the coverage floor, each host against its last
+        # read (docs/scheduling.md#drift-across-bad-nights); host by host from both sides, neither
+        # scan held whole (docs/performance.md).
+        previous = store.baseline_scan(inventory_id, current=scan.id, started_at=scan.started_at, min_coverage=floor)
         if previous is not None:
             drift = drift_between(
                 previous.id,
                 previous.started_at,
-                store.host_reports(previous.id, host_identity),
+                store.baseline_hosts(previous, current=scan.id, started_at=scan.started_at),
                 by_identity(outcome.hosts),
             )
             report = report.model_copy(update={"drift": drift})
@@ -443,7 +445,7 @@ def _finish(
     recorded = False
     if history.store is not None:
         with stage("history-record"):
-            with_drift = _record(report, outcome, history, inventory_id)
+            with_drift = _record(report, outcome, history, inventory_id, config.baseline_min_coverage)
         if with_drift is None:
             code = combine(code, ExitCode.USAGE)
         else:

@@ -45,7 +45,8 @@ from reports.model import HostReport, ReportDocument, ReportHeader
 from scanner.core.errors import NattError
 from scanner.core.models import Observation
 from scanner.core.private import FILE_MODE, StateError, check_file, private_dir
-from scanner.core.results import Status
+from scanner.core.results import Status, host_identity
+from scanner.history.drift import Baseline
 
 SCHEMA_VERSION = 4
 
@@ -501,6 +502,43 @@ class SqliteStore:
         """Return the row of the newest complete scan of `inventory_id` that is not `before`."""
         rows = self._rows("WHERE inventory_id = ? AND id != ? AND interrupted = 0", (inventory_id, before), 1)
         return rows[0] if rows else None
+
+    def baseline_scan(
+        self, inventory_id: str, *, current: str, started_at: str, min_coverage: float
+    ) -> ScanRow | None:
+        """Return the scan `current` (started at `started_at`) is compared with, None if none.
+
+        The newest scan of the inventory started no later than `current`, other than it, not
+        interrupted, with a coverage of at least `min_coverage`: a night where most hosts could
+        not be read (a wrong password) is recorded but never becomes the baseline.
+        """
+        rows = self._rows(
+            "WHERE inventory_id = ? AND id != ? AND interrupted = 0 AND coverage >= ? AND started_at <= ?",
+            (inventory_id, current, min_coverage, started_at),
+            1,
+        )
+        return rows[0] if rows else None
+
+    def baseline_hosts(self, baseline: ScanRow, *, current: str, started_at: str) -> Iterator[Baseline]:
+        """Yield each host of `baseline` with its last read before `current`, by host identity.
+
+        The last read is the host's newest entry that was read in any scan of the inventory up to
+        `current` (excluded): the baseline's own entry, a newer one from a scan that is not a
+        baseline (low coverage, interrupted), or an older one when the baseline could not read
+        it. One host at a time, two small queries each: memory stays flat.
+        """
+        for host in self.host_reports(baseline.id, host_identity):
+            try:
+                row = self._conn.execute(
+                    "SELECT h.report FROM scans s JOIN hosts h ON h.scan_id = s.id AND h.name = ?"
+                    " WHERE s.inventory_id = ? AND s.id != ? AND s.started_at <= ?"
+                    " AND h.error_stage IS NULL AND h.integrity IS NOT NULL AND h.report IS NOT NULL"
+                    " ORDER BY s.started_at DESC, s.recorded_at DESC, s.rowid DESC LIMIT 1",
+                    (host.name, baseline.inventory_id, current, started_at),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
+            yield Baseline(host, HostReport.model_validate_json(row[0]) if row is not None else None)
 
     def previous_report(self, inventory_id: str, *, before: str) -> Report | None:
         """Return the newest complete scan of `inventory_id` that is not `before` (a scan id).

@@ -106,6 +106,7 @@ class Config(Strict):
     concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1)
     fail_on: Severity = Severity.LOW
     min_coverage: float = Field(default=1.0, ge=0.0, le=1.0)
+    baseline_min_coverage: float = Field(default=0.5, ge=0.0, le=1.0)
     log_format: Literal["plain", "json"] = "plain"
     format: Format = Format.CONSOLE
     output: str | None = None
@@ -153,6 +154,7 @@ KEYS: tuple[Key, ...] = (
     Key("concurrency", "NATT_AUDIT_CONCURRENCY"),
     Key("fail_on", "NATT_AUDIT_FAIL_ON"),
     Key("min_coverage", "NATT_AUDIT_MIN_COVERAGE"),
+    Key("baseline_min_coverage", "NATT_AUDIT_BASELINE_MIN_COVERAGE"),
     Key("log_format", "NATT_AUDIT_LOG_FORMAT"),
     Key("format", "NATT_AUDIT_FORMAT"),
     Key("output", "NATT_AUDIT_OUTPUT"),

@@ -187,6 +187,7 @@ SCAN_FLAGS: list[tuple[list[str], str, object]] = [
     (["--concurrency", "7"], "concurrency", 7),
     (["--fail-on", "high"], "fail_on", "high"),
     (["--min-coverage", "0.5"], "min_coverage", 0.5),
+    (["--baseline-min-coverage", "0.25"], "baseline_min_coverage", 0.25),
     (["--log-format", "json"], "log_format", "json"),
     (["-f", "csv"], "format", "csv"),
     (["-o", "r.json"], "output", "r.json"),
