@@ -530,7 +530,7 @@ class SqliteStore:
         for host in self.host_reports(baseline.id, host_identity):
             try:
                 row = self._conn.execute(
-                    "SELECT h.report FROM scans s JOIN hosts h ON h.scan_id = s.id AND h.name = ?"
+                    "SELECT s.id, h.report FROM scans s JOIN hosts h ON h.scan_id = s.id AND h.name = ?"
                     " WHERE s.inventory_id = ? AND s.id != ? AND s.started_at <= ?"
                     " AND h.error_stage IS NULL AND h.integrity IS NOT NULL AND h.report IS NOT NULL"
                     " ORDER BY s.started_at DESC, s.recorded_at DESC, s.rowid DESC LIMIT 1",
@@ -538,7 +538,12 @@ class SqliteStore:
                 ).fetchone()
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
-            yield Baseline(host, HostReport.model_validate_json(row[0]) if row is not None else None)
+            if row is None:
+                yield Baseline(host, None)
+            elif row[0] == baseline.id:
+                yield Baseline(host, host)  # the usual case: the baseline read it, nothing newer did
+            else:
+                yield Baseline(host, HostReport.model_validate_json(row[1]))
 
     def previous_report(self, inventory_id: str, *, before: str) -> Report | None:
         """Return the newest complete scan of `inventory_id` that is not `before` (a scan id).
