@@ -20,6 +20,7 @@ import pytest
 from reports.export.destinations import parse_destination
 from reports.export.spool import Spool, SpoolError
 from scanner.core.atomic import write_atomic
+from scanner.core.logsetup import setup_logging
 from scanner.core.private import StateError
 from scanner.history.journal import Journal, JournalError, JournalHeader, read_journal
 from scanner.history.lock import ScanLock
@@ -174,8 +175,9 @@ def test_the_database_and_its_wal_and_shm_are_checked_before_sqlite_opens_them(
 
 
 def test_a_database_others_can_write_is_refused_and_one_they_can_read_is_tightened(
-    private: Path, caplog: pytest.LogCaptureFixture
+    private: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    setup_logging()  # the warning goes to stderr as the CLI logs it
     db = private / "history.db"
     SqliteStore(db).close()
     db.chmod(0o666)
@@ -184,7 +186,8 @@ def test_a_database_others_can_write_is_refused_and_one_they_can_read_is_tighten
     db.chmod(0o644)  # what natt-audit itself used to create
     SqliteStore(db).close()
     assert mode(db) == 0o600
-    assert any("made it 0600" in r.getMessage() for r in caplog.records)
+    warned = f"natt-audit: warning: {db} was readable by other users (mode 0o644); made it 0600\n"
+    assert capsys.readouterr().err == warned
 
 
 # --- created private whatever the umask -----------------------------------------------------------
