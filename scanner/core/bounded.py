@@ -132,8 +132,3 @@ def read_bounded_stat(
 def read_bounded(path: str | Path, cap: int, *, pipes: bool = False, timeout: float = PIPE_TIMEOUT) -> bytes:
     """Return the content of a regular file (or, with `pipes`, a pipe) of at most `cap` bytes."""
     return read_bounded_stat(path, cap, pipes=pipes, timeout=timeout)[0]
-
-
-def check_readable(path: str | Path, cap: int) -> None:
-    """Refuse, as read_bounded would, a file that is missing, not regular, unreadable or over `cap`."""
-    read_bounded(path, cap)
