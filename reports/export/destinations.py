@@ -12,6 +12,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from pydantic import SecretStr
 
+from scanner.core.bounded import InputFileError, read_bounded
 from scanner.core.errors import NattError
 from scanner.core.models import Frozen
 from scanner.core.sanitize import one_line
@@ -259,14 +260,12 @@ def load_token(destination: Destination, env: Mapping[str, str] | None = None) -
     if destination.token_file is not None:
         path = Path(destination.token_file)
         try:
-            with path.open("rb") as handle:
-                data = handle.read(_TOKEN_FILE_LIMIT + 1)
-        except OSError as exc:
-            raise DestinationError(
-                f"cannot read the HEC token file {one_line(str(path))}: {exc.strerror}"
-            ) from None
-        if len(data) > _TOKEN_FILE_LIMIT:
-            raise DestinationError(f"the HEC token file {one_line(str(path))} is too large to be a token")
+            # bounded, a pipe allowed within a timeout, a device refused (scanner/core/bounded.py)
+            data = read_bounded(path, _TOKEN_FILE_LIMIT, pipes=True)
+        except InputFileError as exc:
+            if exc.too_large:
+                raise DestinationError(f"the HEC token file {one_line(str(path))} is too large to be a token") from None
+            raise DestinationError(f"cannot read the HEC token file {one_line(str(path))}: {exc.reason}") from None
         try:
             token = data.decode("utf-8").strip()
         except UnicodeDecodeError:

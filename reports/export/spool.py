@@ -1,7 +1,12 @@
-"""The on-disk spool: findings per scan (JSON Lines, fsync, atomic rename) and per-destination acks."""
+"""The on-disk spool: findings per scan (JSON Lines, fsync, atomic rename) and per-destination acks.
+
+The spool is private state (docs/security.md#shared-state-directory): folders 0700, files 0600,
+nothing written or read through a link, nothing used that another user owns.
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -15,6 +20,7 @@ from reports.export.destinations import Destination
 from reports.findings import Finding, JsonValue, from_record, json_line, to_record
 from scanner.core.atomic import write_atomic
 from scanner.core.errors import NattError
+from scanner.core.private import StateError, open_private, private_dir
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -40,10 +46,36 @@ def _file_name(scan_id: str) -> str:
     return "scan-" + hashlib.sha256(scan_id.encode("utf-8", "backslashreplace")).hexdigest()[:32]
 
 
-def _append_durably(path: Path, text: str) -> None:
+def _folder(root: Path, path: Path) -> None:
+    """Create (0700) or check a spool folder and each one above it up to the spool's root."""
+    chain = [path, *(parent for parent in path.parents if root in parent.parents or parent == root)]
+    try:
+        for folder in reversed(chain):
+            private_dir(folder)
+    except StateError as exc:
+        raise SpoolError(str(exc)) from None
+
+
+def _read_private(path: Path) -> bytes | None:
+    """Return a spool file's content (None if absent); a link or a file not ours is refused."""
+    try:
+        fd = open_private(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except StateError as exc:
+        raise SpoolError(str(exc)) from None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def _append_durably(root: Path, path: Path, text: str) -> None:
     """Append `text` and fsync, so an acknowledgement survives a crash right after it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    _folder(root, path.parent)
+    try:
+        # O_NOFOLLOW, 0600, ours: a link planted at an .acks name is refused, never appended through.
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND, create=True)
+    except StateError as exc:
+        raise SpoolError(str(exc)) from None
     try:
         data = text.encode("utf-8")
         while data:
@@ -70,9 +102,9 @@ class Spool:
         """Spool the findings of a scan atomically: a reader sees all of them or the previous file."""
         path = self.scan_path(scan_id)
         data = "".join(json_line(to_record(f)) + "\n" for f in findings).encode("utf-8")
+        _folder(self.root, self.scans)
         try:
-            self.scans.mkdir(parents=True, exist_ok=True)
-            if path.is_file() and path.read_bytes() == data:
+            if _read_private(path) == data:
                 return path  # the same scan spooled again: nothing to do
             write_atomic(path, data)
         except OSError as exc:
@@ -83,7 +115,7 @@ class Spool:
         """Return the scans in the spool, oldest file first."""
         if not self.scans.is_dir():
             return []
-        files = sorted(self.scans.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+        files = sorted(self.scans.glob("*.jsonl"), key=lambda p: (p.lstat().st_mtime_ns, p.name))
         ids: list[str] = []
         for path in files:
             findings = self._read(path)
@@ -93,7 +125,12 @@ class Spool:
 
     def _read(self, path: Path) -> list[Finding]:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            raw = _read_private(path)
+            if raw is None:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+            lines = raw.decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise SpoolError(f"cannot read the spool file {path}: not UTF-8") from None
         except OSError as exc:
             raise SpoolError(f"cannot read the spool file {path}: {exc.strerror or exc}") from None
         findings: list[Finding] = []
@@ -116,9 +153,9 @@ class Spool:
         path = self._dest_dir(destination) / "destination.json"
         record: dict[str, JsonValue] = {"dest": destination.text}
         data = (json_line(record) + "\n").encode("utf-8")
+        _folder(self.root, path.parent)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.is_file() or path.read_bytes() != data:
+            if _read_private(path) != data:
                 write_atomic(path, data)
         except OSError as exc:
             raise SpoolError(f"cannot write the spool state {path}: {exc.strerror or exc}") from None
@@ -130,7 +167,7 @@ class Spool:
             return texts
         for path in sorted(self.state.glob("*/destination.json")):
             try:
-                record = json.loads(path.read_text(encoding="utf-8"))
+                record = json.loads(_read_private(path) or b"null")
             except (OSError, ValueError) as exc:
                 raise SpoolError(f"cannot read {path}: {type(exc).__name__}") from None
             if isinstance(record, dict) and isinstance(record.get("dest"), str):
@@ -163,11 +200,12 @@ class Spool:
         acked: set[str] = set()
         dead: set[str] = set()
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return acked, dead
+            raw = _read_private(path)
         except OSError as exc:
             raise SpoolError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if raw is None:
+            return acked, dead
+        text = raw.decode("utf-8", "replace")
         for line in text.split("\n"):
             # a line cut by a crash is not a full "X uuid" line and is ignored: that event is resent
             kind, _, uid = line.partition(" ")
@@ -184,7 +222,7 @@ class Spool:
             return
         path = self._acks_path(destination, scan_id)
         try:
-            _append_durably(path, text)
+            _append_durably(self.root, path, text)
         except OSError as exc:
             raise SpoolError(f"cannot record acknowledgements in {path}: {exc.strerror or exc}") from None
 
@@ -203,6 +241,6 @@ class Spool:
             return
         path = self.dead_letter_path(destination)
         try:
-            _append_durably(path, "".join(json_line(r) + "\n" for r in records))
+            _append_durably(self.root, path, "".join(json_line(r) + "\n" for r in records))
         except OSError as exc:
             raise SpoolError(f"cannot write the dead-letter file {path}: {exc.strerror or exc}") from None

@@ -8,19 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from pydantic import ValidationError
-
-from reports.hosts import parse_report
 from reports.model import HostReport, PolicyRef
 from rules.compile import compile_policies
 from rules.explain import NodeTrace, RuleTrace, explain
 from rules.loader import Policy, builtin_policy, load_policy, resolve_policies
+from scanner.cli.export import load_report
 from scanner.core.errors import UsageError
 from scanner.core.exitcodes import ExitCode
 from scanner.core.models import Observation, Target
 from scanner.core.sanitize import one_line
-from scanner.core.wording import count
-from scanner.core.yamlfile import FileError
 
 log = logging.getLogger("natt_audit.explain")
 
@@ -108,15 +104,7 @@ def _policies_as_scanned(refs: Sequence[PolicyRef], report_path: str) -> list[Po
 
 def run_explain(report_path: str, host_name: str, policy_specs: Sequence[str], out: TextIO) -> int:
     """Print how each result of `host_name` in the report was derived; a NattError on bad input."""
-    try:
-        raw = Path(report_path).read_text(encoding="utf-8")
-        report = parse_report(raw)
-    except OSError as exc:
-        raise FileError(report_path, None, None, exc.strerror or str(exc)) from None
-    except ValidationError as exc:
-        raise FileError(
-            report_path, None, None, f"not a natt-audit JSON report ({count(exc.error_count(), 'problem')})"
-        ) from None
+    report = load_report(report_path)  # bounded, regular files only (scanner/core/bounded.py)
     matches = [h for h in report.hosts if h.name == host_name] or [
         h for h in report.hosts if h.name.lower() == host_name.lower()
     ]

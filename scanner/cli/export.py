@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -15,6 +14,7 @@ from reports.export.spool import default_spool_dir
 from reports.formats import render
 from reports.hosts import Report, parse_report
 from scanner.cli.options import Subparsers
+from scanner.core.bounded import InputFileError, read_bounded
 from scanner.core.exitcodes import ExitCode
 from scanner.core.formats import EXPORT_FORMATS, Format
 from scanner.core.yamlfile import FileError
@@ -50,13 +50,15 @@ def destinations(texts: list[str] | None) -> list[Destination]:
 
 def load_report(path: str) -> Report:
     """Read a JSON report written by `scan -f json`; FileError (exit 2) when it is not one."""
-    source = Path(path)
     try:
-        if source.stat().st_size > REPORT_LIMIT:
-            raise FileError(path, None, None, f"larger than {REPORT_LIMIT} bytes; not a natt-audit JSON report")
-        return parse_report(source.read_bytes())
-    except OSError as exc:
-        raise FileError(path, None, None, f"cannot read it: {exc.strerror or exc}") from None
+        raw = read_bounded(path, REPORT_LIMIT)
+    except InputFileError as exc:
+        if exc.too_large:
+            too_big = f"larger than {REPORT_LIMIT} bytes; not a natt-audit JSON report"
+            raise FileError(path, None, None, too_big) from None
+        raise FileError(path, None, None, f"cannot read it: {exc.reason}") from None
+    try:
+        return parse_report(raw)
     except (ValueError, ValidationError) as exc:
         raise FileError(path, None, None, f"not a natt-audit JSON report ({type(exc).__name__})") from None
 

@@ -12,6 +12,7 @@ from rich.console import Console, RenderableType
 
 from scanner.cli.options import config_flags
 from scanner.core.errors import UsageError
+from scanner.core.logsetup import set_format
 from scanner.core.wording import percent
 from scanner.history.store import ScanRow, SqliteStore, StoreError
 from scanner.inputs.config import database_path, load_config
@@ -46,6 +47,7 @@ def print_renderable(renderable: RenderableType) -> None:
 def open_history(args: argparse.Namespace) -> SqliteStore:
     """Open the history database named by --db, the config file or the default; StoreError if absent."""
     loaded = load_config(path=args.config, environ=os.environ, flags=config_flags(args))
+    set_format(loaded.config.log_format)  # the config file or the environment may choose json
     path = database_path(loaded.config)
     if not Path(path).exists():
         raise StoreError(f"no history database at {path}; run `natt-audit scan` first (or give --db)")

@@ -109,6 +109,14 @@ def register(subparsers: Subparsers) -> None:
     )
     config_option(
         parser,
+        "--baseline-min-coverage",
+        key="baseline_min_coverage",
+        type=fraction,
+        metavar="F",
+        help="a scan below this coverage is recorded but never the baseline of drift (default 0.5)",
+    )
+    config_option(
+        parser,
         "--waivers",
         key="waivers",
         action="append",

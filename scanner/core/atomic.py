@@ -5,21 +5,25 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, TextIO
+
+from scanner.core.private import create_exclusive
 
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces `path` (fsync, then rename) when the block ends normally.
 
-    If the block raises, the temp file is deleted and `path` is left as it was.
+    The file is 0600. If the block raises, the temp file is deleted and `path` is left as it was.
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    # O_CREAT | O_EXCL | O_NOFOLLOW under a random name, exactly 0600 whatever the umask: a link
+    # planted in the folder is never written through (docs/security.md#shared-state-directory).
+    # The rename below replaces a link at the final name; it never follows it.
+    fd, tmp = create_exclusive(folder, target.name)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle

@@ -1,7 +1,8 @@
 """Logging to stderr: the one path for errors, warnings, summaries and `-v` detail.
 
-Everything natt-audit says on stderr (except the progress bar and argparse's --help) is a record
-of the `natt_audit` logger, set up once by `setup_logging`:
+Everything natt-audit says on stderr (except the progress bar, the password prompt and argparse's
+--help) is a record of the `natt_audit` logger, set up once by `setup_logging`, which also routes
+other libraries' warnings and Python's `warnings` through the same handler and format:
 
 - plain: one prefix per line, `natt-audit: error: ...`, `natt-audit: warning: ...`,
   `natt-audit: debug: ...`, and `natt-audit: ...` for information (the scan summary);
@@ -109,6 +110,21 @@ def setup_logging(*, verbose: bool = False, fmt: LogFormat = "plain") -> None:
     """Send natt-audit's records to stderr in `fmt`; debug detail only with --verbose."""
     set_format(fmt)
     logging.getLogger(LOGGER).setLevel(logging.DEBUG if verbose else logging.INFO)
+    _route_the_rest()
+
+
+def _route_the_rest() -> None:
+    """Send other libraries' warnings and Python's `warnings` through the same handler and format."""
+    # Without this, a warning logged by a library (pyspnego, pywinrm, cryptography) reaches stderr
+    # through logging.lastResort, and a `warnings.warn` through warnings.showwarning: raw lines
+    # that break `--log-format json` and are not made inert. The root logger keeps its WARNING
+    # level, so library debug chatter stays out, with or without -v.
+    handler = _handler()
+    root = logging.getLogger()
+    if handler not in root.handlers:
+        root.addHandler(handler)
+    logging.captureWarnings(False)  # captureWarnings(True) does nothing if it ran before, even when
+    logging.captureWarnings(True)  # warnings.showwarning was replaced since (a catch_warnings block)
 
 
 def set_format(fmt: LogFormat) -> None:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from scanner.core import validation
+from scanner.core.bounded import InputFileError, read_bounded
 from scanner.core.errors import NattError
 
 MAX_BYTES = 1024 * 1024  # far above any real policy; a 10 MB file is refused unread
@@ -245,15 +246,12 @@ def load_text(text: str, path: str, *, max_bytes: int = MAX_BYTES) -> YamlDocume
 
 
 def load_file(path: str | Path, *, max_bytes: int = MAX_BYTES) -> YamlDocument:
-    """Read and parse one YAML file, refusing it unread when it is too large."""
+    """Read (at most `max_bytes` + 1 bytes of a regular file) and parse one YAML file."""
     p = Path(path)
     try:
-        size = p.stat().st_size
-        if size > max_bytes:
-            raise FileError(str(p), None, None, f"file is {size} bytes, over the {max_bytes}-byte limit")
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise FileError(str(p), None, None, exc.strerror or str(exc)) from None
+        raw = read_bounded(p, max_bytes)
+    except InputFileError as exc:
+        raise FileError(str(p), None, None, exc.reason) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -27,12 +28,13 @@ from reports.hosts import Hosts
 from reports.model import Drift, ReportHeader, ScanInfo, Summary
 from rules.loader import Policy, resolve_policies
 from rules.waivers import WaiverSet, load_waivers
+from scanner.core.bounded import InputFileError, read_bounded
 from scanner.core.errors import OutputError
 from scanner.core.exitcodes import ExitCode, combine
 from scanner.core.formats import Format
 from scanner.core.logsetup import fields
 from scanner.core.models import CollectOptions, Credentials, Observation
-from scanner.core.results import host_identity
+from scanner.core.private import StateError, check_output_dir, private_dir
 from scanner.core.wording import count, percent
 from scanner.engine.collector import Collector
 from scanner.engine.run import ScanOutcome, ScanRequest, now_rfc3339, run_scan, write_report
@@ -42,7 +44,7 @@ from scanner.history.journal import BreakerStop, Journal, journal_path_for
 from scanner.history.lock import ScanLock
 from scanner.history.resume import ScanStart, plan_start
 from scanner.history.store import SqliteStore, StoreError, open_store
-from scanner.inputs.config import Config, ConfigError, database_path, format_duration
+from scanner.inputs.config import Config, ConfigError, database_path, format_duration, redact
 from scanner.inputs.credentials import ENV_PASSWORD, ENV_USERNAME, load_credentials
 from scanner.inputs.inventory import Inventory, load_inventory
 
@@ -132,8 +134,58 @@ def collect_options(config: Config) -> CollectOptions:
     )
 
 
+MAX_CA_BYTES = 16 * 1024 * 1024  # a CA bundle of every public root is ~250 KB
+
+
+def _check_ca_file(path: str, what: str) -> None:
+    """Refuse a CA file that is missing, not a regular file, too large or holds no PEM certificate."""
+    try:
+        data = read_bounded(path, MAX_CA_BYTES)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=data.decode("ascii"))
+    except InputFileError as exc:
+        raise ConfigError(f"{what} {exc}") from None
+    except (UnicodeDecodeError, ValueError, ssl.SSLError):
+        raise ConfigError(f"{what} {path}: holds no PEM certificate") from None
+
+
+def _output_folder(path: str, what: str) -> None:
+    if os.path.isdir(path):
+        raise OutputError(f"{what}: {path} is a folder; give a file name")
+    try:
+        check_output_dir(Path(path).parent if str(Path(path).parent) else Path("."), what)
+    except StateError as exc:
+        raise OutputError(str(exc)) from None
+
+
+def preflight(config: Config, destinations: list[Destination], environ: Mapping[str, str]) -> None:
+    """Check everything the scan will write or read later, before the first host costs a logon.
+
+    The report's folder (-o), the history database's folder (made 0700 if new), export files and
+    the spool, CA bundles. Found only after the scan, any of these would have spent every logon
+    for a report that cannot be written (docs/security.md#inputs-and-the-machine).
+    """
+    if config.output:
+        _output_folder(config.output, "-o/--output")
+    if config.history:
+        db = database_path(config, environ)
+        private_dir(db.parent if str(db.parent) else ".")  # StateError (exit 2) when shared
+    if config.ca_bundle:
+        _check_ca_file(config.ca_bundle, "--ca-bundle")
+    for destination in destinations:
+        if destination.kind is Kind.FILE and destination.path is not None:
+            _output_folder(destination.path, f"--export {destination.path}")
+        if destination.ca_file is not None:
+            _check_ca_file(destination.ca_file, f"--export {redact(destination.text)}: ca=")
+    if destinations:
+        spool = default_spool_dir()
+        try:
+            private_dir(spool)
+        except StateError as exc:
+            raise SpoolError(f"the export spool: {exc}") from None
+
+
 def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: bool) -> ScanInputs:
-    """Load and validate every input of a scan; any problem raises a NattError (exit 2)."""
+    """Load and validate every input of a scan, then `preflight`; any problem raises a NattError (exit 2)."""
     if config.inventory is None:
         raise ConfigError("no inventory: give -i/--inventory, `inventory` in the config file, or NATT_AUDIT_INVENTORY")
     with stage("inputs"):
@@ -146,6 +198,7 @@ def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: boo
         for destination in destinations:
             if destination.is_network and destination.kind is Kind.HEC:
                 load_token(destination, environ)  # refuse a missing token now, not after the scan
+        preflight(config, destinations, environ)
         collector: Collector | None = None
         if config.broker:
             # Logged on now: a wrong broker password is exit 2 before anything is queued.
@@ -255,8 +308,10 @@ def _open_history(db: Path, inputs: ScanInputs, inventory_id: str, *, resume: bo
         return history
     jpath = journal_path_for(db)
     try:
+        key = history.store.journal_key()
         start = plan_start(
             jpath,
+            key=key,
             inventory_id=inventory_id,
             targets=inputs.inventory.targets,
             policies=[p.name for p in inputs.policies],
@@ -270,12 +325,12 @@ def _open_history(db: Path, inputs: ScanInputs, inventory_id: str, *, resume: bo
         log.log(note.level, "%s", note.message, extra=fields(**note.fields))
     history.start = start
     try:
-        history.journal = Journal(jpath, start.header, fresh=not start.resumed)
-    except OSError as exc:
+        history.journal = Journal(jpath, start.header, key, fresh=not start.resumed)
+    except (OSError, StateError) as exc:
         log.warning(
             "cannot write the checkpoint journal %s (%s): this scan cannot be resumed",
             jpath,
-            exc.strerror or type(exc).__name__,
+            (exc.strerror if isinstance(exc, OSError) else str(exc)) or type(exc).__name__,
         )
     log.debug("history: database %s, scan %s (%s)", db, start.scan_id, "resumed" if start.resumed else "new")
     return history
@@ -365,19 +420,22 @@ def execute_scan(
 
 
 def _record(
-    report: ReportHeader, outcome: ScanOutcome, history: _History, inventory_id: str
+    report: ReportHeader, outcome: ScanOutcome, history: _History, inventory_id: str, floor: float
 ) -> ReportHeader | None:
     """Add drift to the report and record it; None when the database refused the write."""
     store = history.store
     assert store is not None
+    scan = report.scan
     try:
-        # Host by host from both sides: neither scan is held whole (docs/performance.md).
-        previous = store.previous_scan(inventory_id, before=report.scan.id)
+        # Against the newest scan that reached the coverage floor, each host against its last
+        # read (docs/scheduling.md#drift-across-bad-nights); host by host from both sides, neither
+        # scan held whole (docs/performance.md).
+        previous = store.baseline_scan(inventory_id, current=scan.id, started_at=scan.started_at, min_coverage=floor)
         if previous is not None:
             drift = drift_between(
                 previous.id,
                 previous.started_at,
-                store.host_reports(previous.id, host_identity),
+                store.baseline_hosts(previous, current=scan.id, started_at=scan.started_at),
                 by_identity(outcome.hosts),
             )
             report = report.model_copy(update={"drift": drift})
@@ -481,7 +539,7 @@ def _finish(
     recorded = False
     if history.store is not None:
         with stage("history-record"):
-            with_drift = _record(report, outcome, history, inventory_id)
+            with_drift = _record(report, outcome, history, inventory_id, config.baseline_min_coverage)
         if with_drift is None:
             code = combine(code, ExitCode.USAGE)
         else:

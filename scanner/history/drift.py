@@ -1,11 +1,19 @@
-"""Drift between two scans of one inventory. Pure.
+"""Drift between a scan and its baseline, host by host. Pure.
+
+The baseline is a recorded scan of the same inventory (for a scan being recorded: the newest
+complete one whose coverage reaches `baseline_min_coverage`, docs/config.md). It decides who
+joined, who left and who became unreachable or reachable again. Findings and settings are
+compared with each host's *last read*: its entry in the baseline if the baseline read it, else
+its newest read in an earlier scan (`Baseline.last_read`, found by the store). So a night where
+a host, or the whole estate, could not be read changes nothing about its findings: a failure
+seen again is not new, and a failure that is gone is resolved (docs/scheduling.md#drift-across-bad-nights).
 
 A finding is *open* while its result is `fail`; `waived` and `not_applicable` count as not
 failing (like the exit code). A result in `error` says nothing about the finding: a host that
 cannot be read keeps its findings as they were and shows up in `newly_unreachable` instead.
 
 - new failure: `fail` now; before pass / waived / not_applicable / absent (the host joined or
-  the rule is new) / error (the host could not be read last time).
+  the rule is new) / error (the host was never read before).
 - resolved failure: `fail` before; now pass / waived / not_applicable on the same host and rule.
   A host that left the inventory is listed in `left`, and a rule dropped from the policy is simply
   no longer evaluated: neither was fixed, so neither is "resolved" nor closes its SIEM finding.
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from reports.build import host_sort_key
 from reports.hosts import Hosts, Report
@@ -34,6 +43,14 @@ SETTING_FIELDS: tuple[str, ...] = (
     "applicable_key",
     "stray",
 )
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One host of the baseline scan, with its last read entry (None: never read)."""
+
+    host: HostReport
+    last_read: HostReport | None
 
 
 def _reason(host: HostReport) -> str:
@@ -116,14 +133,19 @@ def by_identity(hosts: Hosts) -> Iterable[HostReport]:
     return hosts.ordered(host_identity)
 
 
+def _as_baseline(host: HostReport | Baseline) -> Baseline:
+    # A plain scan entry (`diff A B`) is its own last read, read or not, as drift always was.
+    return host if isinstance(host, Baseline) else Baseline(host, host)
+
+
 def _merge(
-    before: Iterable[HostReport], after: Iterable[HostReport]
-) -> Iterator[tuple[str, HostReport | None, HostReport | None]]:
+    before: Iterable[HostReport | Baseline], after: Iterable[HostReport]
+) -> Iterator[tuple[str, Baseline | None, HostReport | None]]:
     """Join two host streams sorted by identity: (identity, before or None, after or None)."""
-    olds, news = iter(before), iter(after)
+    olds, news = (_as_baseline(host) for host in before), iter(after)
     old, new = next(olds, None), next(news, None)
     while old is not None or new is not None:
-        old_key = host_identity(old.name) if old is not None else None
+        old_key = host_identity(old.host.name) if old is not None else None
         new_key = host_identity(new.name) if new is not None else None
         if new_key is None or (old_key is not None and old_key < new_key):
             assert old_key is not None
@@ -140,13 +162,14 @@ def _merge(
 def drift_between(
     previous_scan_id: str,
     previous_started_at: str,
-    before: Iterable[HostReport],
+    before: Iterable[HostReport | Baseline],
     after: Iterable[HostReport],
 ) -> Drift:
     """Return the drift between two host streams, each sorted by `host_identity`, one per identity.
 
-    Only one host of each side is in memory at a time (a history scan of 10,000 hosts is read
-    from the database row by row); the result holds the changes only.
+    `before` holds the baseline scan's hosts, each either with its last read (`Baseline`) or
+    plain (then compared as it is). Only one host of each side is in memory at a time (a history
+    scan of 10,000 hosts is read from the database row by row); the result holds the changes only.
     """
     new_failures: list[FindingDrift] = []
     resolved: list[FindingDrift] = []
@@ -156,12 +179,15 @@ def drift_between(
     back: list[HostDrift] = []
     joined: list[str] = []
     left: list[str] = []
-    for key, before_host, after_host in _merge(before, after):
+    for key, base, after_host in _merge(before, after):
+        before_host = base.host if base is not None else None
         name = after_host.name if after_host is not None else before_host.name if before_host is not None else key
-        opened, closed, still = _finding_changes(name, before_host, after_host)
+        # Findings and settings against the host's last read; reachability against the baseline.
+        last = (base.last_read or base.host) if base is not None else None
+        opened, closed, still = _finding_changes(name, last, after_host)
         new_failures += opened
         resolved += closed
-        if before_host is None:
+        if before_host is None or last is None:
             joined.append(name)
             continue
         if after_host is None:
@@ -171,7 +197,7 @@ def drift_between(
             unreachable.append(HostDrift(host=name, reason=_reason(after_host)))
         elif not _is_read(before_host) and _is_read(after_host):
             back.append(HostDrift(host=name, reason=_reason(before_host)))
-        changes = _setting_changes(before_host, after_host)
+        changes = _setting_changes(last, after_host)
         settings += changes
         if changes:
             changed_failures += still

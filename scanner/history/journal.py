@@ -12,6 +12,13 @@ The header also holds the fingerprint of the credentials the scan used (never th
 scanner/inputs/credentials.py). A scan the lockout breaker stopped leaves a journal of its header
 alone, marked with the breaker's outcome, so that `--resume` refuses to spend the same
 credentials again (scanner/history/resume.py; docs/authentication.md#lockout-safety).
+
+A resume records what the journal says as that night's facts, so the journal must not be
+forgeable (docs/security.md#shared-state-directory). Each line ends with a tab and the hex
+HMAC-SHA256 of the line under the history database's `journal_key` (made with the schema,
+scanner/history/store.py), bound to the scan id; a journal that is not a private file of the
+scanning user, or with a complete line whose code does not match, is refused as a whole: no
+line of it is used, none is silently dropped.
 """
 
 from __future__ import annotations
@@ -19,11 +26,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import hmac
 import json
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +39,11 @@ from pydantic import ValidationError
 
 from scanner.core.errors import NattError
 from scanner.core.models import Observation, Target
+from scanner.core.private import StateError, create_exclusive, open_private
 from scanner.inputs.credentials import CredentialFingerprint
 
-JOURNAL_FORMAT = 1
+JOURNAL_FORMAT = 2  # 2: every line authenticated (HMAC-SHA256); 1 had no authentication
+_MAC_CONTEXT = b"natt-audit journal 2\0"
 
 
 SYNC_INTERVAL = 0.2  # seconds between fdatasync calls of the checkpoint journal (group commit)
@@ -107,37 +117,104 @@ class JournalState:
     observations: tuple[Observation, ...]
 
 
-def _write_header(path: Path, header: JournalHeader) -> None:
-    """Write a journal holding only `header`, atomically.
+def line_mac(key: bytes, scan_id: str, text: bytes) -> str:
+    """Return the hex HMAC-SHA256 that authenticates one journal line of scan `scan_id`."""
+    message = _MAC_CONTEXT + scan_id.encode("utf-8") + b"\0" + text
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
-    The header goes to a temp file renamed in: a crash leaves no journal, the previous one, or a
-    journal with a whole header, never half of one.
+
+def _signed(key: bytes, scan_id: str, text: str) -> bytes:
+    data = text.encode("utf-8")
+    return data + b"\t" + line_mac(key, scan_id, data).encode("ascii") + b"\n"
+
+
+def _write_header(path: Path, header: JournalHeader, key: bytes) -> None:
+    """Write a journal holding only `header`, authenticated, atomically.
+
+    The header goes to a new temp file (O_EXCL, no link followed, 0600) renamed in: a crash leaves
+    no journal, the previous one, or a journal with a whole header, never half of one.
     """
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        handle.write(header.to_json().encode("utf-8") + b"\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def read_journal(path: Path) -> JournalState | None:
-    """Return the journal at `path`, None if there is none; JournalError if it is unusable."""
+    fd, tmp = create_exclusive(path.parent, path.name)
     try:
-        data = path.read_bytes()
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(_signed(key, header.scan_id, header.to_json()))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _lines(handle: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
+    """Yield (number, line) for every complete line; the part after the last newline is a torn write."""
+    for number, line in enumerate(handle, start=1):
+        if line.endswith(b"\n"):
+            yield number, line[:-1]
+
+
+def _verified(path: Path, number: int, line: bytes, key: bytes, scan_id: str | None) -> bytes:
+    """Return the JSON part of an authenticated line; JournalError if its code does not match."""
+    text, tab, mac = line.rpartition(b"\t")
+    if not tab:
+        raise JournalError(f"{path}:{number}: the line carries no authentication code; natt-audit did not write it")
+    if scan_id is None:  # the header: the scan id it claims is checked by the code itself
+        try:
+            scan_id = str(json.loads(text)["scan_id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise JournalError(f"{path}:{number}: unreadable journal header ({type(exc).__name__})") from None
+    if not hmac.compare_digest(mac, line_mac(key, scan_id, text).encode("ascii")):
+        raise JournalError(
+            f"{path}:{number}: the line's authentication code does not match: the journal was changed "
+            "outside natt-audit (or belongs to another history database); it cannot be trusted"
+        )
+    return text
+
+
+def _open_journal(path: Path) -> int | None:
+    try:
+        return open_private(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
+    except StateError as exc:
+        raise JournalError(f"cannot read the journal: {exc}; a journal must be the scanning user's own file") from None
     except OSError as exc:
         raise JournalError(f"cannot read the journal {path}: {exc.strerror or exc}") from None
-    lines = data.split(b"\n")
-    complete = lines[:-1]  # the part after the last newline is a torn write (or empty)
-    if not complete:
-        return None  # the header itself was never fully written: nothing to resume
+
+
+def read_journal(path: Path, key: bytes) -> JournalState | None:
+    """Return the journal at `path`, None if there is none; JournalError if it is unusable or forged."""
+    fd = _open_journal(path)
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        lines = _lines(iter(handle))
+        first = next(lines, None)
+        if first is None:
+            return None  # the header itself was never fully written: nothing to resume
+        number, line = first
+        if b"\t" not in line and line.lstrip().startswith(b"{"):
+            raise JournalError(f"{path}:1: a journal of an older natt-audit, without line authentication")
+        header = _header(path, _verified(path, number, line, key, None))
+        observations: dict[str, Observation] = {}
+        for number, line in lines:
+            text = _verified(path, number, line, key, header.scan_id)
+            try:
+                record = json.loads(text)
+                observation = Observation.model_validate(record["observation"])
+            except (ValueError, KeyError, TypeError, ValidationError) as exc:
+                raise JournalError(f"{path}:{number}: unreadable journal line ({type(exc).__name__})") from None
+            observations[observation.target.name] = observation
+    return JournalState(header=header, observations=tuple(observations.values()))
+
+
+def _header(path: Path, text: bytes) -> JournalHeader:
     try:
-        head = json.loads(complete[0])
+        head = json.loads(text)
         if head.get("type") != "start" or head.get("format") != JOURNAL_FORMAT:
             raise JournalError(f"{path}:1: not a natt-audit journal header")
-        header = JournalHeader(
+        return JournalHeader(
             scan_id=str(head["scan_id"]),
             started_at=str(head["started_at"]),
             inventory_id=str(head["inventory_id"]),
@@ -150,41 +227,35 @@ def read_journal(path: Path) -> JournalState | None:
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise JournalError(f"{path}:1: unreadable journal header ({type(exc).__name__})") from None
-    observations: dict[str, Observation] = {}
-    for number, line in enumerate(complete[1:], start=2):
-        try:
-            record = json.loads(line)
-            observation = Observation.model_validate(record["observation"])
-        except (ValueError, KeyError, TypeError, ValidationError) as exc:
-            raise JournalError(f"{path}:{number}: unreadable journal line ({type(exc).__name__})") from None
-        observations[observation.target.name] = observation
-    return JournalState(header=header, observations=tuple(observations.values()))
 
 
 class Journal:
-    """An open journal being appended to; thread-safe, every line fsync'ed."""
+    """An open journal being appended to; thread-safe, every line authenticated and fsync'ed."""
 
-    def __init__(self, path: Path, header: JournalHeader, *, fresh: bool) -> None:
+    def __init__(self, path: Path, header: JournalHeader, key: bytes, *, fresh: bool) -> None:
         self.path = path
         self.header = header
+        self._key = key
         self._lock = threading.Lock()
         if fresh:
-            _write_header(path, header)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            _write_header(path, header, key)
+        self._fd = open_private(path, os.O_RDWR | os.O_APPEND)
         self._synced_at = 0.0
         if not fresh:
             self._drop_torn_tail()
 
     def _drop_torn_tail(self) -> None:
-        data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end != len(data):
-            os.ftruncate(self._fd, end)
+        # Only the end of the file is read: a torn line is one observation, far below 1 MiB.
+        size = os.fstat(self._fd).st_size
+        window = min(size, 1 << 20)
+        cut = os.pread(self._fd, window, size - window).rfind(b"\n")
+        if cut >= 0 and size - window + cut + 1 != size:
+            os.ftruncate(self._fd, size - window + cut + 1)
 
     def append(self, observation: Observation) -> None:
-        """Append one finished host and fsync it."""
+        """Append one finished host, authenticated, and fsync it (group commit)."""
         line = json.dumps({"type": "host", "observation": observation.model_dump(mode="json")}, sort_keys=True)
-        payload = line.encode("utf-8") + b"\n"
+        payload = _signed(self._key, self.header.scan_id, line)
         with self._lock:
             if self._fd < 0:
                 return
@@ -216,7 +287,7 @@ class Journal:
         """
         self.close()
         self.header = dataclasses.replace(self.header, credential=credential, breaker=breaker)
-        _write_header(self.path, self.header)
+        _write_header(self.path, self.header, self._key)
 
     def remove(self) -> None:
         """Close and delete the journal: the scan it belongs to is complete and recorded."""

@@ -16,6 +16,7 @@ from types import TracebackType
 
 from scanner.core.errors import NattError
 from scanner.core.exitcodes import ExitCode
+from scanner.core.private import open_private, private_dir
 
 
 class LockedError(NattError):
@@ -37,9 +38,11 @@ class ScanLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock at once, or raise LockedError (held elsewhere) / OSError (cannot create)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        """Take the lock at once, or raise LockedError (held elsewhere), StateError (not private) or OSError."""
+        private_dir(self.path.parent if str(self.path.parent) else ".")
+        # No link followed, 0600, ours (scanner/core/private.py): a link planted at the lock's
+        # name must not make the truncate below hit its target.
+        fd = open_private(self.path, os.O_RDWR, create=True)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -70,6 +70,7 @@ def _new_id() -> str:
 def plan_start(
     journal: Path,
     *,
+    key: bytes,
     inventory_id: str,
     targets: Sequence[Target],
     policies: Sequence[str],
@@ -78,13 +79,17 @@ def plan_start(
     new_id: Callable[[], str] = _new_id,
     now: Callable[[], str] = _now,
 ) -> ScanStart:
-    """Return how the scan starts; JournalError (exit 2) when --resume cannot be honoured."""
+    """Return how the scan starts; JournalError (exit 2) when --resume cannot be honoured.
+
+    `key` is the history database's journal key: a journal whose lines it does not authenticate,
+    or that is not the scanning user's private file, is never resumed from.
+    """
     digest = targets_digest(targets)
     policy_names = tuple(policies)
     notes: list[Note] = []
     fingerprint = credential_fingerprint(credentials) if credentials is not None else None
     try:
-        state = read_journal(journal)
+        state = read_journal(journal, key)
     except JournalError as exc:
         if resume:
             raise JournalError(f"{exc}; run without --resume to start a new scan") from None

@@ -1,6 +1,6 @@
 """Scan history: the `HistoryStore` interface and its SQLite implementation (one file, WAL).
 
-Schema (version 3; `schema_version` holds the version, `MIGRATIONS` move any older file forward):
+Schema (version 4; `schema_version` holds the version, `MIGRATIONS` move any older file forward):
 
 - `scans`: one row per scan id: inventory id and path, times, interrupted flag, host counts per
   status, coverage, requests, policies (JSON), the JSON report (`report`), and `recorded_at`.
@@ -12,6 +12,13 @@ Schema (version 3; `schema_version` holds the version, `MIGRATIONS` move any old
   error stage/reason, the raw `Observation` as JSON (the facts, re-evaluable later) and (since
   version 3) the host's report entry as JSON (`report`).
 - `results`: one row per (scan, host, rule): finding_uid, severity, status, message.
+- `secrets` (since version 4): `journal_key`, 32 random bytes made when the table is created,
+  with which every line of the checkpoint journal is authenticated (scanner/history/journal.py).
+
+The file and SQLite's `-wal` and `-shm` beside it are private: the database is created 0600
+before SQLite opens it (SQLite gives `-wal` and `-shm` the database's mode), and an existing one,
+or a `-wal`/`-shm` left by an earlier run, is checked first: a link, another owner or a file
+others can write is refused (scanner/core/private.py, docs/security.md#shared-state-directory).
 
 Every scan is written in one transaction (`BEGIN IMMEDIATE` ... `COMMIT`): a reader sees all of
 it or none. A server database can be added behind the same `HistoryStore` protocol.
@@ -19,7 +26,10 @@ it or none. A server database can be added behind the same `HistoryStore` protoc
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import resource
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,9 +44,11 @@ from reports.hosts import Hosts, MemoryHosts, Report
 from reports.model import HostReport, ReportDocument, ReportHeader
 from scanner.core.errors import NattError
 from scanner.core.models import Observation
-from scanner.core.results import Status
+from scanner.core.private import FILE_MODE, StateError, check_file, private_dir
+from scanner.core.results import Status, host_identity
+from scanner.history.drift import Baseline
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class StoreError(NattError):
@@ -91,6 +103,9 @@ class HistoryStore(Protocol):
 
     def hosts(self, scan_id: str) -> list[HostRow]:
         """Return the hosts of one scan."""
+
+    def journal_key(self) -> bytes:
+        """Return the secret key that authenticates the checkpoint journal's lines."""
 
     def close(self) -> None:
         """Release the database."""
@@ -155,8 +170,23 @@ _V3 = """
 ALTER TABLE hosts ADD COLUMN report TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# The key that authenticates the checkpoint journal's lines; its value is made by `_after_v4`.
+_V4 = """
+CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 assert len(MIGRATIONS) == SCHEMA_VERSION
+JOURNAL_KEY = "journal_key"
+
+
+def _after_v4(conn: sqlite3.Connection) -> None:
+    # os.urandom, not SQLite's randomblob(): the key is a secret, made from the OS's CSPRNG.
+    conn.execute("INSERT INTO secrets (name, value) VALUES (?, ?)", (JOURNAL_KEY, os.urandom(32)))
+
+
+# Work a migration needs besides its SQL, run in the same transaction right after it.
+_AFTER: dict[int, Callable[[sqlite3.Connection], None]] = {4: _after_v4}
 
 
 def compliance_of(hosts: Iterable[HostReport]) -> float:
@@ -203,11 +233,44 @@ def _migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> None:
             for statement in MIGRATIONS[version - 1].split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            if version in _AFTER:
+                _AFTER[version](conn)
             conn.execute("UPDATE schema_version SET version = ?", (version,))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open, keeping the error that led here."""
+    # On a full disk SQLite has already rolled the transaction back itself (SQLITE_FULL ends it):
+    # a ROLLBACK then fails with "no transaction is active" and would hide the real cause.
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def why(exc: Exception, path: Path) -> str:
+    """Return SQLite's message with the cause named when it is the disk or the file size limit."""
+    message = str(exc)
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return message
+    primary = code & 0xFF
+    if primary == sqlite3.SQLITE_FULL:
+        return f"the disk is full ({message})"
+    if primary == sqlite3.SQLITE_IOERR:
+        # SQLite reports ENOSPC as SQLITE_FULL but EFBIG (RLIMIT_FSIZE) as a plain I/O error,
+        # without errno: look at the two limits a write can hit.
+        limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if limit != resource.RLIM_INFINITY:
+            return f"the file size limit was reached (RLIMIT_FSIZE, {limit} bytes; {message})"
+        with contextlib.suppress(OSError):
+            stats = os.statvfs(path.parent if str(path.parent) else ".")
+            if stats.f_bavail * stats.f_frsize < 1024 * 1024:
+                return f"the disk is full ({message})"
+    return message
 
 
 class SqliteStore:
@@ -216,8 +279,13 @@ class SqliteStore:
     def __init__(self, path: str | Path, *, migrate_to: int = SCHEMA_VERSION) -> None:
         self.path = Path(path)
         try:
-            if str(self.path.parent):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent if str(self.path.parent) else ".")
+            _prepare_files(self.path)
+        except StateError as exc:
+            raise StoreError(f"cannot open the history database {self.path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot open the history database {self.path}: {exc.strerror or exc}") from None
+        try:
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
             self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -225,7 +293,7 @@ class SqliteStore:
             self._conn.execute("PRAGMA foreign_keys=ON")
             _migrate(self._conn, migrate_to)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the history database {self.path}: {exc}") from None
+            raise StoreError(f"cannot open the history database {self.path}: {why(exc, self.path)}") from None
 
     def __enter__(self) -> SqliteStore:
         return self
@@ -239,6 +307,16 @@ class SqliteStore:
         """Close the connection."""
         self._conn.close()
 
+    def journal_key(self) -> bytes:
+        """Return the key that authenticates this database's checkpoint journal (made with the schema)."""
+        try:
+            row = self._conn.execute("SELECT value FROM secrets WHERE name = ?", (JOURNAL_KEY,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
+        if row is None or not isinstance(row[0], bytes) or len(row[0]) < 32:
+            raise StoreError(f"the history database {self.path} has no journal key; it was changed outside natt-audit")
+        return row[0]
+
     def schema_version(self) -> int:
         """Return the schema version of the open file."""
         return int(self._conn.execute("SELECT version FROM schema_version").fetchone()[0])
@@ -250,10 +328,10 @@ class SqliteStore:
                 work(self._conn)
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                _rollback(self._conn)
                 raise
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write to the history database {self.path}: {exc}") from None
+            raise StoreError(f"cannot write to the history database {self.path}: {why(exc, self.path)}") from None
 
     def record_scan(self, header: ReportHeader, hosts: Hosts, *, inventory_id: str) -> None:
         """Store (or replace, for a resumed scan) one scan with its hosts' observations and results.
@@ -425,6 +503,48 @@ class SqliteStore:
         rows = self._rows("WHERE inventory_id = ? AND id != ? AND interrupted = 0", (inventory_id, before), 1)
         return rows[0] if rows else None
 
+    def baseline_scan(
+        self, inventory_id: str, *, current: str, started_at: str, min_coverage: float
+    ) -> ScanRow | None:
+        """Return the scan `current` (started at `started_at`) is compared with, None if none.
+
+        The newest scan of the inventory started no later than `current`, other than it, not
+        interrupted, with a coverage of at least `min_coverage`: a night where most hosts could
+        not be read (a wrong password) is recorded but never becomes the baseline.
+        """
+        rows = self._rows(
+            "WHERE inventory_id = ? AND id != ? AND interrupted = 0 AND coverage >= ? AND started_at <= ?",
+            (inventory_id, current, min_coverage, started_at),
+            1,
+        )
+        return rows[0] if rows else None
+
+    def baseline_hosts(self, baseline: ScanRow, *, current: str, started_at: str) -> Iterator[Baseline]:
+        """Yield each host of `baseline` with its last read before `current`, by host identity.
+
+        The last read is the host's newest entry that was read in any scan of the inventory up to
+        `current` (excluded): the baseline's own entry, a newer one from a scan that is not a
+        baseline (low coverage, interrupted), or an older one when the baseline could not read
+        it. One host at a time, two small queries each: memory stays flat.
+        """
+        for host in self.host_reports(baseline.id, host_identity):
+            try:
+                row = self._conn.execute(
+                    "SELECT s.id, h.report FROM scans s JOIN hosts h ON h.scan_id = s.id AND h.name = ?"
+                    " WHERE s.inventory_id = ? AND s.id != ? AND s.started_at <= ?"
+                    " AND h.error_stage IS NULL AND h.integrity IS NOT NULL AND h.report IS NOT NULL"
+                    " ORDER BY s.started_at DESC, s.recorded_at DESC, s.rowid DESC LIMIT 1",
+                    (host.name, baseline.inventory_id, current, started_at),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
+            if row is None:
+                yield Baseline(host, None)
+            elif row[0] == baseline.id:
+                yield Baseline(host, host)  # the usual case: the baseline read it, nothing newer did
+            else:
+                yield Baseline(host, HostReport.model_validate_json(row[1]))
+
     def previous_report(self, inventory_id: str, *, before: str) -> Report | None:
         """Return the newest complete scan of `inventory_id` that is not `before` (a scan id).
 
@@ -459,6 +579,22 @@ class SqliteStore:
 
 
 _STATUS_COLUMNS = (Status.PASS, Status.FAIL, Status.WAIVED, Status.ERROR, Status.NOT_APPLICABLE)
+
+# Files SQLite keeps beside the database (WAL mode, and the rollback journal of other modes).
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _prepare_files(db: Path) -> None:
+    """Create the database 0600 if it is new; check it and the side files SQLite will open."""
+    try:
+        fd = os.open(db, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        check_file(db)  # a link (even a dangling one) lands here too, and is refused
+    else:
+        os.fchmod(fd, FILE_MODE)  # exactly 0600 whatever the umask; -wal and -shm copy this mode
+        os.close(fd)
+    for suffix in SIDE_FILES:
+        check_file(f"{db}{suffix}")
 
 
 def open_store(path: str | Path) -> SqliteStore:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
 from scanner.core import validation
+from scanner.core.bounded import InputFileError, read_bounded
 from scanner.core.errors import NattError
 from scanner.core.formats import Format
 from scanner.core.models import DEFAULT_CONCURRENCY, DEFAULT_MAX_AUTH_FAILURES, DEFAULT_SITE, Strict, site_problem
@@ -122,6 +123,7 @@ class Config(Strict):
     max_auth_failures: int = Field(default=DEFAULT_MAX_AUTH_FAILURES, ge=1)
     fail_on: Severity = Severity.LOW
     min_coverage: float = Field(default=1.0, ge=0.0, le=1.0)
+    baseline_min_coverage: float = Field(default=0.5, ge=0.0, le=1.0)
     log_format: Literal["plain", "json"] = "plain"
     format: Format = Format.CONSOLE
     output: str | None = None
@@ -177,6 +179,7 @@ KEYS: tuple[Key, ...] = (
     Key("max_auth_failures", "NATT_AUDIT_MAX_AUTH_FAILURES"),
     Key("fail_on", "NATT_AUDIT_FAIL_ON"),
     Key("min_coverage", "NATT_AUDIT_MIN_COVERAGE"),
+    Key("baseline_min_coverage", "NATT_AUDIT_BASELINE_MIN_COVERAGE"),
     Key("log_format", "NATT_AUDIT_LOG_FORMAT"),
     Key("format", "NATT_AUDIT_FORMAT"),
     Key("output", "NATT_AUDIT_OUTPUT"),
@@ -287,11 +290,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """Return the keys a TOML config file sets (dotted names), validated; ConfigError otherwise."""
     where = str(path)
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read the config file: {exc.strerror or exc}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{where}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
+        raw = read_bounded(path, MAX_CONFIG_BYTES)
+    except InputFileError as exc:
+        if exc.too_large:
+            raise ConfigError(f"{where}: larger than {MAX_CONFIG_BYTES} bytes; not a config file") from None
+        raise ConfigError(f"{where}: cannot read the config file: {exc.reason}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

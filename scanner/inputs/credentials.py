@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from scanner.core.bounded import InputFileError, read_bounded_stat
 from scanner.core.errors import NattError
 from scanner.core.models import Credentials
 from scanner.core.sanitize import has_unsafe
@@ -94,15 +95,14 @@ def _check_username(username: str, origin: str) -> str:
 def _read_password_file(path: str) -> str:
     """Return the first line of `path` without its line ending; messages never quote the file."""
     try:
-        with open(path, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            raw = handle.read(MAX_PASSWORD_FILE_BYTES + 1)
-    except OSError as exc:
-        raise CredentialError(f"password file {path!r}: {exc.strerror or type(exc).__name__}") from None
-    if len(raw) > MAX_PASSWORD_FILE_BYTES:
-        raise CredentialError(
-            f"password file {path!r} is larger than {MAX_PASSWORD_FILE_BYTES} bytes; it should hold one line"
-        )
+        # A pipe is allowed (`--password-file <(pass show audit)`), within the size cap and a timeout.
+        raw, info = read_bounded_stat(path, MAX_PASSWORD_FILE_BYTES, pipes=True)
+    except InputFileError as exc:
+        if exc.too_large:
+            raise CredentialError(
+                f"password file {path!r} is larger than {MAX_PASSWORD_FILE_BYTES} bytes; it should hold one line"
+            ) from None
+        raise CredentialError(f"password file {path!r}: {exc.reason}") from None
     if stat.S_ISREG(info.st_mode) and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         # Warn rather than refuse: secrets mounted by orchestrators are often 0644 inside a private
         # container, and refusing would push people towards the environment, which leaks more.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import textwrap
 from pathlib import Path
 
@@ -168,7 +169,11 @@ def test_no_fix_is_simulated_where_no_key_applies(version: str, sp: int) -> None
     assert fixed_observation(observation(version, sp, value(IPSEC_KEY, "REG_DWORD", 2)), fix) is None
 
 
-def test_policy_test_checks_that_fixes_fix(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_policy_test_checks_that_fixes_fix(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An earlier test's setup_logging may have stopped propagation to the root logger caplog uses.
+    monkeypatch.setattr(logging.getLogger("natt_audit"), "propagate", True)
     good = policy_file(tmp_path, "fix: {set_value: {type: REG_DWORD, data: 1}, restart_service: PolicyAgent}")
     out = io.StringIO()
     assert run_test([str(good)], out) == 0, caplog.text

@@ -9,6 +9,7 @@ pure-Python DES for every context, which alone costs ~2 ms of CPU per host.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import struct
 import threading
@@ -21,6 +22,53 @@ from scanner.collect.wsman.encryption import CREDSSP_ENCRYPTED, SPNEGO_ENCRYPTED
 from scanner.collect.wsman.errors import CollectError
 from scanner.core import ntlmhash
 from scanner.core.models import AuthMethod, Credentials, Stage
+from scanner.core.sanitize import one_line
+
+_log = logging.getLogger("natt_audit.collect")
+
+
+# pyspnego's NTLM reads the compatibility level from the LM_COMPAT_LEVEL environment variable
+# each time it makes a context (as gss-ntlmssp does). Levels 0-2 make it send an NTLMv1 response
+# and an LM response (MS-NLMP 3.3.1): a rogue host in the inventory picks the server challenge,
+# so those responses make the account's NT hash crackable offline. natt-audit only ever sends
+# NTLMv2 (docs/security.md#rogue-inventory-entry): the level is pinned to 3 for the whole process
+# before its first NTLM context, whatever the user's environment says (pyspnego takes no
+# argument for it). On the client side 4 and 5 behave as 3, so they are left as they are.
+NTLMV2_LEVELS = ("3", "4", "5")
+_level_lock = threading.Lock()
+
+
+def pin_ntlm_v2() -> None:
+    """Make pyspnego's NTLM send NTLMv2 only (LM_COMPAT_LEVEL 3), whatever the environment said."""
+    with _level_lock:
+        asked = os.environ.get("LM_COMPAT_LEVEL")
+        if asked is None or asked in NTLMV2_LEVELS:
+            return
+        os.environ["LM_COMPAT_LEVEL"] = "3"
+    _log.warning(
+        "LM_COMPAT_LEVEL=%s in the environment asks for NTLMv1/LM responses; natt-audit sends NTLMv2 only (level 3)",
+        one_line(asked, limit=20),
+    )
+
+
+def _field(token: bytes, offset: int) -> bytes:
+    length, _, start = struct.unpack_from("<HHI", token, offset)
+    return token[start : start + length]
+
+
+def check_ntlmv2(token: bytes) -> None:
+    """Refuse to send an NTLM AUTHENTICATE message carrying an NTLMv1 or LM response (MS-NLMP 2.2.1.3)."""
+    if len(token) < 28 or token[:8] != b"NTLMSSP\0" or struct.unpack_from("<I", token, 8)[0] != 3:
+        return  # not an AUTHENTICATE message (NEGOTIATE, or a SPNEGO wrapper we do not build)
+    lm, nt = _field(token, 12), _field(token, 20)
+    # An NTLMv2 response is a 16-byte proof plus a blob (>= 28 bytes); an NTLMv1 one is 24 bytes.
+    # LmChallengeResponse is then Z(24) (the challenge had a timestamp), absent, or LMv2: an HMAC
+    # followed by the same client challenge the NTLMv2 blob carries at its byte 16.
+    lmv2 = len(lm) == 24 and len(nt) >= 48 and lm[16:24] == nt[32:40]
+    if len(nt) <= 24 or not (not lm.strip(b"\0") or lmv2):
+        raise CollectError(
+            Stage.AUTH, "auth_failed", "refused to send an NTLMv1 or LM response; natt-audit sends NTLMv2 only"
+        )
 
 NTLM_CHALLENGE = b"NTLMSSP\x00\x02\x00\x00\x00"  # MS-NLMP 2.2.1.2 signature + MessageType 2
 NTLM_AUTHENTICATE = b"NTLMSSP\x00\x03\x00\x00\x00"  # MS-NLMP 2.2.1.3 signature + MessageType 3
@@ -144,7 +192,8 @@ class Authenticator:
         try:
             bindings = _tls_channel_bindings(certificate) if self.https else None
             if self.method is AuthMethod.NTLM:
-                nt_hash = self.material.nt_hash() if os.environ.get("LM_COMPAT_LEVEL", "3") == "3" else None
+                pin_ntlm_v2()
+                nt_hash = self.material.nt_hash()  # NTLMv2 needs the NT hash only, never the LM hash
                 if nt_hash:
                     credential = spnego.NTLMHash(self.material.username, nt_hash=nt_hash)
                     self.context = spnego.client(
@@ -195,6 +244,8 @@ class Authenticator:
             self.challenge_version = challenge_version(token) or self.challenge_version
         try:
             out: bytes | None = self.context.step(token)
+            if out is not None and self.method is AuthMethod.NTLM:
+                check_ntlmv2(out)  # never on the wire, whatever pyspnego was told
         except ImportError as exc:
             raise CollectError(
                 Stage.AUTH, "transport_unavailable", f"{self.method.value}: {exc.name}"

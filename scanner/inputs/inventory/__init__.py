@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+from scanner.core.bounded import InputFileError, read_bounded
 from scanner.core.models import DEFAULT_SITE, AuthMethod, Scheme
 from scanner.inputs.inventory.from_csv import csv_entries
 from scanner.inputs.inventory.from_text import text_entries
@@ -80,12 +81,11 @@ def load_inventory(
     """Read and validate an inventory file; the format follows the file extension."""
     name = str(path)
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise InventoryError([f"{name}: cannot read the inventory: {exc.strerror or exc}"]) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise InventoryError([f"{name}: larger than {MAX_FILE_BYTES} bytes; this is not an inventory"])
+        raw = read_bounded(path, MAX_FILE_BYTES)
+    except InputFileError as exc:
+        if exc.too_large:
+            raise InventoryError([f"{name}: larger than {MAX_FILE_BYTES} bytes; this is not an inventory"]) from None
+        raise InventoryError([f"{name}: cannot read the inventory: {exc.reason}"]) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

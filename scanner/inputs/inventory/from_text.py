@@ -27,6 +27,15 @@ MAX_CIDR_ADDRESSES = 65536  # /16 for IPv4, /112 for IPv6: bigger ranges are alm
 _BRACKETED = re.compile(r"\[([^\[\]]*)\](?::(.*))?", re.DOTALL)
 
 
+def host_count(network: _Network) -> int:
+    """Return how many addresses `network.hosts()` yields, by arithmetic (nothing is generated)."""
+    # IPv4: network and broadcast excluded below /31 (RFC 3021); IPv6: the subnet-router anycast
+    # address (all-zero host part) excluded below /127 (RFC 4291 section 2.6.1).
+    if network.num_addresses <= 2:
+        return network.num_addresses
+    return network.num_addresses - (2 if network.version == 4 else 1)
+
+
 def _expand(
     network: _Network,
     spec: str,
@@ -36,9 +45,8 @@ def _expand(
 ) -> Iterator[Entry]:
     # IPv4: network and broadcast excluded below /31 (RFC 3021); IPv6: the subnet-router anycast
     # address (all-zero host part) excluded below /127 (RFC 4291 section 2.6.1). Arithmetic only.
-    hosts = list(network.hosts())
-    warnings.append(f"{source}: {spec} expanded to {count(len(hosts), 'address', 'addresses')}")
-    for ip in hosts:
+    warnings.append(f"{source}: {spec} expanded to {count(host_count(network), 'address', 'addresses')}")
+    for ip in network.hosts():  # a generator: one address at a time
         yield Entry(source=source, where=fixed(source), name=str(ip), port=port, ip=True, named_by_address=True)
 
 
@@ -67,11 +75,11 @@ def _network(text: str, where: str, problems: Problems) -> _Network | None:
     return network
 
 
-def _text_line(token: str, source: str, problems: Problems, warnings: list[str]) -> Iterator[Entry]:
-    """Turn one non-comment text line into entries: host, host:port, [v6]:port, v6, CIDR."""
+def _split(token: str, source: str, problems: Problems) -> tuple[str, str | None] | None:
+    """Return (host, port) of one non-comment text line, or None after recording its problem."""
     if text_problem(token):
         problems.add(source, f"entry {show(token)} contains control or invisible characters")
-        return
+        return None
     for marker, why in (
         (any(c.isspace() for c in token), "contains whitespace (one host per line)"),
         ("," in token, "contains a comma (one host per line)"),
@@ -80,18 +88,18 @@ def _text_line(token: str, source: str, problems: Problems, warnings: list[str])
     ):
         if marker:
             problems.add(source, f"entry {show(token)} {why}")
-            return
+            return None
     host: str
     port: str | None = None
     if token.startswith("["):
         match = _BRACKETED.fullmatch(token)
         if not match:
             problems.add(source, f"entry {show(token)} is not [IPv6-address] or [IPv6-address]:port")
-            return
+            return None
         host, port = match.group(1), match.group(2)
         if ":" not in host:
             problems.add(source, f"entry {show(token)}: brackets are only for IPv6 addresses")
-            return
+            return None
     elif token.count(":") >= 2:
         host = token  # a bare IPv6 literal: no port, write [address]:port for one
     else:
@@ -99,8 +107,21 @@ def _text_line(token: str, source: str, problems: Problems, warnings: list[str])
         port = rest if sep else None
     if port is not None and parse_port(port) is None:
         problems.add(source, f"port {show(port)} must be an integer 1..65535")
+        return None
+    return host, port
+
+
+def _is_range(host: str) -> bool:
+    return "/" in host and not host.startswith("/")
+
+
+def _text_line(token: str, source: str, problems: Problems, warnings: list[str]) -> Iterator[Entry]:
+    """Turn one non-comment text line into entries: host, host:port, [v6]:port, v6, CIDR."""
+    split = _split(token, source, problems)
+    if split is None:
         return
-    if "/" in host and not host.startswith("/"):
+    host, port = split
+    if _is_range(host):
         network = _network(host, source, problems)
         if network is not None:
             yield from _expand(network, host, port, source, warnings)
@@ -108,18 +129,47 @@ def _text_line(token: str, source: str, problems: Problems, warnings: list[str])
     yield Entry(source=source, where=fixed(source), name=host, port=port, named_by_address=True)
 
 
-def text_entries(
-    text: str, path: str, problems: Problems, warnings: list[str], max_hosts: int
-) -> Iterator[Entry]:
-    count = 0
+def _tokens(text: str, path: str) -> Iterator[tuple[str, str]]:
+    """Yield (file:line, token) for every line that is not blank or a comment."""
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw[:-1] if raw.endswith("\r") else raw
         token = line.split("#", 1)[0].strip()
-        if not token:
-            continue
-        for entry in _text_line(token, f"{path}:{number}", problems, warnings):
-            count += 1
-            if count > max_hosts:
-                problems.add(f"{path}:{number}", f"more than {max_hosts} hosts; the limit is {max_hosts}")
-                return
-            yield entry
+        if token:
+            yield f"{path}:{number}", token
+
+
+def _over_limit(text: str, path: str, max_hosts: int) -> tuple[str, int] | None:
+    """Return (file:line, total so far) where the hosts first exceed `max_hosts`, counting ranges by arithmetic.
+
+    Sixteen /16 lines would otherwise generate a million addresses (minutes and gigabytes)
+    before the limit is noticed. Problems are not recorded here: the real pass reports them.
+    """
+    total = 0
+    scratch = Problems()
+    for source, token in _tokens(text, path):
+        count = 1
+        if "/" in token:
+            split = _split(token, source, scratch)
+            if split is not None and _is_range(split[0]):
+                network = _network(split[0], source, scratch)
+                count = host_count(network) if network is not None else 0
+        total += count
+        if total > max_hosts:
+            return source, total
+    return None
+
+
+def text_entries(
+    text: str, path: str, problems: Problems, warnings: list[str], max_hosts: int
+) -> Iterator[Entry]:
+    over = _over_limit(text, path, max_hosts)
+    if over is not None:
+        source, total = over
+        problems.add(
+            source,
+            f"more than {max_hosts} hosts (at least {total} with the ranges up to this line); "
+            f"the limit is {max_hosts}",
+        )
+        return
+    for source, token in _tokens(text, path):
+        yield from _text_line(token, source, problems, warnings)

@@ -77,7 +77,8 @@ def test_policy_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     code, out, _ = run(["policy", "explain", "--report", str(source), "--host", "srv-mode2", "-p", "baseline"], capsys)
     assert code == 0 and "NATT-001 (high, policy baseline): fail" in out
     code, out, err = run(["policy", "explain", "--report", str(tmp_path / "none.json"), "--host", "x"], capsys)
-    assert code == ExitCode.USAGE and err == [f"natt-audit: error: {tmp_path / 'none.json'}: No such file or directory"]
+    missing = f"natt-audit: error: {tmp_path / 'none.json'}: cannot read it: No such file or directory"
+    assert code == ExitCode.USAGE and err == [missing]
 
 
 def test_lab_generate_is_wired_in(capsys: pytest.CaptureFixture[str]) -> None:

@@ -191,6 +191,7 @@ SCAN_FLAGS: list[tuple[list[str], str, object]] = [
     (["--max-auth-failures", "5"], "max_auth_failures", 5),
     (["--fail-on", "high"], "fail_on", "high"),
     (["--min-coverage", "0.5"], "min_coverage", 0.5),
+    (["--baseline-min-coverage", "0.25"], "baseline_min_coverage", 0.25),
     (["--log-format", "json"], "log_format", "json"),
     (["-f", "csv"], "format", "csv"),
     (["-o", "r.json"], "output", "r.json"),

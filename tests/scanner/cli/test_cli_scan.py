@@ -13,6 +13,7 @@ from scanner.cli.main import main
 from scanner.core.exitcodes import ExitCode
 from scanner.history.journal import Journal, JournalHeader, journal_path_for, targets_digest
 from scanner.history.lock import ScanLock
+from scanner.history.store import SqliteStore
 from scanner.inputs.inventory import load_inventory
 from tests.scanner.conftest import ScanLab
 from tests.support.cliproc import LAB_PASSWORD
@@ -186,8 +187,9 @@ def test_resume_continues_the_journalled_scan(
         targets_digest(targets),
         ("baseline",),
     )
-    db.parent.mkdir(parents=True, exist_ok=True)
-    journal = Journal(journal_path_for(db), header, fresh=True)
+    with SqliteStore(db) as store:
+        key = store.journal_key()
+    journal = Journal(journal_path_for(db), header, key, fresh=True)
     journal.append(read("e-pass", 1).model_copy(update={"target": targets[0], "requests": 999}))
     journal.close()
     argv = ["scan", "-i", str(inventory), "-f", "json", "-o", str(out), "--db", str(db), *FAST]

@@ -24,6 +24,8 @@ from typing import Any
 import jsonschema
 import pytest
 
+from scanner.history.journal import line_mac
+from scanner.history.store import SqliteStore
 from tests.peers.lab import RunningLab, start_lab
 from tests.support.cliproc import CLI, cli_env, run_cli
 
@@ -118,14 +120,19 @@ def test_sigterm_lock_and_resume_equal_a_full_run(slow_lab: RunningLab, tmp_path
     listed = json.loads(natt_audit("history", "--db", str(db), "-f", "json").stdout)
     assert [(r["id"], r["interrupted"]) for r in listed] == [(partial["scan"]["id"], True)]
 
-    # Tamper with one journalled host: if resume rescanned it, the marker would vanish.
-    lines = journal.read_text(encoding="utf-8").splitlines()
-    record = json.loads(lines[1])
+    # Mark one journalled host: if resume rescanned it, the marker would vanish. The line is
+    # signed again with the database's journal key, as only natt-audit (or its owner) can.
+    lines = journal.read_bytes().splitlines()
+    text, _, _ = lines[1].rpartition(b"\t")
+    record = json.loads(text)
     marked = record["observation"]["target"]["name"]
     real_requests = record["observation"]["requests"]
     record["observation"]["requests"] = 999
-    lines[1] = json.dumps(record)
-    journal.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with SqliteStore(db) as store:
+        key = store.journal_key()
+    text = json.dumps(record).encode()
+    lines[1] = text + b"\t" + line_mac(key, partial["scan"]["id"], text).encode()
+    journal.write_bytes(b"\n".join(lines) + b"\n")
 
     resumed_out = tmp_path / "resumed.json"
     resumed = natt_audit("scan", "-i", inv, *SCAN, "-o", str(resumed_out), "--db", str(db), "--resume")

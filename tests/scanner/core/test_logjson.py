@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import warnings
 
 import pytest
 from hypothesis import given, settings
@@ -64,3 +65,24 @@ def test_the_summary_follows_the_format(capsys: pytest.CaptureFixture[str]) -> N
     # ...unless the message lists one problem per line: then each line is prefixed and inert.
     log.error("f:1: bad\x1b[31m\nf:2: worse", extra=logsetup.multiline_fields())
     assert capsys.readouterr().err == "natt-audit: error: f:1: bad\\x1b[31m\nnatt-audit: error: f:2: worse\n"
+
+
+def test_library_warnings_and_python_warnings_take_the_same_json_path(capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: a library's logged warning reached stderr through logging.lastResort and a
+    # warnings.warn through warnings.showwarning, as raw lines that broke --log-format json.
+    logsetup.setup_logging(fmt="json")
+    try:
+        logging.getLogger("spnego._credssp").warning("Received CredSSP error: %s", "\x1b[31mboom")
+        logging.getLogger("some.library").info("chatter stays out")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            logsetup.setup_logging(fmt="json")  # inside catch_warnings, as a process starts
+            warnings.warn("something deprecated", DeprecationWarning, stacklevel=1)
+        lines = capsys.readouterr().err.splitlines()
+    finally:
+        logsetup.setup_logging()
+    docs = [json.loads(line) for line in lines]
+    assert [d["level"] for d in docs] == ["warning", "warning"]
+    assert docs[0]["msg"] == "Received CredSSP error: \x1b[31mboom"  # escaped on the wire, whole here
+    assert "something deprecated" in docs[1]["msg"]
+    assert all(line.isascii() for line in lines)

@@ -102,6 +102,7 @@ def test_an_unusable_history_database_still_writes_the_report_and_exits_2(
 ) -> None:
     db = lab_env / "history.db"
     db.write_bytes(b"this is not an SQLite database, not even close" * 100)
+    db.chmod(0o600)  # private, as natt-audit makes it: only its content is wrong
     result = scan(config(scan_lab.inventory("e-pass"), lab_env))
     assert result.code is ExitCode.USAGE and not result.recorded
     lines = err_lines(capsys)
@@ -124,7 +125,9 @@ def test_resume_skips_the_journalled_hosts_and_keeps_the_scan_id(
         targets_digest(inputs.inventory.targets),
         ("baseline",),
     )
-    journal = Journal(journal_path_for(lab_env / "history.db"), header, fresh=True)
+    with SqliteStore(lab_env / "history.db") as store:
+        key = store.journal_key()
+    journal = Journal(journal_path_for(lab_env / "history.db"), header, key, fresh=True)
     journal.append(journalled)
     journal.close()
     result = execute_scan(cfg, inputs, resume=True)
@@ -173,8 +176,10 @@ def test_a_failed_record_is_exit_2_with_the_report_written(
 def test_a_refused_resume_keeps_the_journal_and_scans_nothing(scan_lab: ScanLab, lab_env: Path) -> None:
     first = config(scan_lab.inventory("e-pass"), lab_env)
     path = journal_path_for(lab_env / "history.db")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Journal(path, JournalHeader("x", "2026-11-27T01:00:00Z", "id:other", "0" * 64, ("baseline",)), fresh=True).close()
+    with SqliteStore(lab_env / "history.db") as store:
+        key = store.journal_key()
+    other = JournalHeader("x", "2026-11-27T01:00:00Z", "id:other", "0" * 64, ("baseline",))
+    Journal(path, other, key, fresh=True).close()
     with pytest.raises(NattError, match="cannot resume scan x: it was a scan of another inventory") as err:
         scan(first, resume=True)
     assert err.value.exit_code is ExitCode.USAGE
@@ -225,8 +230,9 @@ def test_exports_go_to_the_spool_and_a_broken_spool_is_exit_5(
     assert f"natt-audit: {out}: ok: " in capsys.readouterr().err
     blocker = lab_env / "not-a-folder"
     blocker.write_text("x", encoding="utf-8")
-    monkeypatch.setenv("NATT_AUDIT_SPOOL", str(blocker))
-    result = scan(cfg)
+    inputs = load_inputs(cfg, os.environ, stdin_isatty=False)  # the spool was fine when checked...
+    monkeypatch.setenv("NATT_AUDIT_SPOOL", str(blocker))  # ...and is not when the findings arrive
+    result = execute_scan(cfg, inputs, environ=os.environ)
     assert result.code is ExitCode.UNDELIVERED
     lines = err_lines(capsys)
     assert any(line.startswith("natt-audit: error: ") and "nothing was exported" in line for line in lines)
@@ -234,9 +240,15 @@ def test_exports_go_to_the_spool_and_a_broken_spool_is_exit_5(
 
 
 def test_an_unwritable_report_is_an_output_error(scan_lab: ScanLab, lab_env: Path) -> None:
-    cfg = config(scan_lab.inventory("e-pass"), lab_env, output=str(lab_env / "no" / "such" / "dir" / "r.json"))
+    # A missing folder is refused before any host (test_preflight.py); one that goes away during
+    # the scan is still a clear OutputError once the report is due.
+    folder = lab_env / "out"
+    folder.mkdir()
+    cfg = config(scan_lab.inventory("e-pass"), lab_env, output=str(folder / "r.json"))
+    inputs = load_inputs(cfg, os.environ, stdin_isatty=False)
+    folder.rmdir()
     with pytest.raises(OutputError, match=r"cannot write the report to .*r.json") as err:
-        scan(cfg)
+        execute_scan(cfg, inputs, environ=os.environ)
     assert err.value.exit_code is ExitCode.USAGE
 
 

@@ -126,3 +126,74 @@ def test_spool_on_a_full_disk(scanned: Scanned, small_disk: Path) -> None:
     assert "No space left on device" in str(info.value)
     assert first.read_bytes() == before
     assert sorted(p.name for p in first.parent.iterdir()) == [first.name]
+
+
+# --- the history database: the message names the real cause ---------------------------------------
+# Reproduced on main: a full disk while recording a scan was reported as "cannot rollback - no
+# transaction is active" (SQLite had already rolled back; the second ROLLBACK hid the cause).
+
+_RECORD_BIG = """
+import resource, sys
+from scanner.history.store import SqliteStore, StoreError
+from tests.support.nightly_helpers import read, report
+store = SqliteStore(sys.argv[1])
+small = report([read("a", 1)], scan_id="small-scan")
+store.record_scan(small.header, small.hosts, inventory_id="inv")
+if sys.argv[2] == "fsize":
+    import os
+    resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(sys.argv[1]) + 8192, resource.RLIM_INFINITY))
+big = report([read(f"h{i:04}", i % 3) for i in range(2000)], scan_id="big-scan")
+try:
+    store.record_scan(big.header, big.hosts, inventory_id="inv")
+except StoreError as exc:
+    print(exc)
+store.close()
+"""
+
+
+def _record_big(db: Path, mode: str) -> str:
+    from tests.peers.hostile_lab import REPO
+
+    done = subprocess.run(
+        ["python", "-c", _RECORD_BIG, str(db), mode],
+        capture_output=True,
+        env={**_env(), "PYTHONPATH": str(REPO)},
+        timeout=120,
+        check=True,
+    )
+    return done.stdout.decode()
+
+
+@pytest.fixture
+def quarter_mb_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def _kept_only_the_small_scan(db: Path) -> None:
+    from scanner.history.store import SqliteStore
+
+    with SqliteStore(db) as store:  # still usable: the failed scan left nothing half-written
+        assert [row.id for row in store.scans()] == ["small-scan"]
+
+
+def test_history_on_a_full_disk_says_the_disk_is_full(quarter_mb_disk: Path) -> None:
+    db = quarter_mb_disk / "history.db"
+    message = _record_big(db, "full")
+    assert "the disk is full (database or disk is full)" in message, message
+    assert "rollback" not in message
+    subprocess.run(["mount", "-o", "remount,size=64m", str(quarter_mb_disk)], check=True)
+    _kept_only_the_small_scan(db)
+
+
+def test_history_over_the_file_size_limit_says_so(tmp_path: Path) -> None:
+    db = tmp_path / "state" / "history.db"
+    message = _record_big(db, "fsize")
+    assert "the file size limit was reached (RLIMIT_FSIZE" in message, message
+    assert "rollback" not in message
+    _kept_only_the_small_scan(db)

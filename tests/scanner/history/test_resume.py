@@ -18,6 +18,7 @@ from scanner.history.journal import (
     Journal,
     JournalError,
     JournalHeader,
+    line_mac,
     read_journal,
     targets_digest,
 )
@@ -28,12 +29,13 @@ from tests.support.nightly_helpers import read, target
 TARGETS = [target("a"), target("b"), target("c")]
 INVENTORY = "path:/etc/natt-audit/hosts.yaml"
 POLICIES = ("baseline",)
+KEY = b"k" * 32
 OLD = JournalHeader("old-scan", "2026-11-27T01:00:00Z", INVENTORY, targets_digest(TARGETS), POLICIES)
 
 
 def journal_with(path: Path, header: JournalHeader = OLD, done: tuple[str, ...] = ("a", "b")) -> Path:
     """Write a journal of an interrupted scan that finished the hosts `done`."""
-    journal = Journal(path, header, fresh=True)
+    journal = Journal(path, header, KEY, fresh=True)
     for name in done:
         journal.append(read(name, 1))
     journal.close()
@@ -42,6 +44,7 @@ def journal_with(path: Path, header: JournalHeader = OLD, done: tuple[str, ...] 
 
 def plan(path: Path, *, resume: bool, **overrides: object) -> ScanStart:
     kwargs: dict[str, object] = {
+        "key": KEY,
         "inventory_id": INVENTORY,
         "targets": TARGETS,
         "policies": POLICIES,
@@ -124,8 +127,9 @@ def test_without_resume_a_leftover_journal_is_discarded_with_a_warning(tmp_path:
 
 def test_an_unreadable_journal_refuses_resume(tmp_path: Path) -> None:
     path = tmp_path / "j"
-    path.write_bytes(OLD.to_json().encode() + b"\nnot json\n")
-    with pytest.raises(JournalError, match=r"j:2: unreadable journal line .*; run without --resume to start a new"):
+    text = OLD.to_json().encode()
+    path.write_bytes(text + b"\t" + line_mac(KEY, "old-scan", text).encode() + b"\nnot json\n")
+    with pytest.raises(JournalError, match=r"j:2: the line carries no authentication code.*; run without --resume"):
         plan(path, resume=True)
 
 
@@ -135,12 +139,13 @@ def test_an_unreadable_journal_without_resume_starts_a_new_scan_with_a_warning(t
     start = plan(path, resume=False)
     assert start.scan_id == "new-scan" and not start.resumed
     assert len(start.notes) == 1 and start.notes[0].level == logging.WARNING
-    assert start.notes[0].message.endswith("unreadable journal header (AttributeError); starting a new scan")
+    assert start.notes[0].message.endswith("no authentication code; natt-audit did not write it; starting a new scan")
 
 
 def test_fresh_ids_are_unique_rfc3339_by_default(tmp_path: Path) -> None:
-    first = plan_start(tmp_path / "j", inventory_id=INVENTORY, targets=TARGETS, policies=POLICIES, resume=False)
-    second = plan_start(tmp_path / "j", inventory_id=INVENTORY, targets=TARGETS, policies=POLICIES, resume=False)
+    given = {"key": KEY, "inventory_id": INVENTORY, "targets": TARGETS, "policies": POLICIES, "resume": False}
+    first = plan_start(tmp_path / "j", **given)  # type: ignore[arg-type]
+    second = plan_start(tmp_path / "j", **given)  # type: ignore[arg-type]
     assert first.scan_id != second.scan_id and len(first.scan_id) == 36
     assert first.started_at.endswith("Z") and first.started_at[10] == "T"
 
@@ -153,7 +158,7 @@ ROTATED = Credentials(username="CORP\\svc-audit", password=SecretStr("Winter-202
 
 def stopped_journal(path: Path, credentials: Credentials) -> Path:
     """Write the journal a breaker stop leaves: the header alone, marked, with the credentials' fingerprint."""
-    journal = Journal(path, OLD, fresh=True)
+    journal = Journal(path, OLD, KEY, fresh=True)
     journal.append(read("a", 1))
     journal.mark_breaker(
         BreakerStop("credentials rejected by 3 hosts; stopped", "2026-11-27T01:02:00Z"),
@@ -164,7 +169,7 @@ def stopped_journal(path: Path, credentials: Credentials) -> Path:
 
 def test_a_breaker_stop_leaves_only_its_marked_header(tmp_path: Path) -> None:
     path = stopped_journal(tmp_path / "h.db.journal", RIGHT)
-    state = read_journal(path)
+    state = read_journal(path, KEY)
     assert state is not None and state.observations == ()
     assert state.header.breaker == BreakerStop("credentials rejected by 3 hosts; stopped", "2026-11-27T01:02:00Z")
     assert state.header.credential is not None and state.header.credential.matches(RIGHT)
@@ -242,6 +247,7 @@ def test_a_damaged_fingerprint_makes_the_journal_unusable(tmp_path: Path, stored
     path = tmp_path / "h.db.journal"
     head = json.loads(OLD.to_json())
     head["credential"] = stored
-    path.write_text(json.dumps(head) + "\n", encoding="utf-8")
+    text = json.dumps(head)  # authenticated, so the damage is in the fingerprint, not the MAC
+    path.write_text(text + "\t" + line_mac(KEY, OLD.scan_id, text.encode("utf-8")) + "\n", encoding="utf-8")
     with pytest.raises(JournalError, match="unreadable journal header"):
         plan(path, resume=True, credentials=RIGHT)

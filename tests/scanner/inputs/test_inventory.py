@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import socket
+import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +212,30 @@ def test_an_empty_inventory_is_an_error(fmt: Format, text: str) -> None:
 
 def test_max_hosts_is_enforced_before_expanding() -> None:
     problems = text_problems("srv01\n198.18.0.0/16\n", max_hosts=10)
-    assert problems == ["inv:2: more than 10 hosts; the limit is 10"]
+    assert problems == ["inv:2: more than 10 hosts (at least 65535 with the ranges up to this line); the limit is 10"]
+
+
+def test_ranges_are_counted_across_the_file_before_any_address_is_generated() -> None:
+    # 16 lines of /16: 1,048,544 addresses. Before counting first, they took 49 s and 2 GB
+    # to be refused; now no address is generated at all.
+    text = "".join(f"10.{i}.0.0/16\n" for i in range(16))
+    started = time.monotonic()
+    tracemalloc.start()
+    try:
+        problems = text_problems(text)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert problems == [
+        "inv:16: more than 1000000 hosts (at least 1048544 with the ranges up to this line); the limit is 1000000"
+    ]
+    assert time.monotonic() - started < 1.0
+    assert peak < 5 * 1024 * 1024
+    # One host fewer than the limit across ranges and names is accepted (and then expanded).
+    assert len(parse_inventory("srv01\n192.0.2.0/30\n", "inv", fmt="text", max_hosts=3).targets) == 3
+    assert text_problems("srv01\nsrv02\n192.0.2.0/30\n", max_hosts=3) == [
+        "inv:3: more than 3 hosts (at least 4 with the ranges up to this line); the limit is 3"
+    ]
 
 
 def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
