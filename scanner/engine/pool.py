@@ -19,6 +19,7 @@ def collect_all(
     on_result: Callable[[Observation], None] | None = None,
     stop: threading.Event | None = None,
     keep: bool = True,
+    material: AuthMaterial | None = None,
 ) -> list[Observation]:
     """Read every target with at most `concurrency` in flight; return results in inventory order.
 
@@ -28,9 +29,31 @@ def collect_all(
     If `on_result` raises, the scan stops the same way and the exception is re-raised here.
     With `keep=False` nothing is kept and the list is empty: a caller that streams with
     `on_result` then holds no observation per host (docs/performance.md, memory).
+
+    Credentials are proven before any host is contacted: with Kerberos the scan's TGT is fetched
+    first (a refused logon raises KerberosLoginError, exit 2). A caller that proved them already
+    passes its `material` (and closes it); otherwise the ticket lives until this call returns.
     """
-    material = AuthMaterial(credentials)
-    material.nt_hash()  # derive once, before the workers share it
+    own = material is None
+    material = AuthMaterial(credentials) if material is None else material
+    try:
+        material.prove(targets, options)
+        material.nt_hash()  # derive once, before the workers share it
+        return _collect(targets, material, options, concurrency, on_result, stop, keep)
+    finally:
+        if own:
+            material.close()
+
+
+def _collect(
+    targets: Sequence[Target],
+    material: AuthMaterial,
+    options: CollectOptions,
+    concurrency: int,
+    on_result: Callable[[Observation], None] | None,
+    stop: threading.Event | None,
+    keep: bool,
+) -> list[Observation]:
     stop_event = stop if stop is not None else threading.Event()
     results: list[Observation | None] = [None] * len(targets) if keep else []
     next_index = iter(range(len(targets)))

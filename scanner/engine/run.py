@@ -26,6 +26,7 @@ from rules.evaluate import evaluate
 from rules.loader import Policy
 from rules.waivers import EXPIRY_WARNING_DAYS, WaiverRef, WaiverSet, apply_waivers, summarize
 from scanner import __version__
+from scanner.collect.wsman.auth import AuthMaterial
 from scanner.core.atomic import atomic_text
 from scanner.core.exitcodes import ExitCode, combine
 from scanner.core.formats import Format
@@ -62,6 +63,8 @@ class ScanRequest:
     # Called once per newly finished host (serialised), e.g. to append it to the journal.
     on_observation: Callable[[Observation], None] | None = None
     progress: bool = True
+    # Credentials already proven (the scan's Kerberos ticket), so collection logs on no second time.
+    material: AuthMaterial | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ class _Collector:
                 on_result=self._on_result,
                 stop=self.stop,
                 keep=False,
+                material=self.request.material,
             )
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread in wait()
             self.failure = exc

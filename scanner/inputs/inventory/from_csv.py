@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from scanner.inputs.inventory.validate import Entry, Problems, fixed, show, text_problem
 
-_CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group", "winrm", "os_version")
+_CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group", "winrm", "os_version", "spn")
 _TAG_PREFIX = "tag:"
 
 
@@ -76,4 +76,5 @@ def csv_entries(text: str, path: str, problems: Problems, max_hosts: int) -> Ite
             tags={c[len(_TAG_PREFIX) :]: row[i] for c, i in tags.items() if row[i]},
             winrm=cell("winrm"),
             os_version=cell("os_version"),
+            spn=cell("spn"),
         )

@@ -31,6 +31,7 @@ class _YamlHost(Strict):
     group: StrictStr | None = None
     winrm: WinRMStack | None = None
     os_version: StrictStr | None = None
+    spn: StrictStr | None = None
 
 
 class _YamlFile(Strict):
@@ -131,6 +132,7 @@ def _entries(
                 group=host.group,
                 winrm=host.winrm,
                 os_version=host.os_version,
+                spn=host.spn,
             )
         )
     return file_defaults, entries

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from scanner.core.errors import NattError
-from scanner.core.models import OS_VERSION_PATTERN, AuthMethod, Frozen, Scheme, Target, WinRMStack
+from scanner.core.models import OS_VERSION_PATTERN, SPN_PATTERN, AuthMethod, Frozen, Scheme, Target, WinRMStack
 from scanner.core.sanitize import has_unsafe
 
 MAX_SHOWN_PROBLEMS = 20
@@ -21,6 +21,7 @@ _MAX_KEPT_PROBLEMS = 10_000  # bounded memory for a file that is wrong on every 
 HTTP_PORT, HTTPS_PORT = 5985, 5986  # WinRM's listener defaults (docs/domain.md#ports-and-rights)
 LEGACY_HTTP_PORT, LEGACY_HTTPS_PORT = 80, 443  # WinRM 1.1's defaults (MS-WSMV 2.2.4.5, docs/wire.md)
 _OS_VERSION = re.compile(OS_VERSION_PATTERN)
+_SPN = re.compile(SPN_PATTERN)
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
 URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/")
@@ -132,6 +133,15 @@ class Entry:
     ip: bool = False  # produced by CIDR expansion or an IP literal already checked
     winrm: WinRMStack | str | None = None
     os_version: str | None = None
+    spn: str | None = None
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 class Problems:
@@ -237,6 +247,18 @@ def _build(entry: Entry, defaults: Defaults, problems: Problems) -> Target | Non
         message = "transport basic requires scheme https (Basic over HTTP is refused)"
         problems.add(entry.where("transport"), message)
         ok = False
+    if entry.spn is not None and not _SPN.match(entry.spn):
+        message = f"spn {show(entry.spn)} must be SERVICE/host, such as HTTP/web01.corp.example.com (no realm, no port)"
+        problems.add(entry.where("spn"), message)
+        ok = False
+    if transport is AuthMethod.KERBEROS and entry.spn is None and _is_address(entry.name):
+        # Kerberos asks the KDC for HTTP/<name>: an address names no service principal (docs/authentication.md#spns).
+        message = (
+            f"{show(entry.name)} is an IP address: transport kerberos needs the host's name (its SPN is"
+            " HTTP/<name>; give the address separately) or an explicit spn"
+        )
+        problems.add(entry.where("transport" if entry.transport is not None else "name"), message)
+        ok = False
     for key, value in entry.tags.items():
         why = text_problem(key) or text_problem(value)
         if why:
@@ -260,6 +282,7 @@ def _build(entry: Entry, defaults: Defaults, problems: Problems) -> Target | Non
         source=entry.source,
         winrm=winrm,
         os_version=entry.os_version,
+        spn=entry.spn,
     )
 
 

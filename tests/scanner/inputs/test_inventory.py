@@ -247,6 +247,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "source": f"{path}:3",
             "winrm": "current",
             "os_version": None,
+            "spn": None,
         },
         {
             "name": "ws-0002",
@@ -259,6 +260,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "source": f"{path}:4",
             "winrm": "current",
             "os_version": None,
+            "spn": None,
         },
         {
             "name": "gw-0003",
@@ -271,6 +273,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "source": f"{path}:5",
             "winrm": "current",
             "os_version": None,
+            "spn": None,
         },
     ]
 
@@ -370,7 +373,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
             "host,port\nsrv01,1\n",
             [
                 "inv:1: unknown column 'host' "
-                "(known: name, address, port, scheme, transport, group, winrm, os_version, tag:<name>)",
+                "(known: name, address, port, scheme, transport, group, winrm, os_version, spn, tag:<name>)",
                 "inv:1: the header has no 'name' column",
             ],
         ),
@@ -379,7 +382,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
             "name, port\nsrv01,1\n",
             [
                 "inv:1: unknown column ' port' "
-                "(known: name, address, port, scheme, transport, group, winrm, os_version, tag:<name>)"
+                "(known: name, address, port, scheme, transport, group, winrm, os_version, spn, tag:<name>)"
             ],
         ),
         ("name\n srv01\n", ["inv:2: name ' srv01' contains whitespace (one host per entry)"]),
@@ -387,7 +390,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
         ("name,scheme\nsrv01,ftp\n", ["inv:2: scheme 'ftp' must be one of: http, https"]),
         (
             "name,transport\nsrv01,digest\n",
-            ["inv:2: transport 'digest' must be one of: ntlm, kerberos, credssp, basic"],
+            ["inv:2: transport 'digest' must be one of: ntlm, kerberos, credssp, basic, negotiate"],
         ),
         (
             "name,transport\nsrv01,basic\n",
@@ -503,3 +506,32 @@ def test_bad_winrm_and_os_version_are_refused_with_their_place() -> None:
     with pytest.raises(InventoryError) as info:
         parse_inventory("hosts:\n  - {name: a, os_version: '6.1; rm'}\n", "inv.yaml", fmt="yaml")
     assert "inv.yaml:2" in str(info.value) and "os_version '6.1; rm'" in str(info.value)
+
+
+def test_an_ip_address_with_kerberos_is_refused_unless_it_names_its_spn() -> None:
+    text = (
+        "defaults: {transport: kerberos}\n"
+        "hosts:\n"
+        "  - {name: 10.0.0.5}\n"
+        "  - {name: web01.corp.example.com, address: 10.0.0.6}\n"
+        "  - {name: 10.0.0.7, spn: HTTP/web02.corp.example.com}\n"
+        "  - {name: 10.0.0.8, transport: negotiate}\n"
+        "  - {name: 10.0.0.9, spn: 'HTTP/web03@CORP'}\n"
+    )
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text, "inv.yaml", fmt="yaml")
+    assert len(info.value.problems) == 2
+    assert info.value.problems[0].startswith("inv.yaml:3:")
+    assert "'10.0.0.5' is an IP address: transport kerberos needs the host's name" in info.value.problems[0]
+    assert info.value.problems[1].startswith("inv.yaml:7:")
+    assert "spn 'HTTP/web03@CORP' must be SERVICE/host" in info.value.problems[1]
+    good = parse_inventory(text.replace("  - {name: 10.0.0.5}\n", "").replace("@CORP", ".corp"), "inv.yaml", fmt="yaml")
+    assert [(t.name, t.address, t.spn, t.transport.value) for t in good.targets] == [
+        ("web01.corp.example.com", "10.0.0.6", None, "kerberos"),  # the SPN comes from the name
+        ("10.0.0.7", "10.0.0.7", "HTTP/web02.corp.example.com", "kerberos"),
+        ("10.0.0.8", "10.0.0.8", None, "negotiate"),  # negotiate reaches an address over NTLM
+        ("10.0.0.9", "10.0.0.9", "HTTP/web03.corp", "kerberos"),
+    ]
+    with pytest.raises(InventoryError) as info:
+        parse_inventory("name,transport\n192.0.2.1,kerberos\n", "inv.csv", fmt="csv")
+    assert info.value.problems[0].startswith("inv.csv:2: '192.0.2.1' is an IP address")
