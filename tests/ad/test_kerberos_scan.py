@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,13 +46,15 @@ class Scan:
         return next(h for h in self.report["hosts"] if h["name"] == name)
 
 
-def scan(tmp_path: Path, inventory: Path, *args: str, env: Mapping[str, str] | None = None) -> Scan:
+def scan(
+    tmp_path: Path, inventory: Path, *args: str, env: Mapping[str, str] | None = None, prefix: Sequence[str] = ()
+) -> Scan:
     """Run `natt-audit scan` (no history, JSON report, no terminal) with KRB5_TRACE; return what it did."""
     trace = tmp_path / f"krb5-trace-{len(list(tmp_path.glob('krb5-trace-*')))}.log"
     report = tmp_path / "report.json"
     report.unlink(missing_ok=True)
     proc = subprocess.run(
-        [*CLI, "scan", "-i", str(inventory), "--no-history", "-f", "json", "-o", str(report), *args],
+        [*prefix, *CLI, "scan", "-i", str(inventory), "--no-history", "-f", "json", "-o", str(report), *args],
         env=cli_env({"KRB5_TRACE": str(trace), **(env or {})}),
         stdin=subprocess.DEVNULL,  # never a terminal: the scan must not need to prompt
         capture_output=True,
@@ -244,3 +246,19 @@ def test_an_unreachable_kdc_stops_kerberos_but_negotiate_may_use_ntlm(krb_lab: K
     strict = scan(tmp_path, negotiate, "--no-ntlm-fallback", env=env)
     assert strict.proc.returncode == 2
     assert "kdc_unreachable" in strict.proc.stderr
+
+
+def test_a_clock_an_hour_ahead_of_the_kdc_is_clock_skew(krb_lab: KerberosLab, tmp_path: Path) -> None:
+    # kdc_timesync = 0: MIT krb5 would otherwise adopt the KDC's time after the first skew error
+    # (krb5.conf(5)) and hide the problem; faketime (libfaketime) moves this scan's clock only.
+    conf = tmp_path / "krb5-nosync.conf"
+    text = krb_lab.dc.krb5_conf.read_text(encoding="utf-8")
+    conf.write_text(text.replace("[libdefaults]\n", "[libdefaults]\n\tkdc_timesync = 0\n"), encoding="utf-8")
+    inventory = krb_lab.inventory(tmp_path / "hosts.yaml", member_names(2), "kerberos")
+    env = {**password_env(), "KRB5_CONFIG": str(conf), "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    before = krb_lab.counters()
+    done = scan(tmp_path, inventory, env=env, prefix=["faketime", "-f", "+1h"])
+    assert done.proc.returncode == 2, done.proc.stderr
+    assert "clock_skew" in done.proc.stderr and "KRB_AP_ERR_SKEW" in done.proc.stderr
+    assert "NTP" in done.proc.stderr
+    assert krb_lab.counters()["connections"] == before["connections"]
