@@ -11,7 +11,9 @@ import base64
 import http.client
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 import spnego
 from pydantic import SecretStr
 from spnego.channel_bindings import GssChannelBindings
@@ -163,3 +165,16 @@ def logon_status_http(krb_lab: KerberosLab, name: str, client: Callable[[], obje
     finally:
         conn.close()
 
+
+
+def test_an_address_without_an_spn_goes_straight_to_ntlm_under_negotiate(
+    krb_lab: KerberosLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace = tmp_path / "trace.log"
+    monkeypatch.setenv("KRB5_TRACE", str(trace))
+    address, port, _ = krb_lab.lab.hosts[member_names()[1]]
+    by_address = Target(name=address, address=address, port=port, transport=AuthMethod.NEGOTIATE)
+    observations = collect_all([by_address], CREDENTIALS, options(krb_lab))
+    assert reason(observations[0]) is None
+    assert observations[0].os is not None and observations[0].os.source.value == "ntlm_challenge"
+    assert "TGS request" not in trace.read_text(encoding="utf-8")  # no ticket was asked for an address

@@ -143,7 +143,7 @@ class AuthMaterial:
             return self._kerberos
         if self._kerberos_failure is not None:
             reason = self._kerberos_failure.reason
-            raise CollectError(Stage.AUTH, reason, str(self._kerberos_failure))
+            raise CollectError(Stage.AUTH, reason, f"the scan has no Kerberos ticket: its logon failed ({reason})")
         raise CollectError(Stage.AUTH, "no_ticket", "the scan has no Kerberos ticket (no logon was made)")
 
     def close(self) -> None:
@@ -204,7 +204,7 @@ class Authenticator:
         self.material = material
         self.hostname = hostname
         self.https = https
-        self.spn = spn if spn is not None or method not in KERBEROS_METHODS else ("HTTP", hostname)
+        self.spn = spn  # (service, host) for Kerberos; None: the host has no name Kerberos can use
         self.ntlm_fallback = ntlm_fallback
         self.context: Any = None
         self.bindings: Any = None
