@@ -215,5 +215,5 @@ class CollectOptions(Frozen):
     # set when a policy reads a fact only WMI has (os.service_pack; docs/wire.md, OS facts).
     read_os_always: bool = False
     # transport negotiate: use NTLM for a host Kerberos cannot name or get a ticket for
-    # (docs/authentication.md#negotiate); False (--no-ntlm-fallback) forbids it.
+    # (docs/authentication.md#choosing-a-transport); False (--no-ntlm-fallback) forbids it.
     ntlm_fallback: bool = True

@@ -10,7 +10,7 @@ Kerberos (transports ``kerberos`` and ``negotiate``) takes its tickets from the 
 request carrying the AP-REQ; the host's AP-REP on the 200 completes mutual authentication. The
 service principal is HTTP/<inventory name>, or the entry's ``spn``; the connection goes to its
 address. ``negotiate`` uses NTLM instead for a host Kerberos cannot name (an IP address) or get a
-ticket for (docs/authentication.md#negotiate), unless the scan forbids the fallback.
+ticket for (docs/authentication.md#choosing-a-transport), unless the scan forbids the fallback.
 """
 
 from __future__ import annotations

@@ -167,7 +167,7 @@ _FAILURES: dict[int, Failure] = {
 }
 
 # Reasons after which transport negotiate may use NTLM for a host: Kerberos could not name or
-# reach it, and no credential was refused (docs/authentication.md#negotiate).
+# reach it, and no credential was refused (docs/authentication.md#choosing-a-transport).
 FALLBACK_REASONS = frozenset({"spn_unknown", "kdc_unreachable", "clock_skew", "no_spn"})
 
 
