@@ -11,7 +11,7 @@ from fractions import Fraction
 
 from reports.hosts import Hosts, HostSink
 from reports.hosts import host_sort_key as host_sort_key  # the ordering key, re-exported for callers
-from reports.model import HostReport, ReportHeader, ScanInfo, Summary, Tool, WaiversSection
+from reports.model import HostReport, ReportHeader, ScanInfo, SiteSummary, Summary, Tool, WaiversSection
 from scanner.core.exitcodes import ExitCode, combine
 from scanner.core.models import HostError, Observation, Stage
 from scanner.core.results import RuleResult, Severity, Status, worst
@@ -98,7 +98,7 @@ class ReportAssembly:
         self._names.add(name)
         host = host_report(observation, results, setting)
         self.sink.append(host, observation)
-        self.tally.add(host)
+        self.tally.add(host, site=observation.target.site)
         return host
 
     def hosts(self) -> Hosts:
@@ -136,10 +136,15 @@ class Tally:
         self.covered = 0
         self.fail_ranks: set[int] = set()  # severity ranks of `fail` results
         self.rule_ids: set[str] = set()
+        self.sites: dict[str, list[int]] = {}  # site -> [hosts, read]
 
-    def add(self, host: HostReport) -> None:
-        """Count one host."""
+    def add(self, host: HostReport, *, site: str | None = None) -> None:
+        """Count one host, and under its site when it has one."""
         self.total += 1
+        if site is not None:
+            counts = self.sites.setdefault(site, [0, 0])
+            counts[0] += 1
+            counts[1] += host.setting is not None
         self.by_status[host.status.value] += 1
         self.requests += host.requests
         if host.setting is not None:
@@ -160,6 +165,10 @@ class Tally:
             coverage=coverage_of(self.read, self.total),
             modes=dict(self.modes),
             requests_total=self.requests,
+            sites={
+                site: SiteSummary(hosts=hosts, read=read, coverage=coverage_of(read, hosts))
+                for site, (hosts, read) in sorted(self.sites.items())
+            },
         )
 
 

@@ -34,6 +34,14 @@ class ScanInfo(Frozen):
     interrupted: bool = False
 
 
+class SiteSummary(Frozen):
+    """One site's share of the scan: its hosts, how many were read, and that fraction."""
+
+    hosts: int
+    read: int
+    coverage: float  # read / hosts, 4 decimals rounded down like Summary.coverage
+
+
 class Summary(Frozen):
     """Headline counts."""
 
@@ -42,6 +50,8 @@ class Summary(Frozen):
     coverage: float  # hosts read successfully / hosts in the inventory, 4 decimals
     modes: dict[str, int] = Field(default_factory=dict)  # effective mode -> hosts, read hosts only
     requests_total: int = 0
+    # Per site, by name (docs/sites.md#sites); a scan without sites has the one default site.
+    sites: dict[str, SiteSummary] = Field(default_factory=dict)
 
 
 class HostReport(Frozen):

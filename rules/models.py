@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from rules.remediation import Fix
 from scanner.core.errors import NattError
 from scanner.core.models import Strict, parse_version
 from scanner.core.results import Severity
@@ -513,6 +514,7 @@ class Rule(Strict):
     overrides: list[Annotated[StrictStr, Field(pattern=RULE_ID)]] = Field(default_factory=list)
     check: Condition
     examples: Examples = Field(default_factory=Examples)
+    fix: Fix | None = None  # what `natt-audit remediate` plans for a failure (rules/remediation.py)
 
     @model_validator(mode="after")
     def _no_self_override(self) -> Rule:

@@ -130,6 +130,12 @@ def _summary_panel(report: ReportHeader, hosts: Hosts) -> Panel:
     unread = summary.hosts_total - read
     coverage.append(f"; {unread} could not be read)" if unread else ")")
     grid.add_row("Coverage", coverage)
+    if len(summary.sites) > 1:  # one site (every local scan without sites) would repeat the line above
+        sites = [
+            safe_text(f"{name}: {site.read}/{site.hosts} read ({site.coverage * 100:.2f} %)", limit=NAME_LIMIT + 40)
+            for name, site in summary.sites.items()
+        ]
+        grid.add_row("Sites", _join(sites, " · "))
 
     modes = [
         safe_text(f"{_MODE_LABEL.get(key, key)}: {summary.modes[key]}", limit=NAME_LIMIT)

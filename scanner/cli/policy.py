@@ -12,6 +12,7 @@ from typing import TextIO
 from rules.compile import compile_policies
 from rules.evaluate import evaluate_facts
 from rules.facts import example_facts
+from rules.fixcheck import check_fixes
 from rules.loader import BUILTINS, builtin_policy, load_policy
 from rules.models import Policy, PolicyError
 from scanner.cli.explain import run_explain
@@ -164,4 +165,13 @@ def run_test(specs: Sequence[str], out: TextIO | None = None) -> int:
         )
     rules = len({(o.policy, o.rule_id) for o in outcomes})
     out.write(f"{len(outcomes) - len(wrong)}/{len(outcomes)} examples as expected in {rules} rules\n")
-    return ExitCode.USAGE if wrong else ExitCode.OK
+    fixes = check_fixes(policies)  # each fix must make its rule's fail examples stop failing
+    unfixed = [f for f in fixes if not f.ok]
+    for f in unfixed:
+        log.error(
+            "FAIL %s fix on examples.fail[%d] (%s): still %s: %s", f.rule_id, f.index, f.policy, f.status, f.message
+        )
+    if fixes:
+        simulated = [f for f in fixes if f.status is not None]
+        out.write(f"{len(simulated) - len(unfixed)}/{len(simulated)} fail examples fixed by their rule's fix\n")
+    return ExitCode.USAGE if wrong or unfixed else ExitCode.OK

@@ -17,6 +17,7 @@ from scanner.cli.options import (
     positive_int,
 )
 from scanner.cli.output import use_color
+from scanner.cli.worker import broker_options
 from scanner.core.formats import Format
 from scanner.core.logsetup import set_format
 from scanner.core.models import DEFAULT_CONCURRENCY
@@ -176,6 +177,18 @@ def register(subparsers: Subparsers) -> None:
         key="inventory_id",
         metavar="ID",
         help="stable id of the inventory for drift and resume (default: its resolved path)",
+    )
+    broker_options(parser)
+    config_option(
+        parser,
+        "--site-timeout",
+        key="timeouts.site",
+        type=positive_float,
+        metavar="SECONDS",
+        help="with --broker: a site with no sign of a live worker this long ends as site/no_collector (default 120)",
+    )
+    config_option(
+        parser, "--default-site", key="default_site", metavar="NAME", help="site of hosts the inventory gives none"
     )
     parser.add_argument(
         "--resume",

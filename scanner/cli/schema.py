@@ -1,4 +1,4 @@
-"""`natt-audit schema report|policy|waivers`: print a JSON Schema."""
+"""`natt-audit schema report|policy|waivers|remediation`: print a JSON Schema."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from reports.remediation.json_plan import plan_json_schema
 from reports.schema import report_json_schema
 from rules.loader import policy_json_schema
 from rules.waivers import waivers_json_schema
@@ -18,6 +19,7 @@ SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     "report": report_json_schema,
     "policy": policy_json_schema,
     "waivers": waivers_json_schema,
+    "remediation": plan_json_schema,  # the json plan of `natt-audit remediate` (docs/remediation.md)
 }
 
 

@@ -7,7 +7,7 @@ of the `natt_audit` logger, set up once by `setup_logging`:
   `natt-audit: debug: ...`, and `natt-audit: ...` for information (the scan summary);
 - json: one object per record, `ts`, `level`, `msg`, `fields` (docs/config.md, `log_format`).
 
-Every line is made inert (scanner/core/textsafe.py): host-supplied text can neither split a
+Every line is made inert (scanner/core/sanitize.py): host-supplied text can neither split a
 record nor forge one. A record keeps its own line breaks only when logged with
 `extra=multiline_fields(...)`: error messages list one problem per line, and each of those
 lines then gets its own prefix.

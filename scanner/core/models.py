@@ -19,6 +19,19 @@ VALUE_NAME = "AssumeUDPEncapsulationContextOnSendRule"
 # docs/performance.md measures why this is enough for 2,000 hosts at 20 ms latency.
 DEFAULT_CONCURRENCY = 64
 
+# The site of a host with none in the inventory and no `default_site` in the configuration
+# (docs/sites.md#sites). A site names the queue its hosts are sent to by a distributed scan, so it
+# is a short ASCII token: letters, digits, '.', '_' and '-', starting with a letter or digit.
+DEFAULT_SITE = "default"
+_SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", re.ASCII)
+
+
+def site_problem(name: str) -> str | None:
+    """Return why `name` is not a site name, or None when it is one."""
+    if not _SITE_NAME.fullmatch(name):
+        return "must be 1-63 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit"
+    return None
+
 # A dotted Windows version: 1 to 4 ASCII-digit parts ("10", "6.0", "10.0.19045"). Each part is
 # bounded, so host-supplied text never turns into a huge integer.
 _VERSION = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,10}){0,3}", re.ASCII)
@@ -95,6 +108,8 @@ class Target(Frozen):
     # The Kerberos service principal ("HTTP/web01.corp.example.com") when it is not HTTP/<name>
     # (docs/authentication.md#spns).
     spn: str | None = Field(default=None, pattern=SPN_PATTERN)
+    # Which site's collectors can reach this host (docs/sites.md#sites); every local scan has one too.
+    site: str = Field(default=DEFAULT_SITE, pattern=rf"^{_SITE_NAME.pattern}$")
 
     @property
     def endpoint(self) -> str:
@@ -148,6 +163,7 @@ class Stage(StrEnum):
     COLLECT = "collect"
     PARSE = "parse"
     TIMEOUT = "timeout"
+    SITE = "site"  # the distributed engine: no collector for the host's site, or a result refused
 
 
 class HostError(Frozen):

@@ -33,7 +33,7 @@ from scanner.core.formats import Format
 from scanner.core.models import DEFAULT_CONCURRENCY, CollectOptions, Credentials, HostError, Observation, Stage, Target
 from scanner.core.results import Severity
 from scanner.core.semantics import assess
-from scanner.engine.pool import collect_all
+from scanner.engine.collector import Collector, LocalCollector
 from scanner.inputs.inventory import Inventory
 
 log = logging.getLogger("natt_audit.engine")
@@ -45,7 +45,7 @@ class ScanRequest:
 
     inventory: Inventory
     policies: Sequence[Policy]
-    credentials: Credentials
+    credentials: Credentials | None  # None only with a `collector` that holds its own (the sites engine)
     options: CollectOptions = field(default_factory=CollectOptions)
     concurrency: int = DEFAULT_CONCURRENCY
     fail_on: Severity = Severity.LOW
@@ -65,6 +65,8 @@ class ScanRequest:
     progress: bool = True
     # Credentials already proven (the scan's Kerberos ticket), so collection logs on no second time.
     material: AuthMaterial | None = None
+    # What reads the hosts; None: the local thread pool with `credentials` (scanner/engine/collector.py).
+    collector: Collector | None = None
 
 
 @dataclass(frozen=True)
@@ -156,18 +158,21 @@ class _Collector:
             self.sink(observation)
         self.progress.advance(observation)
 
+    def _engine(self) -> Collector:
+        if self.request.collector is not None:
+            return self.request.collector
+        if self.request.credentials is None:
+            raise ValueError("a local scan needs credentials")  # a caller bug: load_inputs always loads them
+        return LocalCollector(
+            self.request.credentials,
+            collect_options(self.request),
+            self.request.concurrency,
+            material=self.request.material,
+        )
+
     def _run(self) -> None:
         try:
-            collect_all(
-                self.targets,
-                self.request.credentials,
-                collect_options(self.request),
-                concurrency=self.request.concurrency,
-                on_result=self._on_result,
-                stop=self.stop,
-                keep=False,
-                material=self.request.material,
-            )
+            self._engine().collect(self.targets, on_result=self._on_result, stop=self.stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread in wait()
             self.failure = exc
 
@@ -240,7 +245,10 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
         todo = [target for target in request.inventory.targets if target.name not in done]
         # Progress draws only on a terminal; a StringIO (not a TTY) turns it off for JSON logs.
         stream = sys.stderr if request.progress else io.StringIO()
-        with Progress(total=len(request.inventory.targets), stream=stream) as progress:
+        sites: dict[str, int] = {}
+        for target in request.inventory.targets:
+            sites[target.site] = sites.get(target.site, 0) + 1
+        with Progress(total=len(request.inventory.targets), stream=stream, sites=sites) as progress:
             for observation in request.done:
                 if observation.target.name in done:
                     progress.advance(observation)

@@ -36,7 +36,9 @@ from scanner.core.formats import Format
 from scanner.core.logsetup import fields
 from scanner.core.models import AuthMethod, CollectOptions, Credentials, Observation
 from scanner.core.results import host_identity
+from scanner.engine.collector import Collector
 from scanner.engine.run import ScanOutcome, ScanRequest, run_scan, write_report
+from scanner.engine.sites import open_coordinator
 from scanner.history.drift import by_identity, drift_between, drift_counts
 from scanner.history.journal import Journal, journal_path_for
 from scanner.history.lock import ScanLock
@@ -70,8 +72,9 @@ class ScanInputs:
     inventory: Inventory
     policies: list[Policy]
     waivers: WaiverSet | None
-    credentials: Credentials
+    credentials: Credentials | None  # None with --broker: each site's workers hold their own (docs/sites.md)
     destinations: list[Destination]
+    collector: Collector | None = None  # the sites engine's coordinator with --broker; None: the local pool
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ def _load_waivers(paths: list[str]) -> WaiverSet | None:
 
 
 def _credentials(
-    config: Config, environ: Mapping[str, str], stdin_isatty: bool, transports: set[AuthMethod]
+    config: Config, environ: Mapping[str, str], stdin_isatty: bool, transports: set[AuthMethod] | None = None
 ) -> Credentials:
     env = dict(environ)
     # The config may name other variables for the account; load_credentials reads the standard ones.
@@ -141,6 +144,24 @@ def _is_address(name: str) -> bool:
     return True
 
 
+def scan_credentials(config: Config, environ: Mapping[str, str], *, stdin_isatty: bool) -> Credentials:
+    """Return the scan account as `scan` loads it; a site's worker loads its own the same way."""
+    return _credentials(config, environ, stdin_isatty)
+
+
+def collect_options(config: Config) -> CollectOptions:
+    """Return the per-host limits, TLS and authentication settings of the configuration."""
+    return CollectOptions(
+        host_timeout=config.timeouts.host,
+        connect_timeout=min(config.timeouts.connect, config.timeouts.host),
+        ca_bundle=config.ca_bundle,
+        verify_tls=not config.insecure_skip_tls_verify,
+        tls_min_version=config.tls_min_version,
+        legacy_port_fallback=config.legacy_port_fallback,
+        ntlm_fallback=config.ntlm_fallback,
+    )
+
+
 def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: bool) -> ScanInputs:
     """Load and validate every input of a scan; any problem raises a NattError (exit 2)."""
     if config.inventory is None:
@@ -148,14 +169,28 @@ def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: boo
     with stage("inputs"):
         policies = resolve_policies(config.policies)
         waivers = _load_waivers(config.waivers)
-        inventory = load_inventory(config.inventory)
+        inventory = load_inventory(config.inventory, default_site=config.default_site)
         _check_kerberos_names(config, inventory)
         transports = {target.transport for target in inventory.targets}
-        credentials = _credentials(config, environ, stdin_isatty, transports)
+        # With --broker the coordinator reads no host: it needs no account, so asks for none.
+        credentials = None if config.broker else _credentials(config, environ, stdin_isatty, transports)
         destinations = [parse_destination(text) for text in config.exports]
         for destination in destinations:
             if destination.is_network and destination.kind is Kind.HEC:
                 load_token(destination, environ)  # refuse a missing token now, not after the scan
+        collector: Collector | None = None
+        if config.broker:
+            # Logged on now: a wrong broker password is exit 2 before anything is queued.
+            collector = open_coordinator(
+                config.broker,
+                collect_options(config),
+                environ=environ,
+                password_file=config.broker_password_file,
+                ca_bundle=config.broker_ca_bundle,
+                site_timeout=config.timeouts.site,
+                grace=config.timeouts.grace,
+                deadline=config.timeouts.deadline,
+            )
     log.debug(
         "inputs: %d hosts from %s, policies %s, %d waivers file(s), %d export destination(s)",
         len(inventory.targets),
@@ -164,7 +199,7 @@ def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: boo
         len(config.waivers),
         len(destinations),
     )
-    return ScanInputs(inventory, policies, waivers, credentials, destinations)
+    return ScanInputs(inventory, policies, waivers, credentials, destinations, collector)
 
 
 def inventory_id_of(config: Config, inventory: Inventory) -> str:
@@ -276,24 +311,11 @@ def _open_history(db: Path, inputs: ScanInputs, inventory_id: str, *, resume: bo
     return history
 
 
-def collect_options_of(config: Config) -> CollectOptions:
-    """Return the per-host limits, TLS and authentication settings of the configuration."""
-    return CollectOptions(
-        host_timeout=config.timeouts.host,
-        connect_timeout=min(config.timeouts.connect, config.timeouts.host),
-        ca_bundle=config.ca_bundle,
-        verify_tls=not config.insecure_skip_tls_verify,
-        tls_min_version=config.tls_min_version,
-        legacy_port_fallback=config.legacy_port_fallback,
-        ntlm_fallback=config.ntlm_fallback,
-    )
-
-
 def _request(
-    config: Config, inputs: ScanInputs, history: _History, sink: _SafeJournal, material: AuthMaterial
+    config: Config, inputs: ScanInputs, history: _History, sink: _SafeJournal, material: AuthMaterial | None
 ) -> ScanRequest:
     start = history.start
-    options = collect_options_of(config)
+    options = collect_options(config)
     return ScanRequest(
         inventory=inputs.inventory,
         policies=inputs.policies,
@@ -312,6 +334,7 @@ def _request(
         on_observation=sink.append,
         progress=config.log_format == "plain",
         material=material,
+        collector=inputs.collector,
     )
 
 
@@ -351,12 +374,14 @@ def execute_scan(
             lock.acquire()  # LockedError (exit 4) when another scan holds it
         except OSError as exc:
             raise StoreError(f"cannot create the lock file {lock.path}: {exc.strerror or exc}") from None
-    material = AuthMaterial(inputs.credentials)
+    # A sites coordinator (--broker) reads no host and has no account: its workers prove their own.
+    material = AuthMaterial(inputs.credentials) if inputs.credentials is not None else None
     try:
         # Prove the credentials before any host and before the journal: with Kerberos, the scan's
         # one TGT; a refused logon is exit 2 with nothing contacted (docs/authentication.md#lockout-safety).
-        with stage("login"):
-            material.prove(inputs.inventory.targets, collect_options_of(config))
+        if material is not None:
+            with stage("login"):
+                material.prove(inputs.inventory.targets, collect_options(config))
         if db is not None:
             with stage("history-open"):
                 history = _open_history(db, inputs, inventory_id, resume=resume)
@@ -371,7 +396,8 @@ def execute_scan(
         finally:
             outcome.close()  # the report's hosts live in a temp file until here
     finally:
-        material.close()
+        if material is not None:
+            material.close()
         history.close()
         if lock is not None:
             lock.release()

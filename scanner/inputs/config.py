@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
 from scanner.core.errors import NattError
 from scanner.core.formats import Format
-from scanner.core.models import DEFAULT_CONCURRENCY, Strict
+from scanner.core.models import DEFAULT_CONCURRENCY, DEFAULT_SITE, Strict, site_problem
 from scanner.core.results import Severity
 from scanner.inputs.credentials import ENV_PASSWORD, ENV_USERNAME
 
@@ -73,6 +73,16 @@ def format_duration(seconds: float) -> str:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def _site_name(value: str) -> str:
+    why = site_problem(value)
+    if why:
+        raise ValueError(f"site {value!r} {why}")
+    return value
+
+
+SiteName = Annotated[str, AfterValidator(_site_name)]
+
+
 class CredentialSettings(Strict):
     """Where the scan account comes from; never the password itself."""
 
@@ -90,6 +100,9 @@ class TimeoutSettings(Strict):
     connect: float = Field(default=5.0, gt=0)
     deadline: Duration | None = None
     grace: float = Field(default=10.0, ge=0)
+    # Distributed scans (docs/sites.md): how long a site may show no live worker before its hosts
+    # are reported as site/no_collector.
+    site: float = Field(default=120.0, gt=0)
 
 
 class Config(Strict):
@@ -117,6 +130,11 @@ class Config(Strict):
     color: Literal["auto", "always", "never"] = "auto"
     credentials: CredentialSettings = Field(default_factory=CredentialSettings)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    # The distributed engine (docs/sites.md): a broker URL turns it on; never a password in it.
+    default_site: SiteName = DEFAULT_SITE
+    broker: str | None = None
+    broker_password_file: str | None = None
+    broker_ca_bundle: str | None = None
 
 
 def _split_list(text: str) -> list[str]:
@@ -165,6 +183,10 @@ KEYS: tuple[Key, ...] = (
     Key("legacy_port_fallback", "NATT_AUDIT_LEGACY_PORT_FALLBACK", _bool),
     Key("ntlm_fallback", "NATT_AUDIT_NTLM_FALLBACK", _bool),
     Key("color", "NATT_AUDIT_COLOR"),
+    Key("default_site", "NATT_AUDIT_DEFAULT_SITE"),
+    Key("broker", "NATT_AUDIT_BROKER"),
+    Key("broker_password_file", "NATT_AUDIT_BROKER_PASSWORD_FILE"),
+    Key("broker_ca_bundle", "NATT_AUDIT_BROKER_CA_BUNDLE"),
     Key("credentials.username", None),  # the username's env variable is credentials.username_env
     Key("credentials.username_env", None),
     Key("credentials.password_file", "NATT_AUDIT_PASSWORD_FILE"),
@@ -174,6 +196,7 @@ KEYS: tuple[Key, ...] = (
     Key("timeouts.connect", "NATT_AUDIT_CONNECT_TIMEOUT"),
     Key("timeouts.deadline", "NATT_AUDIT_DEADLINE"),
     Key("timeouts.grace", "NATT_AUDIT_GRACE"),
+    Key("timeouts.site", "NATT_AUDIT_SITE_TIMEOUT"),
 )
 KEY_NAMES = frozenset(key.name for key in KEYS)
 
@@ -388,6 +411,8 @@ def show_config(loaded: Loaded, environ: Mapping[str, str]) -> str:
     config = loaded.config
     flat = _flatten(config.model_dump(mode="json"))
     flat["exports"] = [redact(dest) for dest in config.exports]
+    if config.broker is not None:
+        flat["broker"] = redact(config.broker)
     if config.timeouts.deadline is not None:
         flat["timeouts.deadline"] = format_duration(config.timeouts.deadline)
     lines = [

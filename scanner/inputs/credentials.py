@@ -203,3 +203,8 @@ def load_credentials(
     if password == "":
         raise CredentialError("an empty password was entered")
     return Credentials(username=name, password=SecretStr(password))
+
+
+def read_password_file(path: str) -> str:
+    """Return the first line of a password file, refused with the same rules as the scan account's."""
+    return _read_password_file(path)

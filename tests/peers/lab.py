@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,14 +40,22 @@ class RunningLab:
 
 @contextlib.contextmanager
 def start_lab(
-    estate: Path | str, workdir: Path, *, extra_args: list[str] | None = None, timeout: float = START_TIMEOUT
+    estate: Path | str,
+    workdir: Path,
+    *,
+    extra_args: list[str] | None = None,
+    timeout: float = START_TIMEOUT,
+    prefix: Sequence[str] = (),
 ) -> Iterator[RunningLab]:
-    """Run `python -m scanner.lab serve ESTATE` until the with-block ends; assert a clean exit 0."""
+    """Run `python -m scanner.lab serve ESTATE` until the with-block ends; assert a clean exit 0.
+
+    `prefix` wraps the command, e.g. `ip netns exec NS` to serve inside a network namespace.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     inventory = workdir / "inventory.yaml"
     inventory.unlink(missing_ok=True)
     stderr_path = workdir / "lab.stderr"
-    argv = [sys.executable, "-m", "scanner.lab", "serve", str(estate), "--inventory-out", str(inventory)]
+    argv = [*prefix, sys.executable, "-m", "scanner.lab", "serve", str(estate), "--inventory-out", str(inventory)]
     argv += list(extra_args or [])
     with stderr_path.open("wb") as err:
         proc = subprocess.Popen(

@@ -208,6 +208,10 @@ class _Layout:
             "ntp signd socket directory": str(self.run_dir / "ntp_signd"),
             "nbt client socket address": ADDRESS,
             "prefork children": "1",  # one worker per service instead of four: enough for tests, half the processes
+            # DCE/RPC endpoints default to 49152-65535, inside Linux's ephemeral range (32768-60999), where a
+            # lab host or any client socket may already sit: the DC then fails to start
+            # (NT_STATUS_ADDRESS_ALREADY_ASSOCIATED). Above 60999 the kernel never hands a port out.
+            "rpc server dynamic port range": "62000-62999",
         }
         return [f"--option={name}={value}" for name, value in options.items()]
 

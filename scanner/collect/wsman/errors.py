@@ -40,6 +40,8 @@ timeout    deadline                the per-host wall-clock deadline passed
 collect    invalid_selectors       the host refused the request's selectors (2150858813 ...)
 collect    not_supported           the host does not support the action, filter or method asked for
 collect    request_rejected        the host refused the request itself: schema, XML, headers, size
+site       bad_result              a site worker's result for the host was malformed or refused (docs/sites.md)
+site       no_collector            no live worker took the host's site's batches within ``--site-timeout``
 auth       ntlm_refused            HTTP 401 to the NTLM NEGOTIATE: the host does not take NTLM at all
 auth       spn_unknown             the KDC knows no HTTP/<name> (KDC_ERR_S_PRINCIPAL_UNKNOWN)
 auth       no_spn                  Kerberos for an IP address without an ``spn`` (negotiate only)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from scanner.core.models import AuthMethod, Scheme
+from scanner.core.models import DEFAULT_SITE, AuthMethod, Scheme
 from scanner.inputs.inventory.from_csv import csv_entries
 from scanner.inputs.inventory.from_text import text_entries
 from scanner.inputs.inventory.from_yaml import yaml_entries
@@ -51,11 +51,12 @@ def parse_inventory(
     default_scheme: Scheme = Scheme.HTTP,
     default_transport: AuthMethod = AuthMethod.NTLM,
     max_hosts: int = 1_000_000,
+    default_site: str = DEFAULT_SITE,
 ) -> Inventory:
     """Parse inventory text already read from `path`; raise InventoryError listing every problem."""
     problems = Problems()
     warnings: list[str] = []
-    defaults = Defaults(port=default_port, scheme=default_scheme, transport=default_transport)
+    defaults = Defaults(port=default_port, scheme=default_scheme, transport=default_transport, site=default_site)
     entries: Iterator[Entry]
     if fmt == "yaml":
         defaults, listed = yaml_entries(text, path, problems, defaults, max_hosts)
@@ -74,6 +75,7 @@ def load_inventory(
     default_scheme: Scheme = Scheme.HTTP,
     default_transport: AuthMethod = AuthMethod.NTLM,
     max_hosts: int = 1_000_000,
+    default_site: str = DEFAULT_SITE,
 ) -> Inventory:
     """Read and validate an inventory file; the format follows the file extension."""
     name = str(path)
@@ -97,4 +99,5 @@ def load_inventory(
         default_scheme=default_scheme,
         default_transport=default_transport,
         max_hosts=max_hosts,
+        default_site=default_site,
     )

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from scanner.inputs.inventory.validate import Entry, Problems, fixed, show, text_problem
 
-_CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group", "winrm", "os_version", "spn")
+_CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group", "winrm", "os_version", "site", "spn")
 _TAG_PREFIX = "tag:"
 
 
@@ -73,6 +73,7 @@ def csv_entries(text: str, path: str, problems: Problems, max_hosts: int) -> Ite
             scheme=cell("scheme"),
             transport=cell("transport"),
             group=cell("group"),
+            site=cell("site"),
             tags={c[len(_TAG_PREFIX) :]: row[i] for c, i in tags.items() if row[i]},
             winrm=cell("winrm"),
             os_version=cell("os_version"),

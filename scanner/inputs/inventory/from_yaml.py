@@ -19,6 +19,7 @@ class _YamlDefaults(Strict):
     transport: AuthMethod | None = None
     tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     winrm: WinRMStack | None = None
+    site: StrictStr | None = None
 
 
 class _YamlHost(Strict):
@@ -32,6 +33,7 @@ class _YamlHost(Strict):
     winrm: WinRMStack | None = None
     os_version: StrictStr | None = None
     spn: StrictStr | None = None
+    site: StrictStr | None = None
 
 
 class _YamlFile(Strict):
@@ -98,6 +100,7 @@ def _entries(
         scheme=top.defaults.scheme or defaults.scheme,
         transport=top.defaults.transport or defaults.transport,
         winrm=top.defaults.winrm or defaults.winrm,
+        site=top.defaults.site if top.defaults.site is not None else defaults.site,
     )
     if top.defaults.port is not None and not 1 <= top.defaults.port <= 65535:
         message = f"port {top.defaults.port} must be an integer 1..65535"
@@ -133,6 +136,7 @@ def _entries(
                 winrm=host.winrm,
                 os_version=host.os_version,
                 spn=host.spn,
+                site=host.site,
             )
         )
     return file_defaults, entries

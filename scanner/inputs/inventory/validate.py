@@ -13,7 +13,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from scanner.core.errors import NattError
-from scanner.core.models import OS_VERSION_PATTERN, SPN_PATTERN, AuthMethod, Frozen, Scheme, Target, WinRMStack
+from scanner.core.models import (
+    DEFAULT_SITE,
+    OS_VERSION_PATTERN,
+    SPN_PATTERN,
+    AuthMethod,
+    Frozen,
+    Scheme,
+    Target,
+    WinRMStack,
+    site_problem,
+)
 from scanner.core.sanitize import has_unsafe
 
 MAX_SHOWN_PROBLEMS = 20
@@ -130,6 +140,7 @@ class Entry:
     transport: AuthMethod | str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     group: str | None = None
+    site: str | None = None  # None: the inventory's or the configuration's default site
     ip: bool = False  # produced by CIDR expansion or an IP literal already checked
     winrm: WinRMStack | str | None = None
     os_version: str | None = None
@@ -167,6 +178,7 @@ class Defaults:
     scheme: Scheme
     transport: AuthMethod
     winrm: WinRMStack = WinRMStack.CURRENT
+    site: str = DEFAULT_SITE
 
 
 def _port_for(scheme: Scheme, default_port: int, winrm: WinRMStack = WinRMStack.CURRENT) -> int:
@@ -269,6 +281,11 @@ def _build(entry: Entry, defaults: Defaults, problems: Problems) -> Target | Non
         if why:
             problems.add(entry.where("group"), f"group {show(entry.group)} {why}")
             ok = False
+    site = defaults.site if entry.site is None else entry.site
+    why = site_problem(site)
+    if why:
+        problems.add(entry.where("site"), f"site {show(site)} {why}")
+        ok = False
     if not ok or port is None or scheme is None or transport is None or winrm is None:
         return None
     return Target(
@@ -283,6 +300,7 @@ def _build(entry: Entry, defaults: Defaults, problems: Problems) -> Target | Non
         winrm=winrm,
         os_version=entry.os_version,
         spn=entry.spn,
+        site=site,
     )
 
 

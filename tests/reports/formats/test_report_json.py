@@ -33,7 +33,7 @@ FIELDS = {
     "": ["schema_version", "tool", "scan", "summary", "hosts", "drift", "waivers"],
     "tool": ["name", "version"],
     "scan": ["id", "started_at", "finished_at", "policies", "inventory", "interrupted"],
-    "summary": ["hosts_total", "hosts_by_status", "coverage", "modes", "requests_total"],
+    "summary": ["hosts_total", "hosts_by_status", "coverage", "modes", "requests_total", "sites"],
     "host": ["name", "address", "port", "tags", "status", "requests", "os", "setting", "error", "results"],
     "os": ["version", "build", "service_pack", "caption", "source"],
     "result": ["rule_id", "title", "severity", "status", "message", "finding_id", "waiver"],

@@ -127,11 +127,14 @@ def test_every_command_is_a_module_with_register_and_run() -> None:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {
         "scan",
+        "worker",
+        "workers",
         "demo",
         "lab",
         "policy",
         "export",
         "ship",
+        "remediate",
         "schema",
         "history",
         "diff",
@@ -192,6 +195,8 @@ SCAN_FLAGS: list[tuple[list[str], str, object]] = [
     (["-o", "r.json"], "output", "r.json"),
     (["--ca-bundle", "ca.pem"], "ca_bundle", "ca.pem"),
     (["--insecure-skip-tls-verify"], "insecure_skip_tls_verify", True),
+    (["--tls-min-version", "1.0"], "tls_min_version", "1.0"),
+    (["--legacy-port-fallback"], "legacy_port_fallback", True),
     (["--color", "never"], "color", "never"),
     (["--password-file", "pw"], "credentials.password_file", "pw"),
     (["--keytab", "scan.keytab"], "credentials.keytab", "scan.keytab"),
@@ -200,6 +205,11 @@ SCAN_FLAGS: list[tuple[list[str], str, object]] = [
     (["--connect-timeout", "3"], "timeouts.connect", 3.0),
     (["--deadline", "45m"], "timeouts.deadline", 2700.0),
     (["--grace", "0"], "timeouts.grace", 0.0),
+    (["--site-timeout", "5"], "timeouts.site", 5.0),
+    (["--default-site", "hq"], "default_site", "hq"),
+    (["--broker", "redis://broker:6379/0"], "broker", "redis://broker:6379/0"),
+    (["--broker-password-file", "bpw"], "broker_password_file", "bpw"),
+    (["--broker-ca-bundle", "ca.pem"], "broker_ca_bundle", "ca.pem"),
 ]
 
 

@@ -248,6 +248,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "winrm": "current",
             "os_version": None,
             "spn": None,
+            "site": "default",
         },
         {
             "name": "ws-0002",
@@ -261,6 +262,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "winrm": "current",
             "os_version": None,
             "spn": None,
+            "site": "default",
         },
         {
             "name": "gw-0003",
@@ -274,6 +276,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "winrm": "current",
             "os_version": None,
             "spn": None,
+            "site": "default",
         },
     ]
 
@@ -373,7 +376,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
             "host,port\nsrv01,1\n",
             [
                 "inv:1: unknown column 'host' "
-                "(known: name, address, port, scheme, transport, group, winrm, os_version, spn, tag:<name>)",
+                "(known: name, address, port, scheme, transport, group, winrm, os_version, site, spn, tag:<name>)",
                 "inv:1: the header has no 'name' column",
             ],
         ),
@@ -382,7 +385,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
             "name, port\nsrv01,1\n",
             [
                 "inv:1: unknown column ' port' "
-                "(known: name, address, port, scheme, transport, group, winrm, os_version, spn, tag:<name>)"
+                "(known: name, address, port, scheme, transport, group, winrm, os_version, site, spn, tag:<name>)"
             ],
         ),
         ("name\n srv01\n", ["inv:2: name ' srv01' contains whitespace (one host per entry)"]),

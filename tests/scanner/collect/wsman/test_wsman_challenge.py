@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import spnego
-from tests.scanner.collect.wsman.conftest import PASSWORD, USERNAME
 
 from scanner.collect.collector import known_os
 from scanner.collect.wsman.auth import NEGOTIATE_VERSION, challenge_version
 from scanner.core.models import CollectOptions, OsInfo, OsSource, Target
 from scanner.lab.auth import Acceptor
+from tests.scanner.collect.wsman.conftest import PASSWORD, USERNAME
 
 
 def challenge(version: bytes | None, flags: int = 0xE2898215, payload_at: int = 56) -> bytes:

@@ -1,0 +1,189 @@
+"""A site's worker: a Celery worker that reads its site's batches with the local collector.
+
+`natt-audit worker --site NAME` (scanner/cli/worker.py) runs `run_worker`: one Celery worker
+consuming the site's queue, with the site's own scan account loaded as `scan` loads it. Each batch
+is read by `collect_all` (scanner/engine/pool.py), the thread pool of a local scan, so the
+collector, its limits and the credential rules are the same on a worker as on one machine
+(docs/sites.md#workers). The account never leaves the worker: batches carry hosts and limits, and
+results carry observations.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import redis.exceptions
+from celery import Celery, Task
+from celery.exceptions import SecurityWarning
+from kombu.exceptions import KombuError
+from pydantic import ValidationError
+
+from scanner.core.models import CollectOptions, Credentials, Observation
+from scanner.engine.pool import collect_all
+from scanner.engine.sites.app import DEFAULT_VISIBILITY_TIMEOUT, check_broker, make_app, result_reader
+from scanner.engine.sites.broker import Broker
+from scanner.engine.sites.messages import TASK_NAME, Batch, Heartbeat, queue_for
+
+log = logging.getLogger("natt_audit.sites")
+
+
+class BatchRefused(Exception):
+    """A batch this worker will not run: not valid, or for another site. The task fails with it."""
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker needs besides the broker: its site, account, TLS trust and hosts in flight."""
+
+    site: str
+    credentials: Credentials
+    concurrency: int
+    ca_bundle: str | None = None
+    verify_tls: bool = True
+    visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
+
+
+def worker_name(site: str) -> str:
+    """Return this worker's Celery node name: site@host.pid, unique on the machine."""
+    return f"{site}@{socket.gethostname()}.{os.getpid()}"
+
+
+def register_task(app: Celery, settings: WorkerSettings) -> None:
+    """Register the batch task on `app`, bound to this worker's settings and account."""
+
+    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
+    def collect_batch(task: Task, payload: Any) -> dict[str, Any]:
+        return run_batch(task, payload, settings)
+
+
+def run_batch(task: Task, payload: Any, settings: WorkerSettings) -> dict[str, Any]:
+    """Read one batch's hosts with the local engine; return the observations as JSON values."""
+    try:
+        batch = Batch.model_validate(payload)
+    except ValidationError:
+        # Only the count: the payload is the sender's text, not ours to echo.
+        raise BatchRefused("the batch is not valid") from None
+    if batch.site != settings.site:
+        raise BatchRefused(f"the batch is for site {batch.site}, this worker serves {settings.site}")
+    options = CollectOptions(
+        host_timeout=batch.limits.host_timeout,
+        connect_timeout=min(batch.limits.connect_timeout, batch.limits.host_timeout),
+        operation_timeout=batch.limits.operation_timeout,
+        max_response_bytes=batch.limits.max_response_bytes,
+        ca_bundle=settings.ca_bundle,
+        verify_tls=settings.verify_tls,
+    )
+    task_id = str(task.request.id)
+    hostname = str(task.request.hostname or worker_name(settings.site))
+    stop = threading.Event()
+    done = 0
+    lock = threading.Lock()
+
+    def beat_loop() -> None:
+        beat = 0
+        while True:
+            with lock:
+                report = Heartbeat(worker=hostname, done=done, beat=beat)
+            try:
+                task.backend.store_result(task_id, report.model_dump(mode="json"), "PROGRESS")
+            except (redis.exceptions.RedisError, KombuError, OSError) as exc:
+                # A lost heartbeat must not stop the batch; the coordinator waits --site-timeout.
+                log.warning("cannot report progress to the broker (%s)", type(exc).__name__)
+            beat += 1
+            if finished.wait(batch.heartbeat):
+                return
+            if batch.not_after is not None and time.time() >= batch.not_after:
+                stop.set()  # the scan's --deadline: start no new host
+
+    def count(_: Observation) -> None:
+        nonlocal done
+        with lock:
+            done += 1
+
+    if batch.not_after is not None and time.time() >= batch.not_after:
+        stop.set()
+    finished = threading.Event()
+    beats = threading.Thread(target=beat_loop, name="natt-heartbeat", daemon=True)
+    beats.start()
+    started = time.perf_counter()
+    try:
+        observations = collect_all(
+            batch.targets,
+            settings.credentials,
+            options,
+            concurrency=settings.concurrency,
+            on_result=count,
+            stop=stop,
+            keep=True,
+        )
+    finally:
+        finished.set()
+        beats.join(5)
+    log.info(
+        "site %s: batch of %d hosts read in %.1f s (%d unread)",
+        settings.site,
+        len(batch.targets),
+        time.perf_counter() - started,
+        sum(1 for o in observations if o.error is not None),
+    )
+    return {
+        "site": settings.site,
+        "worker": hostname,
+        "observations": [observation.model_dump(mode="json") for observation in observations],
+    }
+
+
+class _Forward(logging.Handler):
+    """Hand Celery's and kombu's records to natt-audit's one stderr path (scanner/core/logsetup.py)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger("natt_audit.celery").handle(record)
+
+
+def _route_library_logs(verbose: bool) -> None:
+    for name in ("celery", "kombu"):
+        logger = logging.getLogger(name)
+        logger.handlers = [_Forward()]
+        logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        logger.propagate = False
+
+
+def run_worker(broker: Broker, settings: WorkerSettings, *, verbose: bool = False) -> int:
+    """Serve the site's queue until SIGTERM/SIGINT (a warm shutdown finishes the running batch)."""
+    app = make_app(broker, visibility_timeout=settings.visibility_timeout, results=True)
+    check_broker(result_reader(app, broker), broker)  # BrokerError (exit 2) before the worker starts
+    register_task(app, settings)
+    _route_library_logs(verbose)
+    name = worker_name(settings.site)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # Celery says the same in a multi-line warning of its own; one line through our logger instead.
+        warnings.filterwarnings("ignore", category=SecurityWarning)
+        log.warning("the worker runs as root: run it as a dedicated user (docs/sites.md#deploying-workers)")
+    log.info(
+        "worker %s: serving site %s from %s with up to %d hosts in flight",
+        name,
+        settings.site,
+        broker.url,
+        settings.concurrency,
+    )
+    worker = app.Worker(
+        hostname=name,
+        queues=[queue_for(settings.site)],
+        pool="threads",
+        concurrency=1,  # one batch at a time; its hosts run on collect_all's own threads
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+        loglevel="DEBUG" if verbose else "WARNING",
+        quiet=True,
+        optimization="fair",
+    )
+    worker.start()
+    return int(worker.exitcode or 0)
