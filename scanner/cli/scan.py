@@ -133,6 +133,21 @@ def register(subparsers: Subparsers) -> None:
     config_option(
         parser, "--password-file", key="credentials.password_file", help="read the password from this file's first line"
     )
+    config_option(
+        parser,
+        "--keytab",
+        key="credentials.keytab",
+        metavar="FILE",
+        help="client keytab: Kerberos logs on with its key, once per scan (docs/authentication.md)",
+    )
+    config_option(
+        parser,
+        "--no-ntlm-fallback",
+        key="ntlm_fallback",
+        action="store_const",
+        const=False,
+        help="transport negotiate: never use NTLM, even for a host Kerberos cannot name or get a ticket for",
+    )
     config_option(parser, "--ca-bundle", key="ca_bundle", help="PEM file of CA certificates for HTTPS hosts")
     config_option(
         parser,

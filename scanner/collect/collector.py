@@ -41,6 +41,7 @@ from scanner.collect.wsman import wmi
 from scanner.collect.wsman.auth import AuthMaterial
 from scanner.collect.wsman.errors import CollectError
 from scanner.collect.wsman.http import Deadline
+from scanner.collect.wsman.kerberos import KerberosLoginError
 from scanner.collect.wsman.protocol import new_protocol
 from scanner.collect.wsman.transport import WsmanTransport
 from scanner.core.models import (
@@ -216,5 +217,16 @@ def collect_with(target: Target, material: AuthMaterial, options: CollectOptions
 
 
 def collect_host(target: Target, credentials: Credentials, options: CollectOptions) -> Observation:
-    """Read one host; every failure becomes an error Observation (only KeyboardInterrupt/SystemExit pass)."""
-    return collect_with(target, AuthMaterial(credentials), options)
+    """Read one host; every failure becomes an error Observation (only KeyboardInterrupt/SystemExit pass).
+
+    With Kerberos this makes the host's own logon (a scan proves its credentials once, in collect_all).
+    """
+    material = AuthMaterial(credentials)
+    try:
+        material.prove([target], options)
+    except KerberosLoginError as exc:
+        return Observation(target=target, error=HostError(stage=Stage.AUTH, reason=exc.reason, message=str(exc)))
+    try:
+        return collect_with(target, material, options)
+    finally:
+        material.close()

@@ -68,12 +68,19 @@ class Scheme(StrEnum):
 
 
 class AuthMethod(StrEnum):
-    """How the scanner authenticates to a host."""
+    """How the scanner authenticates to a host (docs/authentication.md#choosing-a-transport)."""
 
     NTLM = "ntlm"
     KERBEROS = "kerberos"
     CREDSSP = "credssp"
     BASIC = "basic"
+    NEGOTIATE = "negotiate"  # Kerberos, and NTLM for a host Kerberos cannot name or reach, if allowed
+
+
+# Transports that log on with Kerberos, and so need the scan's ticket (docs/authentication.md#lockout-safety).
+KERBEROS_METHODS = frozenset({AuthMethod.KERBEROS, AuthMethod.NEGOTIATE})
+# "SERVICE/host" (no realm, no port): the service principal a Kerberos host is asked for by.
+SPN_PATTERN = r"^[A-Za-z][A-Za-z0-9-]{0,63}/[A-Za-z0-9][A-Za-z0-9.-]{0,252}$"
 
 
 class WinRMStack(StrEnum):
@@ -101,6 +108,9 @@ class Target(Frozen):
     winrm: WinRMStack = WinRMStack.CURRENT
     # The host's Windows version ("10.0.19045") when the inventory knows it (docs/wire.md, OS facts).
     os_version: str | None = Field(default=None, pattern=OS_VERSION_PATTERN)
+    # The Kerberos service principal ("HTTP/web01.corp.example.com") when it is not HTTP/<name>
+    # (docs/authentication.md#spns).
+    spn: str | None = Field(default=None, pattern=SPN_PATTERN)
     # Which site's collectors can reach this host (docs/sites.md#sites); every local scan has one too.
     site: str = Field(default=DEFAULT_SITE, pattern=rf"^{_SITE_NAME.pattern}$")
 
@@ -195,13 +205,24 @@ class Observation(Frozen):
 
 
 class Credentials(Frozen):
-    """An account for the hosts. The password never leaves this object in any output."""
+    """An account for the hosts: a password, a client keytab or a Kerberos ticket cache.
 
-    username: str  # DOMAIN\user, user@realm or a local user
-    password: SecretStr
+    The password never leaves this object in any output. A keytab or a ticket cache is only for
+    Kerberos (docs/authentication.md#credentials); with one of them `username` may be empty: the
+    principal is then the keytab's first one, or the cache's.
+    """
+
+    username: str  # DOMAIN\user, user@realm or a local user; "" to take it from the keytab or cache
+    password: SecretStr | None = None
+    keytab: str | None = None  # a client keytab file: the scan's one AS exchange uses its key
+    ccache: str | None = None  # a ticket cache ("FILE:/tmp/krb5cc_1000", "" for the default) holding a TGT
 
     def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, password='**********')"
+        secret = "'**********'" if self.password is not None else "None"
+        return (
+            f"Credentials(username={self.username!r}, password={secret}, keytab={self.keytab!r},"
+            f" ccache={self.ccache!r})"
+        )
 
 
 class CollectOptions(Frozen):
@@ -222,3 +243,6 @@ class CollectOptions(Frozen):
     # Read Win32_OperatingSystem even when the NTLM CHALLENGE or the inventory gives the version:
     # set when a policy reads a fact only WMI has (os.service_pack; docs/wire.md, OS facts).
     read_os_always: bool = False
+    # transport negotiate: use NTLM for a host Kerberos cannot name or get a ticket for
+    # (docs/authentication.md#choosing-a-transport); False (--no-ntlm-fallback) forbids it.
+    ntlm_fallback: bool = True

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from scanner.collect.wsman.auth import AuthMaterial
 from scanner.core.models import DEFAULT_CONCURRENCY, CollectOptions, Credentials, Observation, Target
 from scanner.engine.logon import LogonPolicy
 from scanner.engine.pool import collect_all
@@ -42,6 +43,8 @@ class LocalCollector:
     # Proves the credentials on one host before fanning out, and trips the lockout breaker
     # (scanner/engine/logon.py); None: a fresh policy for this collection.
     logon: LogonPolicy | None = None
+    # The credentials already proven (the scan's one Kerberos ticket, docs/authentication.md#lockout-safety).
+    material: AuthMaterial | None = None
 
     def collect(
         self, targets: Sequence[Target], *, on_result: Callable[[Observation], None], stop: threading.Event
@@ -56,4 +59,5 @@ class LocalCollector:
             stop=stop,
             keep=False,
             logon=self.logon,
+            material=self.material,
         )

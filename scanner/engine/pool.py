@@ -21,6 +21,7 @@ def collect_all(
     stop: threading.Event | None = None,
     keep: bool = True,
     logon: LogonPolicy | None = None,
+    material: AuthMaterial | None = None,
 ) -> list[Observation]:
     """Read every target with at most `concurrency` in flight; return results in inventory order.
 
@@ -35,10 +36,33 @@ def collect_all(
     logon is accepted, then `concurrency`; when its breaker trips, no host starts any more and each
     host not started is reported (to `on_result` too) as `auth/not_attempted`
     (docs/authentication.md#lockout-safety).
+
+    Credentials are proven before any host is contacted: with Kerberos the scan's TGT is fetched
+    first (a refused logon raises KerberosLoginError, exit 2). A caller that proved them already
+    passes its `material` (and closes it); otherwise the ticket lives until this call returns.
     """
-    material = AuthMaterial(credentials)
-    material.nt_hash()  # derive once, before the workers share it
-    policy = logon if logon is not None else LogonPolicy(concurrency=max(1, concurrency))
+    own = material is None
+    material = AuthMaterial(credentials) if material is None else material
+    try:
+        material.prove(targets, options)
+        material.nt_hash()  # derive once, before the workers share it
+        policy = logon if logon is not None else LogonPolicy(concurrency=max(1, concurrency))
+        return _collect(targets, material, options, concurrency, on_result, stop, keep, policy)
+    finally:
+        if own:
+            material.close()
+
+
+def _collect(
+    targets: Sequence[Target],
+    material: AuthMaterial,
+    options: CollectOptions,
+    concurrency: int,
+    on_result: Callable[[Observation], None] | None,
+    stop: threading.Event | None,
+    keep: bool,
+    policy: LogonPolicy,
+) -> list[Observation]:
     stop_event = stop if stop is not None else threading.Event()
     results: list[Observation | None] = [None] * len(targets) if keep else []
     next_index = iter(range(len(targets)))

@@ -27,6 +27,7 @@ from rules.evaluate import evaluate
 from rules.loader import Policy
 from rules.waivers import EXPIRY_WARNING_DAYS, WaiverRef, WaiverSet, apply_waivers, summarize
 from scanner import __version__
+from scanner.collect.wsman.auth import AuthMaterial
 from scanner.core.atomic import atomic_text
 from scanner.core.exitcodes import ExitCode, combine
 from scanner.core.formats import Format
@@ -74,6 +75,8 @@ class ScanRequest:
     # Called once per newly finished host (serialised), e.g. to append it to the journal.
     on_observation: Callable[[Observation], None] | None = None
     progress: bool = True
+    # Credentials already proven (the scan's Kerberos ticket), so collection logs on no second time.
+    material: AuthMaterial | None = None
     # What reads the hosts; None: the local thread pool with `credentials` (scanner/engine/collector.py).
     collector: Collector | None = None
     # The lockout breaker (scanner/engine/logon.py): rejections, with no accepted logon, that stop the scan.
@@ -181,7 +184,11 @@ class _Collector:
         if self.request.credentials is None:
             raise ValueError("a local scan needs credentials")  # a caller bug: load_inputs always loads them
         return LocalCollector(
-            self.request.credentials, collect_options(self.request), self.request.concurrency, logon=self.logon
+            self.request.credentials,
+            collect_options(self.request),
+            self.request.concurrency,
+            material=self.request.material,
+            logon=self.logon,
         )
 
     def _run(self) -> None:

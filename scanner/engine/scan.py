@@ -12,6 +12,7 @@ An unusable history database never stops the scan: the report is written and the
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import ssl
@@ -28,12 +29,14 @@ from reports.hosts import Hosts
 from reports.model import Drift, ReportHeader, ScanInfo, Summary
 from rules.loader import Policy, resolve_policies
 from rules.waivers import WaiverSet, load_waivers
+from scanner.collect.wsman.auth import AuthMaterial
+from scanner.collect.wsman.kerberos import usable_cache
 from scanner.core.bounded import InputFileError, read_bounded
 from scanner.core.errors import OutputError
 from scanner.core.exitcodes import ExitCode, combine
 from scanner.core.formats import Format
 from scanner.core.logsetup import fields
-from scanner.core.models import CollectOptions, Credentials, Observation
+from scanner.core.models import AuthMethod, CollectOptions, Credentials, Observation
 from scanner.core.private import StateError, check_output_dir, private_dir
 from scanner.core.wording import count, percent
 from scanner.engine.collector import Collector
@@ -46,7 +49,7 @@ from scanner.history.resume import ScanStart, plan_start
 from scanner.history.store import SqliteStore, StoreError, open_store
 from scanner.inputs.config import Config, ConfigError, database_path, format_duration, redact
 from scanner.inputs.credentials import ENV_PASSWORD, ENV_USERNAME, load_credentials
-from scanner.inputs.inventory import Inventory, load_inventory
+from scanner.inputs.inventory import Inventory, InventoryError, load_inventory
 
 log = logging.getLogger("natt_audit.engine")
 
@@ -98,7 +101,9 @@ def _load_waivers(paths: list[str]) -> WaiverSet | None:
     return WaiverSet(path=", ".join(w.path for w in sets), waivers=tuple(c for w in sets for c in w.waivers))
 
 
-def _credentials(config: Config, environ: Mapping[str, str], stdin_isatty: bool) -> Credentials:
+def _credentials(
+    config: Config, environ: Mapping[str, str], stdin_isatty: bool, transports: set[AuthMethod] | None = None
+) -> Credentials:
     env = dict(environ)
     # The config may name other variables for the account; load_credentials reads the standard ones.
     for standard, chosen in (
@@ -114,7 +119,32 @@ def _credentials(config: Config, environ: Mapping[str, str], stdin_isatty: bool)
         environ=env,
         stdin_isatty=stdin_isatty,
         username=config.credentials.username,
+        keytab=config.credentials.keytab,
+        transports=transports,
+        ticket_cache=usable_cache,
     )
+
+
+def _check_kerberos_names(config: Config, inventory: Inventory) -> None:
+    """Refuse negotiate hosts Kerberos cannot name when the NTLM fallback is off (file:line, exit 2)."""
+    if config.ntlm_fallback:
+        return
+    problems = [
+        f"{target.source or inventory.path}: {target.name} is an IP address: with --no-ntlm-fallback, transport"
+        " negotiate needs the host's name or an spn (docs/authentication.md#spns)"
+        for target in inventory.targets
+        if target.transport is AuthMethod.NEGOTIATE and target.spn is None and _is_address(target.name)
+    ]
+    if problems:
+        raise InventoryError(problems)
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def scan_credentials(config: Config, environ: Mapping[str, str], *, stdin_isatty: bool) -> Credentials:
@@ -123,7 +153,7 @@ def scan_credentials(config: Config, environ: Mapping[str, str], *, stdin_isatty
 
 
 def collect_options(config: Config) -> CollectOptions:
-    """Return the per-host limits and TLS settings of the configuration."""
+    """Return the per-host limits, TLS and authentication settings of the configuration."""
     return CollectOptions(
         host_timeout=config.timeouts.host,
         connect_timeout=min(config.timeouts.connect, config.timeouts.host),
@@ -131,6 +161,7 @@ def collect_options(config: Config) -> CollectOptions:
         verify_tls=not config.insecure_skip_tls_verify,
         tls_min_version=config.tls_min_version,
         legacy_port_fallback=config.legacy_port_fallback,
+        ntlm_fallback=config.ntlm_fallback,
     )
 
 
@@ -192,8 +223,10 @@ def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: boo
         policies = resolve_policies(config.policies)
         waivers = _load_waivers(config.waivers)
         inventory = load_inventory(config.inventory, default_site=config.default_site)
+        _check_kerberos_names(config, inventory)
+        transports = {target.transport for target in inventory.targets}
         # With --broker the coordinator reads no host: it needs no account, so asks for none.
-        credentials = None if config.broker else _credentials(config, environ, stdin_isatty)
+        credentials = None if config.broker else _credentials(config, environ, stdin_isatty, transports)
         destinations = [parse_destination(text) for text in config.exports]
         for destination in destinations:
             if destination.is_network and destination.kind is Kind.HEC:
@@ -336,7 +369,9 @@ def _open_history(db: Path, inputs: ScanInputs, inventory_id: str, *, resume: bo
     return history
 
 
-def _request(config: Config, inputs: ScanInputs, history: _History, sink: _SafeJournal) -> ScanRequest:
+def _request(
+    config: Config, inputs: ScanInputs, history: _History, sink: _SafeJournal, material: AuthMaterial | None
+) -> ScanRequest:
     start = history.start
     options = collect_options(config)
     return ScanRequest(
@@ -356,6 +391,7 @@ def _request(config: Config, inputs: ScanInputs, history: _History, sink: _SafeJ
         done=start.done if start is not None else (),
         on_observation=sink.append,
         progress=config.log_format == "plain",
+        material=material,
         collector=inputs.collector,
         max_auth_failures=config.max_auth_failures,
         seed_logons=start is not None and start.resumed and start.same_credentials,
@@ -398,14 +434,21 @@ def execute_scan(
             lock.acquire()  # LockedError (exit 4) when another scan holds it
         except OSError as exc:
             raise StoreError(f"cannot create the lock file {lock.path}: {exc.strerror or exc}") from None
+    # A sites coordinator (--broker) reads no host and has no account: its workers prove their own.
+    material = AuthMaterial(inputs.credentials) if inputs.credentials is not None else None
     try:
+        # Prove the credentials before any host and before the journal: with Kerberos, the scan's
+        # one TGT; a refused logon is exit 2 with nothing contacted (docs/authentication.md#lockout-safety).
+        if material is not None:
+            with stage("login"):
+                material.prove(inputs.inventory.targets, collect_options(config))
         if db is not None:
             with stage("history-open"):
                 history = _open_history(db, inputs, inventory_id, resume=resume)
         sink = _SafeJournal(history.journal)
         try:
             with stage("collect-and-evaluate"):
-                outcome = run_scan(_request(config, inputs, history, sink))
+                outcome = run_scan(_request(config, inputs, history, sink, material))
         finally:
             sink.close()
             history.journal_failed = history.journal is not None and sink.journal is None
@@ -414,6 +457,8 @@ def execute_scan(
         finally:
             outcome.close()  # the report's hosts live in a temp file until here
     finally:
+        if material is not None:
+            material.close()
         history.close()
         if lock is not None:
             lock.release()

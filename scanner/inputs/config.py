@@ -92,6 +92,7 @@ class CredentialSettings(Strict):
     username_env: str = ENV_USERNAME
     password_file: str | None = None
     password_env: str = ENV_PASSWORD
+    keytab: str | None = None  # a client keytab: Kerberos logs on with its key (docs/authentication.md)
 
 
 class TimeoutSettings(Strict):
@@ -131,6 +132,7 @@ class Config(Strict):
     insecure_skip_tls_verify: bool = False
     tls_min_version: Literal["1.0", "1.1", "1.2"] = "1.2"
     legacy_port_fallback: bool = False
+    ntlm_fallback: bool = True  # transport negotiate may use NTLM where Kerberos cannot (--no-ntlm-fallback)
     color: Literal["auto", "always", "never"] = "auto"
     credentials: CredentialSettings = Field(default_factory=CredentialSettings)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
@@ -187,6 +189,7 @@ KEYS: tuple[Key, ...] = (
     Key("insecure_skip_tls_verify", "NATT_AUDIT_INSECURE_SKIP_TLS_VERIFY", _bool),
     Key("tls_min_version", "NATT_AUDIT_TLS_MIN_VERSION"),
     Key("legacy_port_fallback", "NATT_AUDIT_LEGACY_PORT_FALLBACK", _bool),
+    Key("ntlm_fallback", "NATT_AUDIT_NTLM_FALLBACK", _bool),
     Key("color", "NATT_AUDIT_COLOR"),
     Key("default_site", "NATT_AUDIT_DEFAULT_SITE"),
     Key("broker", "NATT_AUDIT_BROKER"),
@@ -196,6 +199,7 @@ KEYS: tuple[Key, ...] = (
     Key("credentials.username_env", None),
     Key("credentials.password_file", "NATT_AUDIT_PASSWORD_FILE"),
     Key("credentials.password_env", None),
+    Key("credentials.keytab", "NATT_AUDIT_KEYTAB"),
     Key("timeouts.host", "NATT_AUDIT_HOST_TIMEOUT"),
     Key("timeouts.connect", "NATT_AUDIT_CONNECT_TIMEOUT"),
     Key("timeouts.deadline", "NATT_AUDIT_DEADLINE"),

@@ -1,5 +1,6 @@
-"""Find the account to scan with: a password file, the environment, or a TTY prompt; never argv.
+"""Find the account to scan with: a password file, the environment, a TTY prompt; never argv.
 
+For Kerberos also a client keytab, or an existing ticket cache (docs/authentication.md#credentials).
 Sources and rules are documented in docs/inventory.md ("Credentials"). No message built here ever
 contains the password or the content of the password file.
 """
@@ -21,7 +22,7 @@ from pydantic import SecretStr
 
 from scanner.core.bounded import InputFileError, read_bounded_stat
 from scanner.core.errors import NattError
-from scanner.core.models import Credentials
+from scanner.core.models import KERBEROS_METHODS, AuthMethod, Credentials
 from scanner.core.sanitize import has_unsafe
 
 ENV_USERNAME = "NATT_AUDIT_USERNAME"
@@ -33,7 +34,8 @@ _log = logging.getLogger("natt_audit.inputs")  # under natt_audit: the one stder
 HOW = (
     "give credentials one of three ways: --password-file FILE (first line is the password) with "
     f"{ENV_USERNAME} set; {ENV_USERNAME} and {ENV_PASSWORD} in the environment; or run on a terminal "
-    "to be prompted. Passwords are never accepted as command-line arguments."
+    "to be prompted (with Kerberos also --keytab FILE, or a ticket from kinit). Passwords are never "
+    "accepted as command-line arguments."
 )
 
 # Long options that would put a secret in argv (and in `ps`, shell history, CI logs). "--pass"..
@@ -123,6 +125,31 @@ def _read_password_file(path: str) -> str:
     return password
 
 
+def _keytab_credentials(keytab: str, name: str | None, transports: set[AuthMethod]) -> Credentials:
+    """Return Kerberos credentials from a client keytab, after checking it can be read."""
+    others = sorted(method.value for method in transports - KERBEROS_METHODS)
+    if others:
+        raise CredentialError(
+            f"a keytab ({keytab!r}) logs on with Kerberos only, but the inventory has {', '.join(others)} hosts:"
+            " give a password for those, or scan them with transport kerberos or negotiate"
+        )
+    try:
+        with open(keytab, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            head = handle.read(2)
+    except OSError as exc:
+        raise CredentialError(f"keytab {keytab!r}: {exc.strerror or type(exc).__name__}") from None
+    if head[:1] != b"\x05":  # MIT keytab format: version 0x05 0x01 or 0x05 0x02 (keytab file format)
+        raise CredentialError(f"keytab {keytab!r} is not a Kerberos keytab file")
+    if stat.S_ISREG(info.st_mode) and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        _log.warning(
+            "keytab %r is accessible to group or others (mode %s): it is as good as the password; chmod 600 it",
+            keytab,
+            oct(stat.S_IMODE(info.st_mode)),
+        )
+    return Credentials(username=name or "", keytab=keytab)
+
+
 def load_credentials(
     *,
     password_file: str | None,
@@ -131,11 +158,24 @@ def load_credentials(
     prompt: Callable[[str], str] = getpass.getpass,
     username: str | None = None,
     ask: Callable[[str], str] = _ask_on_stderr,
+    keytab: str | None = None,
+    transports: set[AuthMethod] | None = None,
+    ticket_cache: Callable[[str | None], str | None] | None = None,
 ) -> Credentials:
-    """Return the scan account from, in order: the password file, the environment, a TTY prompt."""
+    """Return the scan account from, in order: a keytab, the password file, the environment, a ticket cache, a prompt.
+
+    The ticket cache (KRB5CCNAME or the default, found by `ticket_cache`, which returns its principal)
+    is used only when every host logs on with Kerberos and no password was given: then nothing is
+    prompted for.
+    """
     name = _check_username(username, "the username option") if username is not None else None
     if name is None and ENV_USERNAME in environ:
         name = _check_username(environ[ENV_USERNAME], ENV_USERNAME)
+    kerberos_only = bool(transports) and transports is not None and transports <= KERBEROS_METHODS
+    if keytab is not None:
+        if password_file is not None:
+            raise CredentialError("give either a keytab or a password file, not both")
+        return _keytab_credentials(keytab, name, transports or set())
 
     password: str | None = None
     if password_file is not None:
@@ -144,6 +184,12 @@ def load_credentials(
         password = environ[ENV_PASSWORD]
         if password == "":
             raise CredentialError(f"{ENV_PASSWORD} is set but empty; {HOW}")
+
+    if password is None and kerberos_only and ticket_cache is not None:
+        cache = environ.get("KRB5CCNAME") or None
+        principal = ticket_cache(cache)
+        if principal is not None:
+            return Credentials(username=name or principal, ccache=cache or "")
 
     if (name is None or password is None) and not stdin_isatty:
         missing = "username" if name is None else "password"
@@ -211,8 +257,13 @@ def credential_fingerprint(
 ) -> CredentialFingerprint:
     """Return the fingerprint of `credentials` with `salt` (a fresh random one when None)."""
     salt = os.urandom(_SALT_BYTES) if salt is None else salt
-    secret = credentials.password.get_secret_value().encode("utf-8", "surrogatepass")
-    key = hashlib.scrypt(secret, salt=salt, **_SCRYPT)
+    if credentials.password is not None:
+        secret = credentials.password.get_secret_value()
+    else:
+        # A keytab or a ticket cache: no password to guess; its source tells two apart (a rotated
+        # keytab is a new file or a new path, a renewed cache is a new TGT proven before any host).
+        secret = f"keytab:{credentials.keytab}" if credentials.keytab is not None else f"ccache:{credentials.ccache}"
+    key = hashlib.scrypt(secret.encode("utf-8", "surrogatepass"), salt=salt, **_SCRYPT)
     message = b"\0".join((_TAG, kind.encode("utf-8"), credentials.username.casefold().encode("utf-8")))
     digest = hmac.new(key, message, hashlib.sha256).hexdigest()
     return CredentialFingerprint(salt=salt.hex(), digest=digest, kind=kind)

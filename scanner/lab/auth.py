@@ -1,4 +1,9 @@
-"""NTLM/Negotiate acceptor glue (pyspnego) and MS-WSMV 2.2.9.1.1 message encryption framing."""
+"""NTLM/Kerberos/Negotiate acceptor glue (pyspnego) and MS-WSMV 2.2.9.1.1 message encryption framing.
+
+Kerberos needs a keytab with the keys of the account the hosts' HTTP/<fqdn> SPNs are registered
+on (`natt-audit lab serve --keytab FILE`, docs/lab.md#kerberos): the lab process points
+KRB5_KTNAME at it and GSSAPI (MIT krb5, through pyspnego) accepts any SPN of that account.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import spnego
+from spnego.channel_bindings import GssChannelBindings
 from spnego.exceptions import SpnegoError
 
 from scanner.core import ntlmhash
 from scanner.lab.estate import Account
-from scanner.lab.spnego_internals import ntlm_context, replace_challenge
+from scanner.lab.spnego_internals import (
+    kerberos_channel_bound,
+    ntlm_channel_binding,
+    ntlm_context,
+    replace_challenge,
+)
 
 PROTOCOL = b"application/HTTP-SPNEGO-session-encrypted"
 BOUNDARY = b"--Encrypted Boundary"
@@ -36,6 +47,28 @@ class AuthFailed(Exception):
 
 class LengthMismatch(AuthFailed):
     """The OriginalContent length does not match what the sealed part decrypts to."""
+
+
+class NtlmRefused(AuthFailed):
+    """NTLM offered to a host that accepts only Kerberos (`ntlm: disabled`)."""
+
+
+class BindingRefused(AuthFailed):
+    """A logon without the channel binding a `cbt: strict` host requires."""
+
+
+def tls_server_end_point(certificate: bytes) -> GssChannelBindings:
+    """Return the RFC 5929 tls-server-end-point channel bindings for a DER server certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    algorithm = x509.load_der_x509_certificate(certificate).signature_hash_algorithm
+    # RFC 5929 section 4.1: the certificate's signature hash, except MD5 and SHA-1 become SHA-256.
+    if algorithm is None or isinstance(algorithm, hashes.MD5 | hashes.SHA1):
+        algorithm = hashes.SHA256()
+    digest = hashes.Hash(algorithm)
+    digest.update(certificate)
+    return GssChannelBindings(application_data=b"tls-server-end-point:" + digest.finalize())
 
 
 def write_credential_file(accounts: list[Account], directory: Path) -> Path:
@@ -120,11 +153,17 @@ class LogonCounter:
 
 
 class Acceptor:
-    """One connection's security context: raw NTLMSSP or SPNEGO-wrapped, chosen by the first token.
+    """One connection's security context: raw NTLMSSP, raw Kerberos or SPNEGO, chosen by the first token.
 
     `version` is the (major, minor, build) the host's NTLM CHALLENGE announces in its VERSION field
     (MS-NLMP 2.2.2.10), as Windows does with its own version; None sends no VERSION at all.
-    pyspnego would otherwise announce its own package version there.
+    pyspnego would otherwise announce its own package version there. `ntlm=False` refuses NTLM
+    (raw or negotiated in SPNEGO) before any CHALLENGE is sent. `bindings` (HTTPS hosts with
+    `cbt: strict`) must be what the initiator bound the logon to: a wrong, absent or all-zero
+    binding is refused, as Windows does with CbtHardeningLevel=Strict.
+
+    Every logon, NTLM or Kerberos, succeeds or fails in `step`: `mechanism` then names the protocol
+    ("ntlm" or "kerberos") and `complete` says whether the logon succeeded.
 
     `verdict` is what the server counts as a logon (`LogonCounter`): True once the context
     completes, False when a token that carried credentials (NTLM: the AUTHENTICATE message) was
@@ -132,29 +171,67 @@ class Acceptor:
     same way, so the counts do not depend on the protocol.
     """
 
-    def __init__(self, version: tuple[int, int, int] | None = None) -> None:
+    def __init__(
+        self,
+        version: tuple[int, int, int] | None = None,
+        *,
+        ntlm: bool = True,
+        bindings: GssChannelBindings | None = None,
+    ) -> None:
         self.ctx: Any = None
         self.complete = False
         self.version = version
         self.verdict: bool | None = None
+        self.ntlm = ntlm
+        self.bindings = bindings
+        self.mechanism: str | None = None
 
     def step(self, token: bytes) -> bytes | None:
         """Feed one initiator token; return the reply token (None when nothing to send)."""
         if self.ctx is None:
-            proto = "ntlm" if token.startswith(b"NTLMSSP\x00") else "negotiate"
-            self.ctx = spnego.server(protocol=proto)
+            raw_ntlm = token.startswith(b"NTLMSSP\x00")
+            if raw_ntlm and not self.ntlm:
+                self.mechanism = "ntlm"
+                raise NtlmRefused("NTLM is disabled on this host")
+            # "negotiate" takes SPNEGO and a bare Kerberos token (both GSS InitialContextTokens, RFC 2743 3.1).
+            self.ctx = spnego.server(protocol="ntlm" if raw_ntlm else "negotiate", channel_bindings=self.bindings)
         try:
             out: bytes | None = self.ctx.step(token)
-        except (SpnegoError, ValueError, struct.error, KeyError, IndexError) as exc:
-            if _AUTHENTICATE in token:
-                self.verdict = False
+        except (SpnegoError, ValueError, struct.error, KeyError, IndexError, AttributeError) as exc:
+            # AttributeError: pyspnego reads the flags of a GSSAPI context whose acceptance failed
+            # (a wrong channel binding) and python-gssapi refuses that read.
+            if _AUTHENTICATE in token or b"NTLMSSP\x00\x01\x00\x00\x00" not in token:
+                self.verdict = False  # an NTLM AUTHENTICATE or a Kerberos AP-REQ: credentials refused
             raise AuthFailed(type(exc).__name__) from None
+        self.mechanism = self.ctx.negotiated_protocol or self.mechanism
+        if self.mechanism == "ntlm" and not self.ntlm:
+            raise NtlmRefused("NTLM is disabled on this host")
+        if self.ctx.complete and self.bindings is not None:
+            try:
+                self._require_binding(token)
+            except BindingRefused:
+                self.verdict = False
+                raise
         self.complete = bool(self.ctx.complete)
         if self.complete:
             self.verdict = True
         if out is not None and not self.complete:
             out = self._set_version(out)
         return out
+
+    def _require_binding(self, token: bytes) -> None:
+        """Refuse a logon the initiator did not bind to this TLS channel (pyspnego lets that pass)."""
+        if self.mechanism == "kerberos":
+            bound = kerberos_channel_bound(self.ctx)
+        else:
+            try:
+                sent = ntlm_channel_binding(token)
+            except (ValueError, struct.error, KeyError, IndexError):
+                sent = None
+            # pyspnego already refused a binding that is there but wrong; zeros mean "none" (MS-NLMP 2.2.2.1).
+            bound = sent is not None and sent != bytes(16)
+        if not bound:
+            raise BindingRefused("the logon carries no channel binding")
 
     def _set_version(self, out: bytes) -> bytes:
         """Rewrite the CHALLENGE's VERSION (same length, so SPNEGO's DER lengths hold)."""

@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="STATS.json",
         help="write request/connection counters here on SIGUSR1 and at exit (for benchmarks)",
     )
+    serve.add_argument(
+        "--keytab",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="keys of the account the hosts' HTTP/<fqdn> SPNs belong to: accept Kerberos (docs/lab.md#kerberos)",
+    )
     gen = sub.add_parser(
         "generate",
         help="print a realistic estate file to stdout",
@@ -76,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     if args.port_base is not None and not 1 <= args.port_base <= 65535:
         print("natt-audit lab: --port-base must be 1..65535", file=sys.stderr)  # noqa: T201
         return 2
+    if args.keytab is not None and not args.keytab.is_file():
+        print(f"natt-audit lab: --keytab {args.keytab}: no such file", file=sys.stderr)  # noqa: T201
+        return 2
     try:
         estate = load_estate(args.estate)
     except FileError as exc:
@@ -83,7 +93,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"natt-audit lab: {line}", file=sys.stderr)  # noqa: T201
         return 2
     return serve(
-        estate, args.inventory_out, port_base=args.port_base, bind=args.bind, stats_out=args.stats_out
+        estate,
+        args.inventory_out,
+        port_base=args.port_base,
+        bind=args.bind,
+        stats_out=args.stats_out,
+        keytab=args.keytab,
     )
 
 

@@ -184,6 +184,12 @@ class HostFields(Strict):
     winrm: Literal["1.1", "2.0", "3.0"] | None = None
     # Whether the NTLM CHALLENGE carries the host's version (MS-NLMP 2.2.2.10); false: no VERSION.
     ntlm_version: bool = True
+    # disabled: NTLM is refused and only Kerberos is accepted (docs/lab.md#kerberos), as on a host
+    # with "Network security: Restrict NTLM: Incoming NTLM traffic" set to deny all accounts.
+    ntlm: Literal["enabled", "disabled"] = "enabled"
+    # strict: an HTTPS logon must carry the TLS channel binding (RFC 5929), as with WinRM's
+    # CbtHardeningLevel=Strict; none: bindings are not checked.
+    cbt: Literal["none", "strict"] = "none"
 
     @field_validator("os")
     @classmethod
@@ -309,6 +315,8 @@ class Host:
     scheme: str = "http"
     winrm: str = "3.0"
     ntlm_version: bool = True
+    ntlm: bool = True  # False: only Kerberos is accepted
+    cbt_strict: bool = False  # HTTPS logons must carry the channel binding
 
     @property
     def legacy(self) -> bool:
@@ -395,6 +403,8 @@ def _resolve(name: str, fields: HostFields) -> Host:
         scheme=fields.scheme,
         winrm=fields.winrm or default_winrm(os),
         ntlm_version=fields.ntlm_version,
+        ntlm=fields.ntlm == "enabled",
+        cbt_strict=fields.cbt == "strict",
     )
 
 

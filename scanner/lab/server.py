@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from scanner.lab import faults, soap, wsman
 from scanner.lab.auth import (
@@ -30,6 +31,7 @@ from scanner.lab.auth import (
     decrypt_body,
     encrypt_body,
     parse_auth_header,
+    tls_server_end_point,
     write_credential_file,
 )
 from scanner.lab.estate import CODE_FAULTS, Estate, Host
@@ -81,10 +83,15 @@ class HostServer:
         self.host = host
         self.state = wsman.HostState(host, index, now)
         self.https = host.scheme == "https"
+        # Windows offers Negotiate and Kerberos; the lab offers NTLM instead of Kerberos where NTLM is
+        # allowed (docs/lab.md, what the lab does on the wire), and Windows' pair where it is not.
         offers = [(b"WWW-Authenticate", b"Negotiate")]
-        offers.append(
-            (b"WWW-Authenticate", b'Basic realm="WSMAN"') if self.https else (b"WWW-Authenticate", b"NTLM")
-        )
+        if not host.ntlm:
+            offers.append((b"WWW-Authenticate", b"Kerberos"))
+        if self.https:
+            offers.append((b"WWW-Authenticate", b'Basic realm="WSMAN"'))
+        elif host.ntlm:
+            offers.append((b"WWW-Authenticate", b"NTLM"))
         self.offers = offers
         self.fault = host.fault.kind if host.fault else None
         self.extra_ms = (host.fault.arg if host.fault and host.fault.kind == "slow" else 0) + host.latency_ms
@@ -195,10 +202,13 @@ class HostServer:
             if self.fault == "handshake-fault":
                 assert self.host.fault is not None
                 return self._clear_fault(self.host.fault.arg, self.host.fault.status, conn)
-            conn.acceptor = Acceptor(self.version)
+            strict = self.https and self.host.cbt_strict
+            conn.acceptor = Acceptor(
+                self.version, ntlm=self.host.ntlm, bindings=self.lab.channel_bindings if strict else None
+            )
             conn.authed = False
             self._begin_logon(conn)
-        conn.scheme = b"Negotiate" if scheme == "negotiate" else b"NTLM"
+        conn.scheme = {"negotiate": b"Negotiate", "kerberos": b"Kerberos"}.get(scheme, b"NTLM")
         try:
             out_token = conn.acceptor.step(token)
         except AuthFailed:
@@ -233,7 +243,7 @@ class HostServer:
             if parsed is None:
                 return self._unauthorized(conn)
             scheme, token = parsed
-            if scheme in ("negotiate", "ntlm"):
+            if scheme in ("negotiate", "ntlm", "kerberos"):
                 step = self._authenticate(conn, scheme, token)
                 if isinstance(step, tuple):
                     return step
@@ -372,6 +382,7 @@ class Lab:
         self.endpoints: list[HostEndpoint] = []
         self._basic = [(a.username.encode(), a.password.get_secret_value().encode()) for a in estate.accounts]
         self._cred_file: Path | None = None
+        self.channel_bindings: Any = None  # RFC 5929 tls-server-end-point of the HTTPS certificate
 
     def opened(self) -> None:
         """Count a new connection and the peaks of connections open at once."""
@@ -398,9 +409,10 @@ class Lab:
         tls_legacy: ssl.SSLContext | None = None
         https_names = [h.name for h in self.hosts if h.scheme == "https"]
         if https_names:
-            from scanner.lab.tls import legacy_server_context, make_server_context
+            from scanner.lab.tls import legacy_server_context, make_server_context, server_certificate
 
             tls, self.ca_path = make_server_context(https_names, self.ca_dir, self.workdir)
+            self.channel_bindings = tls_server_end_point(server_certificate(self.workdir))
             if any(h.legacy for h in self.hosts if h.scheme == "https"):
                 tls_legacy = legacy_server_context(self.workdir)
         picker = _PortPicker(self.bind)
@@ -577,17 +589,39 @@ def serve(
     port_base: int | None = None,
     bind: str = "127.0.0.1",
     stats_out: Path | None = None,
+    keytab: Path | None = None,
 ) -> int:
     """Serve the estate until SIGINT/SIGTERM; return the exit code (0 on a signal)."""
-    return asyncio.run(_serve(estate, inventory_out, port_base=port_base, bind=bind, stats_out=stats_out))
+    return asyncio.run(
+        _serve(estate, inventory_out, port_base=port_base, bind=bind, stats_out=stats_out, keytab=keytab)
+    )
+
+
+def use_keytab(keytab: Path, workdir: Path) -> None:
+    """Make this process's Kerberos acceptor use `keytab`, with its replay cache in `workdir`.
+
+    MIT krb5 reads the acceptor keytab from KRB5_KTNAME and keeps a replay cache of the
+    authenticators it accepted in KRB5RCACHEDIR (krb5.conf(5), kerberos(7)); set here, in the lab
+    process only, so neither the scanner nor another lab shares them.
+    """
+    os.environ["KRB5_KTNAME"] = f"FILE:{keytab.resolve()}"
+    os.environ["KRB5RCACHEDIR"] = str(workdir)
 
 
 async def _serve(
-    estate: Estate, inventory_out: Path, *, port_base: int | None, bind: str, stats_out: Path | None = None
+    estate: Estate,
+    inventory_out: Path,
+    *,
+    port_base: int | None,
+    bind: str,
+    stats_out: Path | None = None,
+    keytab: Path | None = None,
 ) -> int:
     started = time.monotonic()
     inventory_out = inventory_out.resolve()
     with tempfile.TemporaryDirectory(prefix="natt-lab-") as work:
+        if keytab is not None:
+            use_keytab(keytab, Path(work))
         lab = Lab(estate, bind=bind, port_base=port_base, workdir=Path(work), ca_dir=inventory_out.parent)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -129,3 +129,9 @@ def legacy_server_context(workdir: Path) -> ssl.SSLContext:
     ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     ctx.load_cert_chain(workdir / "lab-server.pem", workdir / "lab-server.key")
     return ctx
+
+
+def server_certificate(workdir: Path) -> bytes:
+    """Return the DER server certificate make_server_context wrote (the first of its chain)."""
+    pem = (workdir / "lab-server.pem").read_bytes()
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)

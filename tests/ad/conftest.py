@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.kerberos_lab import KerberosLab, kerberos_lab
 from tests.peers.samba_dc import SambaDC, samba_dc_session
 
 
@@ -26,3 +27,10 @@ def ccache(samba_dc: SambaDC, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("KRB5_KTNAME", raising=False)
     monkeypatch.delenv("KRB5_CLIENT_KTNAME", raising=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def krb_lab(samba_dc: SambaDC, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KerberosLab]:
+    """Serve lab hosts that are members of the DC's domain (tests/peers/kerberos_lab.py), for the session."""
+    with kerberos_lab(samba_dc, tmp_path_factory.mktemp("krb-lab")) as running:
+        yield running

@@ -4,15 +4,24 @@ NTLM is sent pre-emptively in ``Authorization: Negotiate`` on the first request 
 probe), so a host costs two handshake requests. The NT hash is derived from the password once
 per scan (`AuthMaterial`), not once per host: pyspnego otherwise recomputes the LM hash with a
 pure-Python DES for every context, which alone costs ~2 ms of CPU per host.
+
+Kerberos (transports ``kerberos`` and ``negotiate``) takes its tickets from the scan's one logon
+(`AuthMaterial.prove`, scanner/collect/wsman/kerberos.py): one TGS exchange per host, then one
+request carrying the AP-REQ; the host's AP-REP on the 200 completes mutual authentication. The
+service principal is HTTP/<inventory name>, or the entry's ``spn``; the connection goes to its
+address. ``negotiate`` uses NTLM instead for a host Kerberos cannot name (an IP address) or get a
+ticket for (docs/authentication.md#choosing-a-transport), unless the scan forbids the fallback.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import os
 import struct
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 import spnego
@@ -20,11 +29,19 @@ from spnego.exceptions import SpnegoError
 
 from scanner.collect.wsman.encryption import CREDSSP_ENCRYPTED, SPNEGO_ENCRYPTED
 from scanner.collect.wsman.errors import CollectError
+from scanner.collect.wsman.kerberos import (
+    FALLBACK_REASONS,
+    KerberosLogin,
+    KerberosLoginError,
+    host_failure,
+    login,
+)
 from scanner.core import ntlmhash
-from scanner.core.models import AuthMethod, Credentials, Stage
+from scanner.core.models import KERBEROS_METHODS, AuthMethod, CollectOptions, Credentials, Stage, Target
 from scanner.core.sanitize import one_line
 
-_log = logging.getLogger("natt_audit.collect")
+log = logging.getLogger("natt_audit.collect")
+_log = log
 
 
 # pyspnego's NTLM reads the compatibility level from the LM_COMPAT_LEVEL environment variable
@@ -98,34 +115,89 @@ def challenge_version(token: bytes) -> tuple[int, int, int] | None:
 
 
 class AuthMaterial:
-    """Credentials plus per-scan derived secrets; its repr never shows a secret."""
+    """Credentials plus per-scan derived secrets and the scan's Kerberos logon; its repr shows no secret."""
 
-    __slots__ = ("_credentials", "_lock", "_nt_hash")
+    __slots__ = ("_credentials", "_kerberos", "_kerberos_failure", "_lock", "_nt_hash")
 
     def __init__(self, credentials: Credentials) -> None:
         self._credentials = credentials
         self._nt_hash: str | None = None
         self._lock = threading.Lock()
+        self._kerberos: KerberosLogin | None = None
+        self._kerberos_failure: KerberosLoginError | None = None  # negotiate went on without Kerberos
 
     def __repr__(self) -> str:
-        return f"AuthMaterial(username={self._credentials.username!r}, secrets='**********')"
+        return f"AuthMaterial(username={self.username!r}, secrets='**********')"
 
     @property
     def username(self) -> str:
-        """Return the account name."""
+        """Return the account name (the Kerberos principal when the keytab or cache named it)."""
+        if not self._credentials.username and self._kerberos is not None:
+            return self._kerberos.principal
         return self._credentials.username
+
+    @property
+    def has_password(self) -> bool:
+        """Return whether there is a password (NTLM, Basic and CredSSP need one)."""
+        return self._credentials.password is not None
 
     def password(self) -> str:
         """Return the password, for the auth libraries only."""
+        if self._credentials.password is None:
+            raise CollectError(
+                Stage.AUTH, "no_password", "this transport needs a password; the scan has only Kerberos credentials"
+            )
         return self._credentials.password.get_secret_value()
 
     def nt_hash(self) -> str | None:
         """Return the hex NT hash (MD4 of UTF-16LE password), computed once; None if MD4 is unavailable."""
+        if self._credentials.password is None:
+            return None
         with self._lock:
             if self._nt_hash is None:
                 digest = ntlmhash.nt_hash(self.password())
                 self._nt_hash = "" if digest is None else digest.hex()
             return self._nt_hash or None
+
+    def prove(self, targets: Iterable[Target], options: CollectOptions) -> None:
+        """Get the scan's Kerberos ticket before any host is contacted, when a target needs one.
+
+        A refused credential raises KerberosLoginError (exit 2, docs/authentication.md#lockout-safety).
+        With transport negotiate only, a KDC that cannot be reached (or a skewed clock) is logged and
+        the hosts use NTLM, if the scan allows the fallback and has a password.
+        """
+        methods = {target.transport for target in targets}
+        if not methods & KERBEROS_METHODS or self._kerberos is not None or self._kerberos_failure is not None:
+            return
+        try:
+            self._kerberos = login(self._credentials)
+        except KerberosLoginError as exc:
+            ntlm_possible = options.ntlm_fallback and self.has_password
+            if AuthMethod.KERBEROS in methods or not ntlm_possible or exc.reason not in FALLBACK_REASONS:
+                raise
+            log.warning("%s; transport negotiate uses NTLM for every host", exc)
+            self._kerberos_failure = exc
+        except ImportError as exc:
+            raise KerberosLoginError(
+                f"Kerberos needs the optional extra: pip install 'natt-audit[kerberos]' ({exc.name or 'gssapi'}"
+                " is missing); nothing was scanned",
+                "transport_unavailable",
+            ) from None
+
+    def kerberos(self) -> KerberosLogin:
+        """Return the scan's Kerberos logon; raise the host's error when there is none."""
+        if self._kerberos is not None:
+            return self._kerberos
+        if self._kerberos_failure is not None:
+            reason = self._kerberos_failure.reason
+            raise CollectError(Stage.AUTH, reason, f"the scan has no Kerberos ticket: its logon failed ({reason})")
+        raise CollectError(Stage.AUTH, "no_ticket", "the scan has no Kerberos ticket (no logon was made)")
+
+    def close(self) -> None:
+        """Destroy the scan's ticket cache."""
+        if self._kerberos is not None:
+            self._kerberos.close()
+            self._kerberos = None
 
 
 def _tls_channel_bindings(certificate: bytes | None) -> Any:
@@ -146,10 +218,31 @@ def _tls_channel_bindings(certificate: bytes | None) -> Any:
     return GssChannelBindings(application_data=b"tls-server-end-point:" + digest.finalize())
 
 
+def service_principal(target: Target) -> tuple[str, str] | None:
+    """Return (service, host) of the target's Kerberos SPN; None for an IP address without an spn."""
+    if target.spn is not None:
+        service, _, host = target.spn.partition("/")
+        return service, host
+    try:
+        ipaddress.ip_address(target.name)
+    except ValueError:
+        return "HTTP", target.name.rstrip(".")
+    return None  # Kerberos names hosts, not addresses (docs/authentication.md#spns)
+
+
 class Authenticator:
     """Drives one connection's authentication and, on HTTP, its message encryption."""
 
-    def __init__(self, method: AuthMethod, material: AuthMaterial, hostname: str, https: bool) -> None:
+    def __init__(
+        self,
+        method: AuthMethod,
+        material: AuthMaterial,
+        hostname: str,
+        https: bool,
+        *,
+        spn: tuple[str, str] | None = None,
+        ntlm_fallback: bool = True,
+    ) -> None:
         if method is AuthMethod.BASIC and not https:
             raise CollectError(
                 Stage.AUTH, "insecure_basic", "Basic authentication over plain HTTP is refused"
@@ -158,7 +251,12 @@ class Authenticator:
         self.material = material
         self.hostname = hostname
         self.https = https
+        self.spn = spn  # (service, host) for Kerberos; None: the host has no name Kerberos can use
+        self.ntlm_fallback = ntlm_fallback
         self.context: Any = None
+        self.bindings: Any = None
+        # The protocol in use: "ntlm", "kerberos", "credssp" or "basic" (negotiate picks per host).
+        self.mechanism = {AuthMethod.NEGOTIATE: "kerberos"}.get(method, method.value)
         # Message encryption on HTTP (MS-WSMV 2.2.9.1); over HTTPS TLS already protects the body.
         self.encrypts = not https and method is not AuthMethod.BASIC
         self.encryption_protocol = CREDSSP_ENCRYPTED if method is AuthMethod.CREDSSP else SPNEGO_ENCRYPTED
@@ -182,6 +280,11 @@ class Authenticator:
             return NTLM_AUTHENTICATE in token
         return True
 
+    @property
+    def spn_text(self) -> str:
+        """Return the service principal as people write it (HTTP/host), or the host name without one."""
+        return f"{self.spn[0]}/{self.spn[1]}" if self.spn is not None else self.hostname
+
     def basic_header(self) -> str:
         """Return the Basic Authorization value (HTTPS only, enforced in __init__)."""
         raw = f"{self.material.username}:{self.material.password()}".encode()
@@ -190,36 +293,20 @@ class Authenticator:
     def new_context(self, certificate: bytes | None) -> None:
         """Create a fresh security context for a new connection."""
         try:
-            bindings = _tls_channel_bindings(certificate) if self.https else None
-            if self.method is AuthMethod.NTLM:
-                pin_ntlm_v2()
-                nt_hash = self.material.nt_hash()  # NTLMv2 needs the NT hash only, never the LM hash
-                if nt_hash:
-                    credential = spnego.NTLMHash(self.material.username, nt_hash=nt_hash)
-                    self.context = spnego.client(
-                        credential,
-                        hostname=self.hostname,
-                        service="http",
-                        protocol="ntlm",
-                        channel_bindings=bindings,
-                    )
-                else:
-                    self.context = spnego.client(
-                        self.material.username,
-                        self.material.password(),
-                        hostname=self.hostname,
-                        service="http",
-                        protocol="ntlm",
-                        channel_bindings=bindings,
-                    )
-            elif self.method in (AuthMethod.KERBEROS, AuthMethod.CREDSSP):
+            self.bindings = _tls_channel_bindings(certificate) if self.https else None
+            if self.method is AuthMethod.NTLM or (self.method is AuthMethod.NEGOTIATE and self.mechanism == "ntlm"):
+                self._ntlm_context()
+            elif self.method in KERBEROS_METHODS:
+                # Made by the first step: its TGS exchange may send negotiate to NTLM instead.
+                self.mechanism, self.context = "kerberos", None
+            elif self.method is AuthMethod.CREDSSP:
                 self.context = spnego.client(
                     self.material.username,
                     self.material.password(),
                     hostname=self.hostname,
                     service="http",
                     protocol=self.method.value,
-                    channel_bindings=bindings,
+                    channel_bindings=self.bindings,
                 )
             else:
                 raise CollectError(Stage.AUTH, "auth_failed", f"no handshake for {self.method.value}")
@@ -227,7 +314,8 @@ class Authenticator:
             raise CollectError(
                 Stage.AUTH,
                 "transport_unavailable",
-                f"{self.method.value} needs an optional extra that is not installed ({exc.name or 'import'})",
+                f"{self.method.value} needs an optional extra that is not installed ({exc.name or 'import'}):"
+                " pip install 'natt-audit[kerberos]'",
             ) from None
         except (ValueError, TypeError) as exc:
             raise CollectError(
@@ -238,19 +326,100 @@ class Authenticator:
                 Stage.AUTH, "auth_failed", f"cannot set up {self.method.value}: {type(exc).__name__}"
             ) from None
 
+    def _ntlm_context(self) -> None:
+        self.mechanism = "ntlm"
+        pin_ntlm_v2()
+        nt_hash = self.material.nt_hash()  # NTLMv2 needs the NT hash only, never the LM hash
+        if nt_hash:
+            credential: Any = spnego.NTLMHash(self.material.username, nt_hash=nt_hash)
+            self.context = spnego.client(
+                credential, hostname=self.hostname, service="http", protocol="ntlm", channel_bindings=self.bindings
+            )
+        else:
+            self.context = spnego.client(
+                self.material.username,
+                self.material.password(),
+                hostname=self.hostname,
+                service="http",
+                protocol="ntlm",
+                channel_bindings=self.bindings,
+            )
+
+    def _kerberos_context(self) -> None:
+        if self.spn is None:
+            raise CollectError(
+                Stage.AUTH,
+                "no_spn",
+                f"{self.hostname} is an IP address: Kerberos needs the host's name or an spn in the inventory",
+            )
+        service, host = self.spn
+        # A bare Kerberos token (RFC 4121) under the Negotiate scheme: WinRM's Negotiate package takes it.
+        self.context = spnego.client(
+            self.material.kerberos().credential(),
+            hostname=host,
+            service=service,
+            protocol="kerberos",
+            channel_bindings=self.bindings,
+        )
+
+    def _first_kerberos_token(self) -> bytes | None:
+        """Run the host's TGS exchange and return the AP-REQ; negotiate falls back to NTLM where it may."""
+        try:
+            if self.context is None:
+                self._kerberos_context()
+            out: bytes | None = self.context.step(None)
+            return out
+        except ImportError as exc:
+            raise CollectError(
+                Stage.AUTH,
+                "transport_unavailable",
+                f"kerberos needs an optional extra that is not installed ({exc.name or 'import'}):"
+                " pip install 'natt-audit[kerberos]'",
+            ) from None
+        except (SpnegoError, OSError) as exc:
+            error = host_failure(exc, self.spn_text)
+        except CollectError as exc:
+            error = exc
+        if (
+            self.method is AuthMethod.NEGOTIATE
+            and error.reason in FALLBACK_REASONS
+            and self.ntlm_fallback
+            and self.material.has_password
+        ):
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: Kerberos unavailable (%s), negotiate uses NTLM", self.hostname, error.reason)
+            self._ntlm_context()
+            first: bytes | None = self.context.step(None)
+            return first
+        if self.method is AuthMethod.NEGOTIATE and error.reason in FALLBACK_REASONS and not self.ntlm_fallback:
+            message = error.message + " (the NTLM fallback is off: --no-ntlm-fallback)"
+            error = CollectError(error.stage, error.reason, message)
+        raise error
+
     def step(self, token: bytes | None) -> bytes | None:
         """Advance the context with the server's token; return the next token to send, if any."""
-        if token is not None and self.method is AuthMethod.NTLM:
+        if token is None and self.mechanism == "kerberos" and self.method in KERBEROS_METHODS:
+            return self._first_kerberos_token()
+        if token is not None and self.mechanism == "ntlm":
             self.challenge_version = challenge_version(token) or self.challenge_version
         try:
             out: bytes | None = self.context.step(token)
-            if out is not None and self.method is AuthMethod.NTLM:
+            if out is not None and self.mechanism == "ntlm":  # NTLM itself, or negotiate falling back to it
                 check_ntlmv2(out)  # never on the wire, whatever pyspnego was told
         except ImportError as exc:
             raise CollectError(
                 Stage.AUTH, "transport_unavailable", f"{self.method.value}: {exc.name}"
             ) from None
-        except (ValueError, TypeError, OSError, SpnegoError, struct.error, LookupError, OverflowError) as exc:
+        except SpnegoError as exc:
+            if self.mechanism == "kerberos":
+                # The host's AP-REP did not verify (a forged or broken mutual authentication).
+                raise CollectError(
+                    Stage.AUTH, "auth_failed", f"kerberos: the host's reply token did not verify ({type(exc).__name__})"
+                ) from None
+            raise CollectError(
+                Stage.AUTH, "auth_failed", f"{self.method.value} token rejected ({type(exc).__name__})"
+            ) from None
+        except (ValueError, TypeError, OSError, struct.error, LookupError, OverflowError) as exc:
             # pyspnego parses the host's challenge with struct/dict lookups: a truncated or garbled
             # token surfaces as struct.error or KeyError (docs/reliability.md#broken-replies: never internal).
             raise CollectError(

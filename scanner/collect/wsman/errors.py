@@ -44,7 +44,21 @@ site       bad_result              a site worker's result for the host was malfo
 site       no_collector            no live worker took the host's site's batches within ``--site-timeout``
 auth       not_attempted           not contacted: the lockout breaker stopped the scan after other
                                    hosts rejected the credentials (scanner/engine/logon.py)
+auth       ntlm_refused            HTTP 401 to the NTLM NEGOTIATE: the host does not take NTLM at all
+auth       spn_unknown             the KDC knows no HTTP/<name> (KDC_ERR_S_PRINCIPAL_UNKNOWN)
+auth       no_spn                  Kerberos for an IP address without an ``spn`` (negotiate only)
+auth       no_password             NTLM/Basic/CredSSP on a scan that has only Kerberos credentials
+auth       kdc_unreachable         (negotiate, no NTLM fallback) no KDC could be reached
+auth       clock_skew              (negotiate, no NTLM fallback) KRB_AP_ERR_SKEW
+auth       etype_unsupported       no common Kerberos encryption type (KDC_ERR_ETYPE_NOSUPP ...)
+auth       ticket_expired          KRB_AP_ERR_TKT_EXPIRED
+auth       kerberos_error          a krb5 code not classified; the message names it
 =========  ======================  ===========================================================
+
+A refused Kerberos logon (preauth_failed, client_revoked, client_unknown, password_expired,
+kdc_policy, kdc_unreachable, clock_skew, keytab_unusable, no_ticket) stops the scan before any
+host (exit 2, `scanner.collect.wsman.kerberos.KerberosLoginError`) and is never a host's error;
+the reasons are the same words. The krb5 codes behind each are in scanner/collect/wsman/kerberos.py.
 
 The fault families (which codes, subcodes and texts belong to which reason) are in
 `scanner.collect.wsman.faults`; docs/wire.md lists every fault shape with its public source.

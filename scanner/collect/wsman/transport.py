@@ -12,7 +12,7 @@ import base64
 import logging
 import time
 
-from scanner.collect.wsman.auth import Authenticator, AuthMaterial
+from scanner.collect.wsman.auth import Authenticator, AuthMaterial, service_principal
 from scanner.collect.wsman.encryption import bad_encryption, content_type, decrypt, encrypt, is_encrypted
 from scanner.collect.wsman.errors import CollectError, ConnectionDropped, HttpStatusError
 from scanner.collect.wsman.faults import status_error
@@ -47,7 +47,14 @@ class WsmanTransport:
         self._deadline = deadline
         self._name = target.name
         self._where = f"{target.scheme.value}://{target.address}:{target.port}"
-        self._auth = Authenticator(target.transport, material, hostname=target.name, https=https)
+        self._auth = Authenticator(
+            target.transport,
+            material,
+            hostname=target.name,
+            https=https,
+            spn=service_principal(target),
+            ntlm_fallback=options.ntlm_fallback,
+        )
         tls = None
         if https:
             try:
@@ -221,12 +228,26 @@ class WsmanTransport:
                         self._name,
                         self._auth.material.username,
                         auth.scheme,
-                        auth.method.value,
+                        auth.mechanism if auth.mechanism == auth.method.value else f"negotiate: {auth.mechanism}",
                         leg,
                         ", messages encrypted (MS-WSMV 2.2.9.1)" if auth.encrypts else "",
                     )
                 return
             if response.status == 401:
+                if server_token is None and leg == 1 and auth.mechanism == "ntlm":
+                    # Refused before a CHALLENGE was sent: no credential was checked, the host does
+                    # not take NTLM at all (restricted or disabled; docs/authentication.md#choosing-a-transport).
+                    raise CollectError(
+                        Stage.AUTH,
+                        "ntlm_refused",
+                        "HTTP 401 to the NTLM NEGOTIATE: the host does not accept NTLM (restricted or disabled"
+                        " there); scan it with transport kerberos or negotiate",
+                    )
+                if server_token is None and leg == 1 and auth.mechanism == "kerberos":
+                    raise unauthorized(
+                        f"the host refused the Kerberos ticket for {auth.spn_text} (its keytab does not match"
+                        " the SPN's account, or the account may not log on to it)"
+                    )
                 if server_token is None or auth.complete:
                     if not sent_credentials:
                         # Refused before any credential left (NTLM NEGOTIATE): no logon happened.

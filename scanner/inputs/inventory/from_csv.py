@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from scanner.core.validation import did_you_mean
 from scanner.inputs.inventory.validate import Entry, Problems, fixed, show, text_problem
 
-_CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group", "winrm", "os_version", "site")
+_CSV_COLUMNS = ("name", "address", "port", "scheme", "transport", "group", "winrm", "os_version", "site", "spn")
 _TAG_PREFIX = "tag:"
 
 
@@ -79,4 +79,5 @@ def csv_entries(text: str, path: str, problems: Problems, max_hosts: int) -> Ite
             tags={c[len(_TAG_PREFIX) :]: row[i] for c, i in tags.items() if row[i]},
             winrm=cell("winrm"),
             os_version=cell("os_version"),
+            spn=cell("spn"),
         )

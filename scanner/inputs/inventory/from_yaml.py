@@ -32,6 +32,7 @@ class _YamlHost(Strict):
     group: StrictStr | None = None
     winrm: WinRMStack | None = None
     os_version: StrictStr | None = None
+    spn: StrictStr | None = None
     site: StrictStr | None = None
 
 
@@ -128,6 +129,7 @@ def _entries(
                 group=host.group,
                 winrm=host.winrm,
                 os_version=host.os_version,
+                spn=host.spn,
                 site=host.site,
             )
         )

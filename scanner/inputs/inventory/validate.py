@@ -16,6 +16,7 @@ from scanner.core.errors import NattError
 from scanner.core.models import (
     DEFAULT_SITE,
     OS_VERSION_PATTERN,
+    SPN_PATTERN,
     AuthMethod,
     Frozen,
     Scheme,
@@ -29,6 +30,7 @@ MAX_KEPT_PROBLEMS = 10_000  # bounded memory and output for a file that is wrong
 HTTP_PORT, HTTPS_PORT = 5985, 5986  # WinRM's listener defaults (docs/domain.md#ports-and-rights)
 LEGACY_HTTP_PORT, LEGACY_HTTPS_PORT = 80, 443  # WinRM 1.1's defaults (MS-WSMV 2.2.4.5, docs/wire.md)
 _OS_VERSION = re.compile(OS_VERSION_PATTERN)
+_SPN = re.compile(SPN_PATTERN)
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
 URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/")
@@ -142,6 +144,15 @@ class Entry:
     # The name is the address as written (text inventories): the same address on several ports
     # is then several hosts, each named address:port (docs/inventory.md "Text").
     named_by_address: bool = False
+    spn: str | None = None
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 class Problems:
@@ -250,6 +261,18 @@ def _build(entry: Entry, defaults: Defaults, problems: Problems) -> Target | Non
         message = "transport basic requires scheme https (Basic over HTTP is refused)"
         problems.add(entry.where("transport"), message)
         ok = False
+    if entry.spn is not None and not _SPN.match(entry.spn):
+        message = f"spn {show(entry.spn)} must be SERVICE/host, such as HTTP/web01.corp.example.com (no realm, no port)"
+        problems.add(entry.where("spn"), message)
+        ok = False
+    if transport is AuthMethod.KERBEROS and entry.spn is None and _is_address(entry.name):
+        # Kerberos asks the KDC for HTTP/<name>: an address names no service principal (docs/authentication.md#spns).
+        message = (
+            f"{show(entry.name)} is an IP address: transport kerberos needs the host's name (its SPN is"
+            " HTTP/<name>; give the address separately) or an explicit spn"
+        )
+        problems.add(entry.where("transport" if entry.transport is not None else "name"), message)
+        ok = False
     for key, value in entry.tags.items():
         why = text_problem(key) or text_problem(value)
         if why:
@@ -278,6 +301,7 @@ def _build(entry: Entry, defaults: Defaults, problems: Problems) -> Target | Non
         source=entry.source,
         winrm=winrm,
         os_version=entry.os_version,
+        spn=entry.spn,
         site=site,
     )
 

@@ -201,6 +201,8 @@ SCAN_FLAGS: list[tuple[list[str], str, object]] = [
     (["--legacy-port-fallback"], "legacy_port_fallback", True),
     (["--color", "never"], "color", "never"),
     (["--password-file", "pw"], "credentials.password_file", "pw"),
+    (["--keytab", "scan.keytab"], "credentials.keytab", "scan.keytab"),
+    (["--no-ntlm-fallback"], "ntlm_fallback", False),
     (["--host-timeout", "9"], "timeouts.host", 9.0),
     (["--connect-timeout", "3"], "timeouts.connect", 3.0),
     (["--deadline", "45m"], "timeouts.deadline", 2700.0),

@@ -26,8 +26,9 @@ CHALLENGES = {
     "one-byte": (b"Negotiate " + base64.b64encode(b"x"), "auth_failed"),  # was internal_error (struct.error)
     "30k-of-A": (b"Negotiate " + base64.b64encode(b"A" * 30000), "auth_failed"),  # was internal_error (KeyError)
     "spnego-garbage": (b"Negotiate " + base64.b64encode(b"\xa1\x82\xff\xff" + b"\x00" * 50), "auth_failed"),
-    "no-token": (b"Negotiate", "unauthorized"),
-    "other-scheme-only": (b'Basic realm="x"', "unauthorized"),
+    # A 401 to the NTLM NEGOTIATE checked no credential: the host does not take NTLM at all.
+    "no-token": (b"Negotiate", "ntlm_refused"),
+    "other-scheme-only": (b'Basic realm="x"', "ntlm_refused"),
 }
 
 

@@ -293,3 +293,18 @@ def test_stage_timings_are_logged_only_at_debug(capsys: pytest.CaptureFixture[st
     line = capsys.readouterr().err
     assert line.startswith("natt-audit: debug: stage report: ") and line.endswith(" s\n")
     assert logging.getLogger("natt_audit").isEnabledFor(logging.DEBUG)
+
+
+def test_no_ntlm_fallback_refuses_negotiate_addresses_at_load_with_their_line(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(
+        "defaults: {transport: negotiate}\nhosts:\n  - {name: web01.corp.example.com}\n  - {name: 192.0.2.7}\n",
+        encoding="utf-8",
+    )
+    environ = {"NATT_AUDIT_USERNAME": "CORP\\audit", "NATT_AUDIT_PASSWORD": "not-used-here"}
+    allowed = load_inputs(Config(inventory=str(inventory)), environ, stdin_isatty=False)
+    assert len(allowed.inventory.targets) == 2  # with the fallback, the address is read over NTLM
+    with pytest.raises(InventoryError) as info:
+        load_inputs(Config(inventory=str(inventory), ntlm_fallback=False), environ, stdin_isatty=False)
+    assert info.value.exit_code == ExitCode.USAGE
+    assert str(info.value).startswith(f"{inventory}:4: 192.0.2.7 is an IP address: with --no-ntlm-fallback")

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from scanner.core.models import AuthMethod
 from scanner.inputs.credentials import (
     ENV_PASSWORD,
     ENV_USERNAME,
@@ -277,3 +278,74 @@ def test_refusals_never_contain_the_secret(tail: str) -> None:
         with pytest.raises(CredentialError) as info:
             reject_secret_arguments(["scan", *argv])
         assert "Zq9" not in f"{info.value}{info.value!r}"
+
+
+def test_a_kerberos_scan_uses_a_valid_ticket_cache_and_never_prompts() -> None:
+    terminal = FakeTerminal()
+    asked: list[str | None] = []
+
+    def cache(name: str | None) -> str | None:
+        asked.append(name)
+        return "auditor@CORP.EXAMPLE.COM"
+
+    kerberos = {AuthMethod.KERBEROS, AuthMethod.NEGOTIATE}
+    creds = load_credentials(
+        password_file=None,
+        environ={"KRB5CCNAME": "FILE:/tmp/krb5cc_test"},
+        stdin_isatty=True,
+        prompt=terminal.getpass,
+        ask=terminal.ask,
+        transports=kerberos,
+        ticket_cache=cache,
+    )
+    assert (creds.username, creds.password, creds.ccache) == ("auditor@CORP.EXAMPLE.COM", None, "FILE:/tmp/krb5cc_test")
+    assert asked == ["FILE:/tmp/krb5cc_test"] and terminal.asked == []
+    # A password, when given, wins (one AS exchange into the scan's own cache); NTLM hosts never use a cache.
+    given = load_credentials(
+        password_file=None,
+        environ={ENV_USERNAME: USER, ENV_PASSWORD: SECRET},
+        stdin_isatty=False,
+        transports=kerberos,
+        ticket_cache=cache,
+    )
+    assert given.password is not None and given.ccache is None
+    with pytest.raises(CredentialError, match="no username and password"):
+        load_credentials(
+            password_file=None, environ={}, stdin_isatty=False, transports={AuthMethod.NTLM}, ticket_cache=cache
+        )
+    with pytest.raises(CredentialError, match="kinit"):
+        load_credentials(
+            password_file=None, environ={}, stdin_isatty=False, transports=kerberos, ticket_cache=lambda _: None
+        )
+
+
+def test_a_client_keytab_is_for_kerberos_hosts_only_and_must_be_a_keytab(tmp_path: Path) -> None:
+    keytab = tmp_path / "scan.keytab"
+    keytab.write_bytes(b"\x05\x02" + bytes(20))
+    keytab.chmod(0o600)
+    creds = load_credentials(
+        password_file=None, environ={}, stdin_isatty=False, keytab=str(keytab), transports={AuthMethod.KERBEROS}
+    )
+    assert (creds.username, creds.keytab, creds.password) == ("", str(keytab), None)
+    with pytest.raises(CredentialError, match="ntlm hosts"):
+        load_credentials(
+            password_file=None,
+            environ={},
+            stdin_isatty=False,
+            keytab=str(keytab),
+            transports={AuthMethod.KERBEROS, AuthMethod.NTLM},
+        )
+    not_keytab = tmp_path / "notes.txt"
+    not_keytab.write_text("hello\n", encoding="utf-8")
+    with pytest.raises(CredentialError, match="is not a Kerberos keytab"):
+        load_credentials(
+            password_file=None, environ={}, stdin_isatty=False, keytab=str(not_keytab), transports={AuthMethod.KERBEROS}
+        )
+    with pytest.raises(CredentialError, match="No such file"):
+        load_credentials(
+            password_file=None,
+            environ={},
+            stdin_isatty=False,
+            keytab=str(tmp_path / "missing.keytab"),
+            transports={AuthMethod.KERBEROS},
+        )

@@ -272,6 +272,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "source": f"{path}:3",
             "winrm": "current",
             "os_version": None,
+            "spn": None,
             "site": "default",
         },
         {
@@ -285,6 +286,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "source": f"{path}:4",
             "winrm": "current",
             "os_version": None,
+            "spn": None,
             "site": "default",
         },
         {
@@ -298,6 +300,7 @@ def test_yaml_inventory_as_the_lab_writes_it(tmp_path: Path) -> None:
             "source": f"{path}:5",
             "winrm": "current",
             "os_version": None,
+            "spn": None,
             "site": "default",
         },
     ]
@@ -310,7 +313,7 @@ def test_yaml_errors_name_file_line_and_column(tmp_path: Path) -> None:
         f"{path}:5:47: port 0 must be an integer 1..65535",
         f"{path}:6:12: name 'ftp://ws-0004' has a URL scheme; give the host only",
         f"{path}:7:62: hosts.4.colour: unknown field 'colour'"
-        " (known: address, group, name, os_version, port, scheme, site, tags, transport, winrm)",
+        " (known: address, group, name, os_version, port, scheme, site, spn, tags, transport, winrm)",
         f"{path}:8:12: duplicate host 'WS-0001' (same name as {path}:3:12)",
         f"{path}:9:30: duplicate host: '127.0.0.1' port 40001 is also {path}:3:30",
         f"{path}:10:65: transport basic requires scheme https (Basic over HTTP is refused)",
@@ -399,7 +402,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
             "host,port\nsrv01,1\n",
             [
                 "inv:1: unknown column 'host' "
-                "(known: name, address, port, scheme, transport, group, winrm, os_version, site, tag:<name>)",
+                "(known: name, address, port, scheme, transport, group, winrm, os_version, site, spn, tag:<name>)",
                 "inv:1: the header has no 'name' column",
             ],
         ),
@@ -408,7 +411,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
             "name, port\nsrv01,1\n",
             [
                 "inv:1: unknown column ' port' (did you mean 'port'?) "
-                "(known: name, address, port, scheme, transport, group, winrm, os_version, site, tag:<name>)"
+                "(known: name, address, port, scheme, transport, group, winrm, os_version, site, spn, tag:<name>)"
             ],
         ),
         ("name\n srv01\n", ["inv:2: name ' srv01' contains whitespace (one host per entry)"]),
@@ -416,7 +419,7 @@ def test_csv_errors_use_physical_lines(tmp_path: Path) -> None:
         ("name,scheme\nsrv01,ftp\n", ["inv:2: scheme 'ftp' must be one of: http, https"]),
         (
             "name,transport\nsrv01,digest\n",
-            ["inv:2: transport 'digest' must be one of: ntlm, kerberos, credssp, basic"],
+            ["inv:2: transport 'digest' must be one of: ntlm, kerberos, credssp, basic, negotiate"],
         ),
         (
             "name,transport\nsrv01,basic\n",
@@ -561,3 +564,32 @@ def test_the_same_address_on_different_ports_is_two_hosts_in_yaml() -> None:
     assert info.value.problems == (
         "inv.yaml:3:28: duplicate host: '127.0.0.1' port 14519 is also inv.yaml:2:28",
     )
+
+
+def test_an_ip_address_with_kerberos_is_refused_unless_it_names_its_spn() -> None:
+    text = (
+        "defaults: {transport: kerberos}\n"
+        "hosts:\n"
+        "  - {name: 10.0.0.5}\n"
+        "  - {name: web01.corp.example.com, address: 10.0.0.6}\n"
+        "  - {name: 10.0.0.7, spn: HTTP/web02.corp.example.com}\n"
+        "  - {name: 10.0.0.8, transport: negotiate}\n"
+        "  - {name: 10.0.0.9, spn: 'HTTP/web03@CORP'}\n"
+    )
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text, "inv.yaml", fmt="yaml")
+    assert len(info.value.problems) == 2
+    assert info.value.problems[0].startswith("inv.yaml:3:")
+    assert "'10.0.0.5' is an IP address: transport kerberos needs the host's name" in info.value.problems[0]
+    assert info.value.problems[1].startswith("inv.yaml:7:")
+    assert "spn 'HTTP/web03@CORP' must be SERVICE/host" in info.value.problems[1]
+    good = parse_inventory(text.replace("  - {name: 10.0.0.5}\n", "").replace("@CORP", ".corp"), "inv.yaml", fmt="yaml")
+    assert [(t.name, t.address, t.spn, t.transport.value) for t in good.targets] == [
+        ("web01.corp.example.com", "10.0.0.6", None, "kerberos"),  # the SPN comes from the name
+        ("10.0.0.7", "10.0.0.7", "HTTP/web02.corp.example.com", "kerberos"),
+        ("10.0.0.8", "10.0.0.8", None, "negotiate"),  # negotiate reaches an address over NTLM
+        ("10.0.0.9", "10.0.0.9", "HTTP/web03.corp", "kerberos"),
+    ]
+    with pytest.raises(InventoryError) as info:
+        parse_inventory("name,transport\n192.0.2.1,kerberos\n", "inv.csv", fmt="csv")
+    assert info.value.problems[0].startswith("inv.csv:2: '192.0.2.1' is an IP address")
