@@ -41,7 +41,8 @@ from scanner.history.resume import ScanStart, plan_start
 from scanner.history.store import SqliteStore, StoreError, open_store
 from scanner.inputs.config import Config, ConfigError, database_path, format_duration
 from scanner.inputs.credentials import ENV_PASSWORD, ENV_USERNAME, load_credentials
-from scanner.inputs.inventory import Inventory, load_inventory
+from scanner.inputs.inventory import Inventory
+from scanner.inputs.sources.compose import load_with_sources
 
 log = logging.getLogger("natt_audit.engine")
 
@@ -118,7 +119,8 @@ def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: boo
     with stage("inputs"):
         policies = resolve_policies(config.policies)
         waivers = _load_waivers(config.waivers)
-        inventory = load_inventory(config.inventory)
+        # A YAML inventory's `sources:` are resolved here, before any host is contacted (exit 2 on failure).
+        inventory = load_with_sources(config.inventory, environ=environ)
         credentials = _credentials(config, environ, stdin_isatty)
         destinations = [parse_destination(text) for text in config.exports]
         for destination in destinations:
