@@ -15,7 +15,21 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, cast
 
 from scanner import __version__
-from scanner.cli import config, demo, diff, export, history, lab, policy, remediate, scan, schema, ship, trend
+from scanner.cli import (
+    config,
+    demo,
+    diff,
+    export,
+    history,
+    inventory,
+    lab,
+    policy,
+    remediate,
+    scan,
+    schema,
+    ship,
+    trend,
+)
 from scanner.cli.options import Subparsers, add_global_options, flag, global_defaults
 from scanner.core.errors import NattError, UsageError
 from scanner.core.exitcodes import ExitCode
@@ -25,7 +39,7 @@ from scanner.inputs.credentials import reject_secret_arguments
 log = logging.getLogger("natt_audit")
 
 # The order of `natt-audit --help`.
-COMMANDS = (scan, demo, lab, policy, export, ship, remediate, schema, history, diff, trend, config)
+COMMANDS = (scan, inventory, demo, lab, policy, export, ship, remediate, schema, history, diff, trend, config)
 
 
 class _ParserExit(Exception):
