@@ -58,7 +58,7 @@ def os_version_disagrees(observation: Observation) -> bool:
     """Return whether the OS version read from the host contradicts the inventory's os_version.
 
     Only the parts the inventory gives are compared ("10.0" agrees with 10.0.19045). A version
-    taken from the inventory itself (no read) cannot disagree (docs/inventory.md#os-facts).
+    taken from the inventory itself (no read) cannot disagree (docs/inventory.md#os-facts-from-the-inventory).
     """
     said = observation.target.os_version
     os_info = observation.os

@@ -94,7 +94,7 @@ class InventorySection(Frozen):
 
     sources: list[InventorySource] = Field(default_factory=list)
     # Hosts whose read OS version (NTLM CHALLENGE or WMI) contradicts the inventory's os_version
-    # (docs/inventory.md#os-facts); the read is what the report and the rules use.
+    # (docs/inventory.md#os-facts-from-the-inventory); the read is what the report and the rules use.
     os_version_disagreements: int = 0
 
 

@@ -2,7 +2,8 @@
 
 The directory holds computer objects whose dNSHostName is a lab host's name. There is no DNS here, so
 the addresses come the way many estates keep them: a file (the lab's own inventory) listing the same
-names with address and port, merged with the directory's hosts (docs/inventory.md#merging).
+names with address and port, merged with the directory's hosts
+(docs/inventory.md#merging-the-same-host-from-several-places).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Inventory sources: where hosts come from besides an inventory file (docs/inventory-sources.md).
+"""Inventory sources: where hosts come from besides an inventory file (docs/inventory.md#sources).
 
 A source (the `ldap`, `ansible` and `file` modules) resolves to a `SourceResult`: the hosts it
 found as frozen `HostEntry` values, and the entries it skipped, counted by reason. Everything is
@@ -22,7 +22,7 @@ from scanner.inputs.inventory.validate import HTTP_PORT, HTTPS_PORT, host_proble
 MAX_SHOWN_PROBLEMS = 20
 SITE_TAG = "site"
 # The source's OS caption, as a tag: an inventory fact a policy scope can select on
-# (`tags: {os_caption: {glob: "Windows Server*"}}`), never an OS fact (docs/inventory.md#os-facts).
+# (`tags: {os_caption: {glob: "Windows Server*"}}`), never an OS fact (docs/inventory.md#os-facts-from-the-inventory).
 CAPTION_TAG = "os_caption"
 MAX_CAPTION = 256
 
