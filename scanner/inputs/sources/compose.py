@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from scanner.core.models import Frozen, Target
 from scanner.inputs.inventory import Inventory, InventoryError, SourceSpec, SourceSummary, load_inventory
-from scanner.inputs.inventory.validate import HTTP_PORT, MAX_SHOWN_PROBLEMS, address_key, show
+from scanner.inputs.inventory.validate import HTTP_PORT, address_key, show
 from scanner.inputs.sources import (
     CAPTION_TAG,
     SITE_TAG,
@@ -283,10 +283,10 @@ class _Composer:
             result.targets()  # every host must make a Target, checked before anything is used
         except SourceError as exc:
             where = spec.where(())
-            shown = [f"{where}: {config.type} source {exc.origin} failed ({exc.reason}): {p}" for p in exc.problems]
-            if len(shown) > MAX_SHOWN_PROBLEMS:
-                shown = shown[:MAX_SHOWN_PROBLEMS]
-            raise InventoryError(shown) from None
+            # InventoryError shows the first problems and counts the rest.
+            raise InventoryError(
+                [f"{where}: {config.type} source {exc.origin} failed ({exc.reason}): {p}" for p in exc.problems]
+            ) from None
         return result
 
 
