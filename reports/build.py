@@ -11,9 +11,19 @@ from fractions import Fraction
 
 from reports.hosts import Hosts, HostSink
 from reports.hosts import host_sort_key as host_sort_key  # the ordering key, re-exported for callers
-from reports.model import HostReport, ReportHeader, ScanInfo, SiteSummary, Summary, Tool, WaiversSection
+from reports.model import (
+    HostReport,
+    InventorySection,
+    InventorySource,
+    ReportHeader,
+    ScanInfo,
+    SiteSummary,
+    Summary,
+    Tool,
+    WaiversSection,
+)
 from scanner.core.exitcodes import ExitCode, combine
-from scanner.core.models import HostError, Observation, Stage
+from scanner.core.models import HostError, Observation, OsSource, Stage, parse_version
 from scanner.core.results import RuleResult, Severity, Status, worst
 from scanner.core.semantics import Setting
 
@@ -43,6 +53,20 @@ def coverage_of(read: int, total: int) -> float:
     if total <= 0:
         return 0.0
     return (read * _COVERAGE_SCALE // total) / _COVERAGE_SCALE
+
+
+def os_version_disagrees(observation: Observation) -> bool:
+    """Return whether the OS version read from the host contradicts the inventory's os_version.
+
+    Only the parts the inventory gives are compared ("10.0" agrees with 10.0.19045). A version
+    taken from the inventory itself (no read) cannot disagree (docs/inventory.md#os-facts-from-the-inventory).
+    """
+    said = observation.target.os_version
+    os_info = observation.os
+    if said is None or os_info is None or os_info.source is OsSource.INVENTORY:
+        return False
+    expected, seen = parse_version(said), parse_version(os_info.version)
+    return expected is not None and seen is not None and seen[: len(expected)] != expected
 
 
 def host_report(observation: Observation, results: Sequence[RuleResult], setting: Setting | None) -> HostReport:
@@ -85,6 +109,7 @@ class ReportAssembly:
         self.sink = sink
         self.tally = Tally()
         self._names: set[str] = set()
+        self.os_version_disagreements = 0
 
     def add(self, observation: Observation, results: Sequence[RuleResult], *, setting: Setting | None) -> HostReport:
         """Add one host; raise ValueError when a host of that name was already added.
@@ -97,6 +122,8 @@ class ReportAssembly:
             raise ValueError(f"duplicate host in observations: {name!r}")
         self._names.add(name)
         host = host_report(observation, results, setting)
+        if os_version_disagrees(observation):
+            self.os_version_disagreements += 1
         self.sink.append(host, observation)
         self.tally.add(host, site=observation.target.site)
         return host
@@ -111,9 +138,25 @@ class ReportAssembly:
         *,
         tool_version: str,
         waivers: WaiversSection | None = None,
+        inventory_sources: Sequence[InventorySource] = (),
     ) -> ReportHeader:
-        """Return the report header: the scan, the headline counts of every host added, the waivers."""
-        return ReportHeader(tool=Tool(version=tool_version), scan=scan, summary=self.tally.summary(), waivers=waivers)
+        """Return the report header: the scan, the headline counts of every host added, the waivers.
+
+        The inventory section is there when the inventory lists sources or a host's read OS
+        version contradicted the inventory's; otherwise it is null.
+        """
+        inventory = None
+        if inventory_sources or self.os_version_disagreements:
+            inventory = InventorySection(
+                sources=list(inventory_sources), os_version_disagreements=self.os_version_disagreements
+            )
+        return ReportHeader(
+            tool=Tool(version=tool_version),
+            scan=scan,
+            summary=self.tally.summary(),
+            waivers=waivers,
+            inventory=inventory,
+        )
 
     def exit_code(self, *, interrupted: bool, fail_on: Severity, min_coverage: float) -> ExitCode:
         """Return the exit code of the hosts added so far (`exit_code_of`)."""

@@ -104,6 +104,24 @@ class WaiversSection(Frozen):
     unmatched: list[WaiverEntry] = Field(default_factory=list)
 
 
+class InventorySource(Frozen):
+    """One `sources:` entry of the inventory: the hosts it gave and the entries it skipped, by reason."""
+
+    type: str  # ldap, ansible, file
+    name: str  # "ldaps://dc1.corp.example:636", "ansible:inventories/prod.ini", "file:hosts.csv"
+    hosts: int
+    skipped: dict[str, int] = Field(default_factory=dict)  # "disabled": 12, "stale": 3, ...
+
+
+class InventorySection(Frozen):
+    """Where the inventory's hosts came from, and how often its OS version disagreed with the host's."""
+
+    sources: list[InventorySource] = Field(default_factory=list)
+    # Hosts whose read OS version (NTLM CHALLENGE or WMI) contradicts the inventory's os_version
+    # (docs/inventory.md#os-facts-from-the-inventory); the read is what the report and the rules use.
+    os_version_disagreements: int = 0
+
+
 class FindingDrift(Frozen):
     """One finding whose failing state changed between two scans (scanner/history/drift.py)."""
 
@@ -158,6 +176,8 @@ class ReportHeader(Frozen):
     # without a history database, or when no earlier scan of this inventory is recorded.
     drift: Drift | None = None
     waivers: WaiversSection | None = None  # present when the scan ran with --waivers
+    # Present when the inventory lists sources, or a host's OS version contradicted the inventory's.
+    inventory: InventorySection | None = None
 
 
 class ReportDocument(Frozen):
@@ -174,6 +194,7 @@ class ReportDocument(Frozen):
     hosts: list[HostReport]
     drift: Drift | None = None
     waivers: WaiversSection | None = None
+    inventory: InventorySection | None = None
 
     def header(self) -> ReportHeader:
         """Return the document without its hosts."""
@@ -184,4 +205,5 @@ class ReportDocument(Frozen):
             summary=self.summary,
             drift=self.drift,
             waivers=self.waivers,
+            inventory=self.inventory,
         )

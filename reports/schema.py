@@ -12,7 +12,7 @@ from scanner.core.results import Status
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # A URN, not a URL: the schema is shipped with the tool and printed by `natt-audit schema report`;
 # nothing is ever fetched from it.
-OPTIONAL_SECTIONS = ("drift", "waivers")
+OPTIONAL_SECTIONS = ("drift", "waivers", "inventory")
 OPTIONAL_SUMMARY = ("auth_rejected",)  # summary counts added after 1.0
 SCHEMA_ID = f"urn:natt-audit:schema:report:{SCHEMA_VERSION}"
 

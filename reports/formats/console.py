@@ -15,7 +15,7 @@ from rich.text import Text
 from reports.build import MODE_KEYS
 from reports.formats.sections import drift_groups, waiver_groups
 from reports.hosts import Hosts
-from reports.model import Drift, HostReport, ReportHeader, WaiversSection
+from reports.model import Drift, HostReport, InventorySection, ReportHeader, WaiversSection
 from scanner.core.models import VALUE_NAME
 from scanner.core.results import RuleResult, Status
 from scanner.core.sanitize import console_text as safe_text
@@ -72,6 +72,23 @@ def _waiver_lines(section: WaiversSection) -> Text:
             line.append_text(safe_text(entry, limit=NAME_LIMIT * 2))
             lines.append(line)
     return _join(lines, "\n")
+
+
+def _inventory_line(section: InventorySection) -> Text:
+    """Return the inventory section as one line: each source, its hosts and skipped counts; disagreements."""
+    parts: list[Text] = []
+    for source in section.sources:
+        part = safe_text(source.name, limit=NAME_LIMIT)
+        part.append(f" {source.hosts} hosts")
+        if source.skipped:
+            counts = ", ".join(f"{count} {reason}" for reason, count in sorted(source.skipped.items()))
+            part.append_text(safe_text(f" (skipped {sum(source.skipped.values())}: {counts})", limit=NAME_LIMIT))
+        parts.append(part)
+    if section.os_version_disagreements:
+        count = section.os_version_disagreements
+        hosts = "host" if count == 1 else "hosts"
+        parts.append(Text(f"{count} {hosts}: OS read differs from the inventory", style="yellow"))
+    return _join(parts, " · ")
 
 
 DRIFT_LIMIT = 10  # hosts named per drift line; `natt-audit diff` lists them all
@@ -149,6 +166,9 @@ def _summary_panel(report: ReportHeader, hosts: Hosts) -> Panel:
         grid.add_row("State", Text("INTERRUPTED: partial report", style="bold red"))
     if report.scan.inventory is not None:
         grid.add_row("Inventory", safe_text(report.scan.inventory, limit=NAME_LIMIT))
+    if report.inventory is not None:
+        label = "Sources" if report.inventory.sources else "OS facts"
+        grid.add_row(label, _inventory_line(report.inventory))
     if report.waivers is not None:
         grid.add_row("Waivers", _waiver_lines(report.waivers))
     if report.drift is not None:

@@ -21,6 +21,7 @@ from scanner.cli import (
     diff,
     export,
     history,
+    inventory,
     lab,
     policy,
     remediate,
@@ -40,7 +41,23 @@ from scanner.inputs.credentials import reject_secret_arguments
 log = logging.getLogger("natt_audit")
 
 # The order of `natt-audit --help`.
-COMMANDS = (scan, worker, workers, demo, lab, policy, export, ship, remediate, schema, history, diff, trend, config)
+COMMANDS = (
+    scan,
+    inventory,
+    worker,
+    workers,
+    demo,
+    lab,
+    policy,
+    export,
+    ship,
+    remediate,
+    schema,
+    history,
+    diff,
+    trend,
+    config,
+)
 
 
 class _ParserExit(Exception):

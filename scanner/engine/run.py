@@ -20,7 +20,7 @@ from reports.build import ReportAssembly
 from reports.formats import render
 from reports.hosts import Hosts
 from reports.hostspill import HostSpill
-from reports.model import PolicyRef, ReportHeader, ScanInfo, WaiverEntry, WaiversSection
+from reports.model import InventorySource, PolicyRef, ReportHeader, ScanInfo, WaiverEntry, WaiversSection
 from reports.progress import Progress
 from rules.compile import ruleset
 from rules.evaluate import evaluate
@@ -326,7 +326,11 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
     )
     rule_ids = assembly.tally.rule_ids
     waivers = _waivers_section(request, rule_ids, today) if request.waivers is not None else None
-    header = assembly.header(scan, tool_version=__version__, waivers=waivers)
+    sources = [
+        InventorySource(type=s.type, name=s.name, hosts=s.hosts, skipped=dict(s.skipped))
+        for s in request.inventory.sources
+    ]
+    header = assembly.header(scan, tool_version=__version__, waivers=waivers, inventory_sources=sources)
     code = assembly.exit_code(interrupted=interrupted, fail_on=request.fail_on, min_coverage=request.min_coverage)
     if interrupted:
         code = combine(code, ExitCode.INTERRUPTED)

@@ -49,7 +49,8 @@ from scanner.history.resume import ScanStart, plan_start
 from scanner.history.store import SqliteStore, StoreError, open_store
 from scanner.inputs.config import Config, ConfigError, database_path, format_duration, redact
 from scanner.inputs.credentials import ENV_PASSWORD, ENV_USERNAME, load_credentials
-from scanner.inputs.inventory import Inventory, InventoryError, load_inventory
+from scanner.inputs.inventory import Inventory, InventoryError
+from scanner.inputs.sources.compose import load_with_sources
 
 log = logging.getLogger("natt_audit.engine")
 
@@ -222,7 +223,8 @@ def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: boo
     with stage("inputs"):
         policies = resolve_policies(config.policies)
         waivers = _load_waivers(config.waivers)
-        inventory = load_inventory(config.inventory, default_site=config.default_site)
+        # A YAML inventory's `sources:` are resolved here, before any host is contacted (exit 2 on failure).
+        inventory = load_with_sources(config.inventory, environ=environ, default_site=config.default_site)
         _check_kerberos_names(config, inventory)
         transports = {target.transport for target in inventory.targets}
         # With --broker the coordinator reads no host: it needs no account, so asks for none.

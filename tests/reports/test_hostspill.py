@@ -18,7 +18,7 @@ from scanner.core.results import Status, host_identity
 from scanner.core.semantics import assess
 from scanner.history.drift import by_identity, compute_drift, drift_between
 from scanner.history.store import SqliteStore
-from tests.support.sample_report import SCAN, make_sample_report, rendered, sample_inputs, with_hosts
+from tests.support.sample_report import SCAN, SOURCES, make_sample_report, rendered, sample_inputs, with_hosts
 from tests.support.sample_report import target as sample_target
 
 
@@ -33,7 +33,7 @@ def spilled() -> Iterator[tuple[Report, Report]]:
         assembly = ReportAssembly(spill)
         for observation in observations:
             assembly.add(observation, results.get(observation.target.name, ()), setting=assess(observation))
-        assert assembly.header(SCAN, tool_version="0.1.0") == report.header
+        assert assembly.header(SCAN, tool_version="0.1.0", inventory_sources=SOURCES) == report.header
         yield report, Report(report.header, assembly.hosts())
     finally:
         spill.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 from reports.build import ReportAssembly
 from reports.formats import render
 from reports.hosts import HostBuffer, MemoryHosts, Report
-from reports.model import HostReport, PolicyRef, ScanInfo
+from reports.model import HostReport, InventorySource, PolicyRef, ScanInfo
 from scanner.core.formats import Format
 from scanner.core.models import (
     IPSEC_KEY,
@@ -62,9 +62,11 @@ def empty(key: str, *, present: bool = True) -> KeyRead:
     return KeyRead(key=key, key_present=present)
 
 
-def target(name: str, port: int = 5985, **tags: str) -> Target:
+def target(name: str, port: int = 5985, *, os_version: str | None = None, **tags: str) -> Target:
     """Return a loopback target."""
-    return Target(name=name, address="127.0.0.1", port=port, tags=tags, source=f"inventory.yaml:{port}")
+    return Target(
+        name=name, address="127.0.0.1", port=port, tags=tags, source=f"inventory.yaml:{port}", os_version=os_version
+    )
 
 
 RULES = {
@@ -114,7 +116,7 @@ def sample_inputs() -> tuple[list[Observation], dict[str, list[RuleResult]]]:
     unread = "host could not be read"
     add(
         Observation(
-            target=target("srv-pass-01", 5985, site="par", role="web"),
+            target=target("srv-pass-01", 5985, os_version="10.0", site="par", role="web"),  # agrees with the read
             requests=8,
             os=win("10.0.19045", "Microsoft Windows 10 Pro"),
             keys=(empty(ip), dword(pa, 0)),
@@ -123,7 +125,7 @@ def sample_inputs() -> tuple[list[Observation], dict[str, list[RuleResult]]]:
     )
     add(
         Observation(
-            target=target("SRV-pass-02", 5986),
+            target=target("SRV-pass-02", 5986, os_version="10.0.17763"),  # the directory is wrong: WMI says 6.1
             requests=8,
             os=win("6.1.7601", "Microsoft Windows 7 Enterprise", sp=1),
             keys=(empty(ip), empty(pa, present=False)),
@@ -357,10 +359,18 @@ def assemble(
     return Report(assembly.header(scan, tool_version=tool_version), assembly.hosts())
 
 
+# The sample inventory's sources (docs/inventory.md#sources), as the report's inventory section names them.
+SOURCES = (
+    InventorySource(type="ldap", name="ldaps://dc1.corp.example:636", hosts=9, skipped={"disabled": 2, "stale": 1}),
+    InventorySource(type="ansible", name="ansible:inventories/prod.ini", hosts=1),
+)
+
+
 def make_sample_report() -> Report:
     """Return the fixed report the golden files are rendered from."""
     observations, results = sample_inputs()
-    return assemble(observations, results, SCAN, tool_version="0.1.0")
+    assembly = assembly_of(observations, results)
+    return Report(assembly.header(SCAN, tool_version="0.1.0", inventory_sources=SOURCES), assembly.hosts())
 
 
 def with_hosts(report: Report, hosts: Iterable[HostReport]) -> Report:

@@ -23,10 +23,21 @@ from scanner.inputs.inventory.validate import (
     Inventory,
     InventoryError,
     Problems,
+    SourceSpec,
+    SourceSummary,
     finish,
 )
 
-__all__ = ["Format", "Inventory", "InventoryError", "detect_format", "load_inventory", "parse_inventory"]
+__all__ = [
+    "Format",
+    "Inventory",
+    "InventoryError",
+    "SourceSpec",
+    "SourceSummary",
+    "detect_format",
+    "load_inventory",
+    "parse_inventory",
+]
 
 Format = Literal["yaml", "csv", "text"]
 
@@ -53,20 +64,34 @@ def parse_inventory(
     default_transport: AuthMethod = AuthMethod.NTLM,
     max_hosts: int = 1_000_000,
     default_site: str = DEFAULT_SITE,
+    sources: list[SourceSpec] | None = None,
 ) -> Inventory:
-    """Parse inventory text already read from `path`; raise InventoryError listing every problem."""
+    """Parse inventory text already read from `path`; raise InventoryError listing every problem.
+
+    A YAML inventory may list `sources:`; they are appended to `sources` as written (resolving
+    them is scanner.inputs.sources.compose's job). Without that list, a file with sources is refused.
+    """
     problems = Problems()
     warnings: list[str] = []
     defaults = Defaults(port=default_port, scheme=default_scheme, transport=default_transport, site=default_site)
     entries: Iterator[Entry]
+    listed_sources: list[SourceSpec] = []
     if fmt == "yaml":
-        defaults, listed = yaml_entries(text, path, problems, defaults, max_hosts)
+        defaults, listed = yaml_entries(text, path, problems, defaults, max_hosts, listed_sources)
         entries = iter(listed)
+        if listed_sources and sources is None:
+            problems.add(
+                listed_sources[0].where(()),
+                "this inventory lists sources: read it with scanner.inputs.sources.compose (docs/inventory.md#sources)",
+            )
     elif fmt == "csv":
         entries = csv_entries(text, path, problems, max_hosts)
     else:
         entries = text_entries(text, path, problems, warnings, max_hosts)
-    return finish(path, entries, defaults, problems, warnings)
+    inventory = finish(path, entries, defaults, problems, warnings, allow_empty=bool(listed_sources))
+    if sources is not None:
+        sources.extend(listed_sources)
+    return inventory
 
 
 def load_inventory(
@@ -77,8 +102,12 @@ def load_inventory(
     default_transport: AuthMethod = AuthMethod.NTLM,
     max_hosts: int = 1_000_000,
     default_site: str = DEFAULT_SITE,
+    sources: list[SourceSpec] | None = None,
 ) -> Inventory:
-    """Read and validate an inventory file; the format follows the file extension."""
+    """Read and validate an inventory file; the format follows the file extension.
+
+    `sources` receives the entries of a YAML inventory's `sources:` list (see parse_inventory).
+    """
     name = str(path)
     try:
         raw = read_bounded(path, MAX_FILE_BYTES)
@@ -100,4 +129,5 @@ def load_inventory(
         default_transport=default_transport,
         max_hosts=max_hosts,
         default_site=default_site,
+        sources=sources,
     )

@@ -1,4 +1,4 @@
-"""YAML inventories: `hosts` (and optional `defaults`), strictly validated (docs/inventory.md "YAML")."""
+"""YAML inventories: `hosts`, optional `defaults` and `sources`, strictly validated (docs/inventory.md "YAML")."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pydantic import Field, StrictInt, StrictStr, ValidationError
 
 from scanner.core import yamlfile
 from scanner.core.models import AuthMethod, Scheme, Strict, WinRMStack
-from scanner.inputs.inventory.validate import Defaults, Entry, InventoryError, Problems
+from scanner.inputs.inventory.validate import Defaults, Entry, InventoryError, Problems, SourceSpec
 
 MAX_YAML_BYTES = 8 * 1024 * 1024  # pure-Python YAML parses ~0.3 MB/s; 8 MB (~85,000 hosts) stays bounded
 
@@ -41,6 +41,13 @@ class _YamlFile(Strict):
     hosts: list[Any]
 
 
+class _YamlFileWithSources(Strict):
+    # With `sources:` the file's own hosts are optional: the sources may give them all.
+    defaults: _YamlDefaults = _YamlDefaults()
+    hosts: list[Any] = Field(default_factory=list)
+    sources: list[Any]
+
+
 def _pydantic_problems(
     doc: yamlfile.YamlDocument, exc: ValidationError, prefix: yamlfile.Loc, problems: Problems, model: Any
 ) -> None:
@@ -56,15 +63,19 @@ def _yaml_where(doc: yamlfile.YamlDocument, loc: yamlfile.Loc) -> str:
 
 
 def yaml_entries(
-    text: str, path: str, problems: Problems, defaults: Defaults, max_hosts: int
+    text: str, path: str, problems: Problems, defaults: Defaults, max_hosts: int, sources: list[SourceSpec]
 ) -> tuple[Defaults, list[Entry]]:
-    """Parse a YAML inventory into entries; return them with the defaults the file sets."""
+    """Parse a YAML inventory into entries; return them with the defaults the file sets.
+
+    The entries of a `sources:` list are appended to `sources` as written, with their places in
+    the file, for scanner.inputs.sources.compose to validate and resolve.
+    """
     try:
         doc = yamlfile.load_text(text, path, max_bytes=MAX_YAML_BYTES)
     except yamlfile.FileError as exc:
         raise InventoryError([str(exc)]) from None
     try:
-        return _entries(doc, problems, defaults, max_hosts)
+        return _entries(doc, problems, defaults, max_hosts, sources)
     finally:
         # The entries hold what they need; drop the parsed document (dicts for every host) before
         # the targets are built, so both are never in memory together (docs/performance.md).
@@ -72,7 +83,7 @@ def yaml_entries(
 
 
 def _entries(
-    doc: yamlfile.YamlDocument, problems: Problems, defaults: Defaults, max_hosts: int
+    doc: yamlfile.YamlDocument, problems: Problems, defaults: Defaults, max_hosts: int, sources: list[SourceSpec]
 ) -> tuple[Defaults, list[Entry]]:
     if doc.data is None:
         return defaults, []
@@ -81,11 +92,21 @@ def _entries(
             _yaml_where(doc, ()), "the file must be a mapping with 'hosts' (and optional 'defaults')"
         )
         return defaults, []
+    model = _YamlFileWithSources if "sources" in doc.data else _YamlFile
     try:
-        top = _YamlFile.model_validate(doc.data)
+        top: _YamlFile | _YamlFileWithSources = model.model_validate(doc.data)
     except ValidationError as exc:
         _pydantic_problems(doc, exc, (), problems, _YamlFile)
         return defaults, []
+    if isinstance(top, _YamlFileWithSources):
+        if not top.sources:
+            problems.add(_yaml_where(doc, ("sources",)), "sources: the list is empty; list at least one source")
+        for index, item in enumerate(top.sources):
+
+            def locate(loc: tuple[str | int, ...], index: int = index) -> str:
+                return _yaml_where(doc, ("sources", index, *loc))
+
+            sources.append(SourceSpec(index=index, data=item, where=locate))
     if len(top.hosts) > max_hosts:
         problems.add(_yaml_where(doc, ("hosts",)), f"more than {max_hosts} hosts; the limit is {max_hosts}")
         return defaults, []

@@ -11,6 +11,9 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field
 
 from scanner.core.errors import NattError
 from scanner.core.models import (
@@ -47,12 +50,31 @@ class InventoryError(NattError):
         super().__init__("\n".join(self.problems))
 
 
+class SourceSummary(Frozen):
+    """What one `sources:` entry of an inventory contributed, for `inventory show` and the report."""
+
+    type: str  # ldap, ansible, file
+    name: str  # "ldaps://dc1.corp.example:636", "ansible:inventories/prod.ini", "file:hosts.csv"
+    hosts: int
+    skipped: dict[str, int] = Field(default_factory=dict)  # "disabled": 12, "stale": 3, ...
+
+
 class Inventory(Frozen):
-    """The validated hosts of one inventory file, in file order."""
+    """The validated hosts of one inventory file (and of the sources it lists), in file order."""
 
     path: str
     targets: tuple[Target, ...]
     warnings: tuple[str, ...] = ()
+    sources: tuple[SourceSummary, ...] = ()  # empty: the file lists no `sources:`
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One entry of a YAML inventory's `sources:` list as written, validated by scanner.inputs.sources."""
+
+    index: int
+    data: Any
+    where: Callable[[tuple[str | int, ...]], str]  # where a field of the entry is written: "path:line:col"
 
 
 def show(value: str, limit: int = 80) -> str:
@@ -109,7 +131,8 @@ def fixed(where: str) -> Callable[[str], str]:
     return lambda _field: where
 
 
-def _address_key(address: str) -> str:
+def address_key(address: str) -> str:
+    """Return an address in the form duplicates are compared in: canonical IP, or the lower-cased name."""
     try:
         return ipaddress.ip_address(address).compressed
     except ValueError:
@@ -337,7 +360,7 @@ def _check_duplicates(built: list[tuple[Entry, Target]], problems: Problems) -> 
                 f"duplicate host {show(target.name)} (same name as {first.where('name')})",
             )
             continue
-        endpoint_key = (_address_key(target.address), target.port)
+        endpoint_key = (address_key(target.address), target.port)
         first = endpoints.setdefault(endpoint_key, entry)
         if first is not entry:
             problems.add(
@@ -347,7 +370,13 @@ def _check_duplicates(built: list[tuple[Entry, Target]], problems: Problems) -> 
 
 
 def finish(
-    path: str, entries: Iterator[Entry], defaults: Defaults, problems: Problems, warnings: list[str]
+    path: str,
+    entries: Iterator[Entry],
+    defaults: Defaults,
+    problems: Problems,
+    warnings: list[str],
+    *,
+    allow_empty: bool = False,
 ) -> Inventory:
     built: list[tuple[Entry, Target]] = []
     for entry in entries:
@@ -357,6 +386,6 @@ def finish(
     _check_duplicates(built, problems)
     if problems.items:
         raise InventoryError(problems.items)
-    if not built:
+    if not built and not allow_empty:
         raise InventoryError([f"{path}: the inventory lists no hosts"])
     return Inventory(path=path, targets=tuple(t for _, t in built), warnings=tuple(warnings))

@@ -1,4 +1,4 @@
-"""Inventory sources: where hosts come from besides an inventory file (docs/inventory-sources.md).
+"""Inventory sources: where hosts come from besides an inventory file (docs/inventory.md#sources).
 
 A source (the `ldap`, `ansible` and `file` modules) resolves to a `SourceResult`: the hosts it
 found as frozen `HostEntry` values, and the entries it skipped, counted by reason. Everything is
@@ -16,10 +16,15 @@ from pydantic import ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from scanner.core.errors import NattError
 from scanner.core.models import AuthMethod, Frozen, Scheme, Target
+from scanner.core.sanitize import has_unsafe
 from scanner.inputs.inventory.validate import HTTP_PORT, HTTPS_PORT, host_problem, show
 
 MAX_SHOWN_PROBLEMS = 20
 SITE_TAG = "site"
+# The source's OS caption, as a tag: an inventory fact a policy scope can select on
+# (`tags: {os_caption: {glob: "Windows Server*"}}`), never an OS fact (docs/inventory.md#os-facts-from-the-inventory).
+CAPTION_TAG = "os_caption"
+MAX_CAPTION = 256
 
 
 class SourceKind(StrEnum):
@@ -133,15 +138,25 @@ class HostEntry(Frozen):
         port = self.port
         if port is None:
             port = HTTPS_PORT if self.scheme is Scheme.HTTPS else HTTP_PORT
+        tags = self.all_tags()
+        caption = self.os.caption if self.os is not None else None
+        # The caption is directory text: kept as a tag only when it is safe, plain text (it is
+        # display and scope data; a garbled one must not make the host unusable).
+        safe = caption is not None and 0 < len(caption) <= MAX_CAPTION and caption.isprintable()
+        if caption is not None and safe and not has_unsafe(caption) and CAPTION_TAG not in tags:
+            tags[CAPTION_TAG] = caption
         return Target(
             name=self.name,
             address=self.address if self.address is not None else self.name,
             port=port,
             scheme=self.scheme,
             transport=self.transport,
-            tags=self.all_tags(),
+            tags=tags,
             group=self.group,
             source=self.provenance.locator(),
+            # The directory's version lets the collector skip the WQL OS read on NT 6.0+ hosts;
+            # what the host says, when it says it, wins (docs/wire.md, OS facts).
+            os_version=self.os.version if self.os is not None else None,
         )
 
 

@@ -1,4 +1,4 @@
-"""The `ldap` source: computer accounts of an Active Directory domain (docs/inventory-sources.md).
+"""The `ldap` source: computer accounts of an Active Directory domain (docs/inventory.md#sources).
 
 Reads computer objects with an RFC 2696 paged search, one page at a time, and keeps only what a
 host entry needs. Skipped, and counted by reason: disabled accounts (userAccountControl bit

@@ -30,7 +30,9 @@ def render_json(report: Report) -> str:
 
 SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 FIELDS = {
-    "": ["schema_version", "tool", "scan", "summary", "hosts", "drift", "waivers"],
+    "": ["schema_version", "tool", "scan", "summary", "hosts", "drift", "waivers", "inventory"],
+    "inventory": ["sources", "os_version_disagreements"],
+    "inventory_source": ["type", "name", "hosts", "skipped"],
     "tool": ["name", "version"],
     "scan": ["id", "started_at", "finished_at", "policies", "inventory", "interrupted", "policy_refs"],
     "summary": ["hosts_total", "hosts_by_status", "coverage", "modes", "requests_total", "sites", "auth_rejected"],
@@ -55,6 +57,8 @@ def test_issue_field_names_and_order(sample_report: Report) -> None:
     assert list(doc["tool"]) == FIELDS["tool"]
     assert list(doc["scan"]) == FIELDS["scan"]
     assert list(doc["summary"]) == FIELDS["summary"]
+    assert list(doc["inventory"]) == FIELDS["inventory"]
+    assert all(list(s) == FIELDS["inventory_source"] for s in doc["inventory"]["sources"])
     for host in doc["hosts"]:
         assert list(host) == FIELDS["host"]
         assert host["os"] is None or list(host["os"]) == FIELDS["os"]

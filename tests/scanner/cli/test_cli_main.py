@@ -127,6 +127,7 @@ def test_every_command_is_a_module_with_register_and_run() -> None:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {
         "scan",
+        "inventory",
         "worker",
         "workers",
         "demo",
@@ -145,6 +146,7 @@ def test_every_command_is_a_module_with_register_and_run() -> None:
         assert callable(module.register) and callable(module.run)
     assert parser.parse_args(["schema", "report"]).func is main_module.schema.run
     assert parser.parse_args(["diff"]).func is main_module.diff.run
+    assert parser.parse_args(["inventory", "show", "-i", "x.yaml"]).func is main_module.inventory.run
 
 
 @pytest.mark.parametrize(

@@ -30,9 +30,17 @@ def test_an_entry_without_port_or_address_gets_the_scheme_port_and_its_name_as_a
         "ws1.lab.test", "ws1.lab.test", 5986, Scheme.HTTPS,
     )  # fmt: skip
     assert target.transport is AuthMethod.NTLM
-    assert target.tags == {"ou": "Paris", "site": "paris"}
+    # The caption is an inventory fact (a tag for policy scopes); the version lets the collector skip WQL.
+    assert target.tags == {"ou": "Paris", "site": "paris", "os_caption": "Windows 10 Enterprise"}
+    assert target.os_version == "10.0.19045"
     assert target.source == "ldaps://dc1.lab.test:636 CN=WS1,OU=Paris,DC=lab,DC=test"
     assert HostEntry(name="ws2", provenance=LDAP).to_target().port == 5985
+
+
+def test_a_garbled_caption_is_dropped_and_a_missing_version_stays_unknown() -> None:
+    entry = HostEntry(name="ws1", os=OsFacts(caption="Windows\x1b[2J 10"), provenance=LDAP)
+    target = entry.to_target()
+    assert "os_caption" not in target.tags and target.os_version is None
 
 
 def test_a_site_tag_already_on_the_host_wins_over_the_site_field() -> None:
