@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="STATS.json",
         help="write request/connection counters here on SIGUSR1 and at exit (for benchmarks)",
     )
+    serve.add_argument(
+        "--state-out",
+        type=Path,
+        default=None,
+        metavar="STATE.json",
+        help="write each host's NAT-T registry values and Policy Agent state here on SIGUSR1 and at exit",
+    )
     gen = sub.add_parser("generate", help="print a realistic estate file to stdout")
     gen.add_argument("--count", type=int, default=200, metavar="N")
     gen.add_argument("--seed", type=int, default=1, metavar="S")
@@ -68,7 +75,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"natt-audit lab: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     return serve(
-        estate, args.inventory_out, port_base=args.port_base, bind=args.bind, stats_out=args.stats_out
+        estate,
+        args.inventory_out,
+        port_base=args.port_base,
+        bind=args.bind,
+        stats_out=args.stats_out,
+        state_out=args.state_out,
     )
 
 
