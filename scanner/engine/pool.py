@@ -1,4 +1,4 @@
-"""The local engine: read many hosts concurrently on a thread pool, streaming each Observation."""
+"""The local engine: run one host's work (a read or an apply) on many hosts at once, streaming each Observation."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from collections.abc import Callable, Sequence
 from scanner.collect.collector import collect_with
 from scanner.collect.wsman.auth import AuthMaterial
 from scanner.core.models import DEFAULT_CONCURRENCY, CollectOptions, Credentials, Observation, Target
+
+# One host's work: given the target, the shared auth material and the options, an Observation
+# (the host's facts, or the error that kept them; its logon outcome is what the fan-out accounts).
+HostWork = Callable[[Target, AuthMaterial, CollectOptions], Observation]
 
 
 def collect_all(
@@ -19,6 +23,7 @@ def collect_all(
     on_result: Callable[[Observation], None] | None = None,
     stop: threading.Event | None = None,
     keep: bool = True,
+    work: HostWork = collect_with,
 ) -> list[Observation]:
     """Read every target with at most `concurrency` in flight; return results in inventory order.
 
@@ -28,6 +33,8 @@ def collect_all(
     If `on_result` raises, the scan stops the same way and the exception is re-raised here.
     With `keep=False` nothing is kept and the list is empty: a caller that streams with
     `on_result` then holds no observation per host (docs/performance.md, memory).
+    `work` is what is done per host: reading it (the default), or applying a plan to it
+    (scanner/engine/apply.py), so both go through the same fan-out and its credential rules.
     """
     material = AuthMaterial(credentials)
     material.nt_hash()  # derive once, before the workers share it
@@ -46,7 +53,7 @@ def collect_all(
                 index = next(next_index, None)
             if index is None:
                 return
-            observation = collect_with(targets[index], material, options)
+            observation = work(targets[index], material, options)
             if keep:
                 results[index] = observation
             if on_result is not None:

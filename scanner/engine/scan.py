@@ -111,6 +111,23 @@ def _credentials(config: Config, environ: Mapping[str, str], stdin_isatty: bool)
     )
 
 
+def scan_credentials(config: Config, environ: Mapping[str, str], *, stdin_isatty: bool) -> Credentials:
+    """Return the scan account as `scan` loads it; `remediate --apply` loads its own the same way."""
+    return _credentials(config, environ, stdin_isatty)
+
+
+def collect_options(config: Config) -> CollectOptions:
+    """Return the per-host limits and TLS settings of the configuration."""
+    return CollectOptions(
+        host_timeout=config.timeouts.host,
+        connect_timeout=min(config.timeouts.connect, config.timeouts.host),
+        ca_bundle=config.ca_bundle,
+        verify_tls=not config.insecure_skip_tls_verify,
+        tls_min_version=config.tls_min_version,
+        legacy_port_fallback=config.legacy_port_fallback,
+    )
+
+
 def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: bool) -> ScanInputs:
     """Load and validate every input of a scan; any problem raises a NattError (exit 2)."""
     if config.inventory is None:
@@ -246,14 +263,7 @@ def _open_history(db: Path, inputs: ScanInputs, inventory_id: str, *, resume: bo
 
 def _request(config: Config, inputs: ScanInputs, history: _History, sink: _SafeJournal) -> ScanRequest:
     start = history.start
-    options = CollectOptions(
-        host_timeout=config.timeouts.host,
-        connect_timeout=min(config.timeouts.connect, config.timeouts.host),
-        ca_bundle=config.ca_bundle,
-        verify_tls=not config.insecure_skip_tls_verify,
-        tls_min_version=config.tls_min_version,
-        legacy_port_fallback=config.legacy_port_fallback,
-    )
+    options = collect_options(config)
     return ScanRequest(
         inventory=inputs.inventory,
         policies=inputs.policies,
