@@ -25,6 +25,7 @@ from reports.export.ship import export_report
 from reports.export.spool import SpoolError, default_spool_dir
 from reports.hosts import Hosts
 from reports.model import Drift, ReportHeader, ScanInfo, Summary
+from reports.remediation.source import load_report
 from rules.loader import Policy, resolve_policies
 from rules.waivers import WaiverSet, load_waivers
 from scanner.core.errors import OutputError
@@ -32,8 +33,9 @@ from scanner.core.exitcodes import ExitCode, combine
 from scanner.core.formats import Format
 from scanner.core.logsetup import fields
 from scanner.core.models import CollectOptions, Credentials, Observation
-from scanner.core.results import host_identity
+from scanner.core.results import Status, host_identity
 from scanner.engine.run import ScanOutcome, ScanRequest, run_scan, write_report
+from scanner.engine.targets import Recorded, rebuild_targets
 from scanner.history.drift import by_identity, drift_between, drift_counts
 from scanner.history.journal import Journal, journal_path_for
 from scanner.history.lock import ScanLock
@@ -148,6 +150,44 @@ def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: boo
         ", ".join(p.name for p in policies),
         len(config.waivers),
         len(destinations),
+    )
+    return ScanInputs(inventory, policies, waivers, credentials, destinations)
+
+
+def load_failing_inputs(
+    config: Config, environ: Mapping[str, str], report_path: str, *, stdin_isatty: bool
+) -> ScanInputs | None:
+    """Load the inputs of `scan --only-failing REPORT.json`: the report's failing hosts; None when it has none.
+
+    Targets are rebuilt from the report (scanner/engine/targets.py): from the inventory's entries
+    when one is configured, else from the recorded name, address and port. The policies are the
+    configured ones, else the report's. The scan's inventory is the report itself, so its history
+    (drift, resume) is that of the report's failing hosts, never mixed with the full inventory's.
+    """
+    with stage("inputs"):
+        report = load_report(report_path)
+        failing = [
+            Recorded(host.name, host.address, host.port) for host in report.hosts if host.status is Status.FAIL
+        ]
+        if not failing:
+            return None
+        policies = resolve_policies(config.policies or report.header.scan.policies)
+        waivers = _load_waivers(config.waivers)
+        listed = load_inventory(config.inventory) if config.inventory is not None else None
+        rebuilt = rebuild_targets(failing, source=report_path, inventory=listed, same_address=False)
+        warnings = (*(listed.warnings if listed is not None else ()), *rebuilt.warnings)
+        inventory = Inventory(path=report_path, targets=rebuilt.targets, warnings=warnings)
+        credentials = _credentials(config, environ, stdin_isatty)
+        destinations = [parse_destination(text) for text in config.exports]
+        for destination in destinations:
+            if destination.is_network and destination.kind is Kind.HEC:
+                load_token(destination, environ)
+    log.debug(
+        "inputs: %d failing hosts of %s (%d rebuilt), policies %s",
+        len(failing),
+        report_path,
+        len(rebuilt.targets),
+        ", ".join(p.name for p in policies),
     )
     return ScanInputs(inventory, policies, waivers, credentials, destinations)
 

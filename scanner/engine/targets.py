@@ -77,11 +77,11 @@ def rebuild_targets(
             continue
         entry = listed.get(host_identity(host.name))
         if entry is None:
-            warnings.append(f"{inventory.path}: host {show(host.name)} of the report is not in the inventory: left out")
+            warnings.append(f"{inventory.path}: host {host.name} of the report is not in the inventory: left out")
         elif same_address and (entry.address.lower(), entry.port) != (host.address.lower(), host.port):
             warnings.append(
-                f"{entry.source or inventory.path}: host {show(host.name)} is at {show(entry.address)}:{entry.port} in "
-                f"the inventory but was read at {show(host.address)}:{host.port}: left out (rescan first)"
+                f"{entry.source or inventory.path}: host {host.name} is at {entry.address}:{entry.port} in "
+                f"the inventory but was read at {host.address}:{host.port}: left out (rescan first)"
             )
         else:
             targets.append(entry)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import signal
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +22,7 @@ from scanner.core.models import (
     Target,
 )
 from tests.peers.lab import RunningLab, start_lab
+from tests.support.labstate import read_state, state_args
 
 CREDENTIALS = Credentials(username="LAB\\auditor", password=SecretStr("Lab-Passw0rd!"))
 ESTATE = r"""
@@ -62,19 +60,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
     work = tmp_path_factory.mktemp("applylab")
     estate = work / "estate.yaml"
     estate.write_text(ESTATE, encoding="utf-8")
-    with start_lab(estate, work, extra_args=["--state-out", str(work / "state.json")]) as running:
+    with start_lab(estate, work, extra_args=state_args(work)) as running:
         yield running
 
 
 def state(lab: RunningLab, name: str) -> dict[str, Any]:
-    path = lab.inventory.parent / "state.json"
-    path.unlink(missing_ok=True)
-    lab.process.send_signal(signal.SIGUSR1)
-    deadline = time.monotonic() + 10
-    while not path.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    host: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))["hosts"][name]
+    host: dict[str, Any] = read_state(lab)[name]
     return host
 
 

@@ -9,12 +9,10 @@ settings that make a write or a restart fail.
 from __future__ import annotations
 
 import json
-import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -28,6 +26,7 @@ from scanner.collect.wsman.protocol import new_protocol
 from scanner.collect.wsman.transport import WsmanTransport
 from scanner.core.models import IPSEC_KEY, POLICYAGENT_KEY, VALUE_NAME, CollectOptions, Credentials, Scheme, Target
 from tests.peers.lab import RunningLab, start_lab
+from tests.support.labstate import read_state, state_args
 
 CREDENTIALS = Credentials(username="LAB\\auditor", password=SecretStr("Lab-Passw0rd!"))
 ESTATE = r"""
@@ -73,21 +72,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
     work = tmp_path_factory.mktemp("labwrites")
     estate = work / "estate.yaml"
     estate.write_text(ESTATE, encoding="utf-8")
-    with start_lab(estate, work, extra_args=["--state-out", str(work / "state.json")]) as running:
+    with start_lab(estate, work, extra_args=state_args(work)) as running:
         yield running
-
-
-def state(lab: RunningLab) -> dict[str, Any]:
-    """Ask the lab for its host state (SIGUSR1) and return it."""
-    path = lab.inventory.parent / "state.json"
-    path.unlink(missing_ok=True)
-    lab.process.send_signal(signal.SIGUSR1)
-    deadline = time.monotonic() + 10
-    while not path.exists():
-        assert time.monotonic() < deadline, "the lab wrote no state file"
-        time.sleep(0.02)
-    hosts: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))["hosts"]
-    return hosts
 
 
 @contextmanager
@@ -108,7 +94,7 @@ def test_set_dword_persists_and_takes_effect_only_at_the_next_start(lab: Running
     with session(lab, "w10") as proto:
         assert wmi.set_dword(proto, POLICYAGENT_KEY, VALUE_NAME, 0) == 0
         assert read_key(proto, POLICYAGENT_KEY).value.data == 0  # type: ignore[union-attr]
-    before = state(lab)["w10"]
+    before = read_state(lab)["w10"]
     assert before["registry"][POLICYAGENT_KEY] == {VALUE_NAME: ["REG_DWORD", 0]}
     assert before["policyagent"] == {"state": "Running", "effective": ["REG_DWORD", 2], "starts": 0, "stops": 0}
     with session(lab, "w10") as proto:  # a new connection: the write outlived the first one
@@ -119,7 +105,7 @@ def test_set_dword_persists_and_takes_effect_only_at_the_next_start(lab: Running
         assert wmi.start_service(proto, "PolicyAgent") == wmi.SVC_OK
         assert wmi.start_service(proto, "PolicyAgent") == wmi.SVC_ALREADY_RUNNING
         assert wmi.service_state(proto, "policyagent") == "Running"  # instance names match case-insensitively
-    assert state(lab)["w10"]["policyagent"] == {
+    assert read_state(lab)["w10"]["policyagent"] == {
         "state": "Running", "effective": ["REG_DWORD", 0], "starts": 1, "stops": 1
     }
 
@@ -127,7 +113,7 @@ def test_set_dword_persists_and_takes_effect_only_at_the_next_start(lab: Running
 def test_set_dword_replaces_another_type_and_keeps_the_stored_spelling(lab: RunningLab) -> None:
     with session(lab, "w10-sz") as proto:
         assert wmi.set_dword(proto, POLICYAGENT_KEY, VALUE_NAME, 0) == 0
-    assert state(lab)["w10-sz"]["registry"][POLICYAGENT_KEY] == {
+    assert read_state(lab)["w10-sz"]["registry"][POLICYAGENT_KEY] == {
         "assumeUDPencapsulationcontextonsendrule": ["REG_DWORD", 0]
     }
 
@@ -138,7 +124,7 @@ def test_delete_value_then_not_found(lab: RunningLab) -> None:
         assert wmi.delete_value(proto, POLICYAGENT_KEY, VALUE_NAME) == 2
         assert read_key(proto, POLICYAGENT_KEY).value is None
         assert wmi.delete_value(proto, "SYSTEM\\CurrentControlSet\\Services\\Nope", VALUE_NAME) == 2
-    registry = state(lab)["xp"]["registry"]
+    registry = read_state(lab)["xp"]["registry"]
     assert registry[POLICYAGENT_KEY] == {}
     assert registry[IPSEC_KEY] == {VALUE_NAME: ["REG_DWORD", 2]}  # the other key untouched
 
@@ -149,7 +135,7 @@ def test_set_dword_needs_the_key_and_create_key_makes_it(lab: RunningLab) -> Non
         assert wmi.create_key(proto, POLICYAGENT_KEY) == 0
         assert wmi.create_key(proto, POLICYAGENT_KEY) == 0  # exists: still 0
         assert wmi.set_dword(proto, POLICYAGENT_KEY, VALUE_NAME, 0) == 0
-    assert state(lab)["nokey"]["registry"][POLICYAGENT_KEY] == {VALUE_NAME: ["REG_DWORD", 0]}
+    assert read_state(lab)["nokey"]["registry"][POLICYAGENT_KEY] == {VALUE_NAME: ["REG_DWORD", 0]}
 
 
 def test_a_write_denied_key_answers_5_and_keeps_its_value(lab: RunningLab) -> None:
@@ -157,7 +143,7 @@ def test_a_write_denied_key_answers_5_and_keeps_its_value(lab: RunningLab) -> No
         assert wmi.set_dword(proto, POLICYAGENT_KEY, VALUE_NAME, 0) == wmi.RV_ACCESS_DENIED
         assert wmi.delete_value(proto, POLICYAGENT_KEY, VALUE_NAME) == wmi.RV_ACCESS_DENIED
         assert read_key(proto, POLICYAGENT_KEY).value.data == 2  # type: ignore[union-attr]  # still readable
-    assert state(lab)["readonly"]["registry"][POLICYAGENT_KEY] == {VALUE_NAME: ["REG_DWORD", 2]}
+    assert read_state(lab)["readonly"]["registry"][POLICYAGENT_KEY] == {VALUE_NAME: ["REG_DWORD", 2]}
 
 
 def test_pending_states_settle_after_their_time(lab: RunningLab) -> None:
@@ -182,7 +168,7 @@ def test_service_faults_from_the_estate(lab: RunningLab) -> None:
     with session(lab, "nostop") as proto:
         assert wmi.stop_service(proto, "PolicyAgent") == wmi.SVC_ACCESS_DENIED
         assert wmi.service_state(proto, "PolicyAgent") == "Running"
-    assert state(lab)["stopped"]["policyagent"]["effective"] is None  # never started: nothing read
+    assert read_state(lab)["stopped"]["policyagent"]["effective"] is None  # never started: nothing read
 
 
 def test_instance_and_selector_errors_are_classified(lab: RunningLab) -> None:
@@ -210,7 +196,7 @@ def test_estate_wmi_faults_reach_the_service_methods_too(lab: RunningLab) -> Non
         with pytest.raises(CollectError) as write:
             wmi.set_dword(proto, POLICYAGENT_KEY, VALUE_NAME, 0)
         assert write.value.reason == "access_denied"
-    assert state(lab)["wmidenied"]["policyagent"]["stops"] == 0
+    assert read_state(lab)["wmidenied"]["policyagent"]["stops"] == 0
 
 
 def test_the_state_file_is_written_at_exit_too(tmp_path: Path) -> None:
