@@ -8,6 +8,8 @@ then rescans. The lab's own state (`--state-out`) is the witness of what changed
 from __future__ import annotations
 
 import json
+import os
+import pty
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -253,3 +255,48 @@ def test_only_failing_rescans_the_reports_failing_hosts(story: Story) -> None:
 def test_a_full_rescan_agrees(story: Story) -> None:
     statuses = {h["name"]: h["status"] for h in story.full["hosts"]}
     assert all(statuses[name] == "pass" for name in PLANNED)
+
+
+ONE_HOST = r"""
+accounts:
+  - {username: 'LAB\auditor', password: 'Lab-Passw0rd!'}
+hosts:
+  - name: w10
+    wmi_ms: 0
+    registry:
+      'SYSTEM\CurrentControlSet\Services\PolicyAgent':
+        AssumeUDPEncapsulationContextOnSendRule: {type: REG_DWORD, data: 2}
+"""
+
+
+def on_a_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as stdin, answer the prompt, return (exit status, stderr)."""
+    primary, secondary = pty.openpty()
+    try:
+        child = subprocess.Popen(
+            [*CLI, *args], stdin=secondary, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=cli_env(LAB_CREDS), cwd=REPO,
+        )
+        os.close(secondary)
+        os.write(primary, answer)
+        _, err = child.communicate(timeout=120)
+    finally:
+        os.close(primary)
+    return child.returncode, err.decode("utf-8", "replace")
+
+
+def test_on_a_terminal_it_asks_first(tmp_path: Path) -> None:
+    estate = tmp_path / "estate.yaml"
+    estate.write_text(ONE_HOST, encoding="utf-8")
+    with start_lab(estate, tmp_path / "lab", extra_args=state_args(tmp_path / "lab")) as lab:
+        report = tmp_path / "report.json"
+        assert run_cli("scan", "-i", str(lab.inventory), "-f", "json", "-o", str(report), "--no-history",
+                       env=LAB_CREDS).returncode == 1
+        args = ["remediate", str(report), "--apply", "--no-history", *TIMEOUTS]
+        code, err = on_a_terminal(args, b"no\n")
+        assert code == 2 and "Apply these changes to 1 hosts? Type 'yes' to go on:" in err
+        assert "not confirmed: nothing was changed" in err
+        assert read_state(lab)["w10"]["registry"][POLICYAGENT_KEY] == {VALUE_NAME: ["REG_DWORD", 2]}
+        code, err = on_a_terminal(args, b"yes\n")
+        assert code == 0, err
+        assert read_state(lab)["w10"]["registry"][POLICYAGENT_KEY] == {VALUE_NAME: ["REG_DWORD", 0]}
