@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -18,12 +19,15 @@ from scanner.cli.options import (
 )
 from scanner.cli.output import use_color
 from scanner.cli.worker import broker_options
+from scanner.core.exitcodes import ExitCode
 from scanner.core.formats import Format
 from scanner.core.logsetup import set_format
 from scanner.core.models import DEFAULT_CONCURRENCY
 from scanner.core.results import Severity
-from scanner.engine.scan import execute_scan, load_inputs
+from scanner.engine.scan import execute_scan, load_failing_inputs, load_inputs
 from scanner.inputs.config import load_config
+
+log = logging.getLogger("natt_audit")
 
 
 def register(subparsers: Subparsers) -> None:
@@ -208,6 +212,11 @@ def register(subparsers: Subparsers) -> None:
         parser, "--default-site", key="default_site", metavar="NAME", help="site of hosts the inventory gives none"
     )
     parser.add_argument(
+        "--only-failing",
+        metavar="REPORT.json",
+        help="scan only the hosts that fail in this report (with -i: as the inventory lists them)",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="continue the interrupted scan of this database, skipping finished hosts",
@@ -226,9 +235,20 @@ def register(subparsers: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Layer the configuration, load and validate every input (exit 2 on any problem), then scan."""
+    """Layer the configuration, load and validate every input (exit 2 on any problem), then scan.
+
+    With --only-failing REPORT.json the hosts are the report's failing ones (scanner/engine/scan.py,
+    `load_failing_inputs`); a report without one scans nothing and exits 0.
+    """
     config = load_config(path=args.config, environ=os.environ, flags=config_flags(args)).config
     set_format(config.log_format)  # the config file or the environment may choose json
-    inputs = load_inputs(config, os.environ, stdin_isatty=sys.stdin.isatty())
+    if args.only_failing is not None:
+        failing = load_failing_inputs(config, os.environ, args.only_failing, stdin_isatty=sys.stdin.isatty())
+        if failing is None:
+            log.info("%s has no failing host: nothing to scan", args.only_failing)
+            return int(ExitCode.OK)
+        inputs = failing
+    else:
+        inputs = load_inputs(config, os.environ, stdin_isatty=sys.stdin.isatty())
     result = execute_scan(config, inputs, resume=args.resume, color=use_color(config.color), environ=os.environ)
     return result.code

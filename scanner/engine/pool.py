@@ -1,4 +1,4 @@
-"""The local engine: read many hosts concurrently on a thread pool, streaming each Observation."""
+"""The local engine: run one host's work (a read or an apply) on many hosts at once, streaming each Observation."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from scanner.collect.collector import collect_with
 from scanner.collect.wsman.auth import AuthMaterial
 from scanner.core.models import DEFAULT_CONCURRENCY, CollectOptions, Credentials, Observation, Target
 from scanner.engine.logon import Admission, LogonPolicy
+
+# One host's work: given the target, the shared auth material and the options, an Observation
+# (the host's facts, or the error that kept them; its logon outcome is what the fan-out accounts).
+HostWork = Callable[[Target, AuthMaterial, CollectOptions], Observation]
 
 
 def collect_all(
@@ -22,6 +26,7 @@ def collect_all(
     keep: bool = True,
     logon: LogonPolicy | None = None,
     material: AuthMaterial | None = None,
+    work: HostWork = collect_with,
 ) -> list[Observation]:
     """Read every target with at most `concurrency` in flight; return results in inventory order.
 
@@ -31,6 +36,9 @@ def collect_all(
     If `on_result` raises, the scan stops the same way and the exception is re-raised here.
     With `keep=False` nothing is kept and the list is empty: a caller that streams with
     `on_result` then holds no observation per host (docs/performance.md, memory).
+
+    `work` is what is done per host: reading it (the default), or applying a plan to it
+    (scanner/engine/apply.py), so both go through the same fan-out and its credential rules.
 
     Every start is asked of `logon` (a fresh `LogonPolicy` when None): one host in flight until a
     logon is accepted, then `concurrency`; when its breaker trips, no host starts any more and each
@@ -47,7 +55,7 @@ def collect_all(
         material.prove(targets, options)
         material.nt_hash()  # derive once, before the workers share it
         policy = logon if logon is not None else LogonPolicy(concurrency=max(1, concurrency))
-        return _collect(targets, material, options, concurrency, on_result, stop, keep, policy)
+        return _collect(targets, material, options, concurrency, on_result, stop, keep, policy, work)
     finally:
         if own:
             material.close()
@@ -62,6 +70,7 @@ def _collect(
     stop: threading.Event | None,
     keep: bool,
     policy: LogonPolicy,
+    work: HostWork,
 ) -> list[Observation]:
     stop_event = stop if stop is not None else threading.Event()
     results: list[Observation | None] = [None] * len(targets) if keep else []
@@ -105,7 +114,7 @@ def _collect(
                 if index is None:
                     return
                 in_flight += 1
-            observation = collect_with(targets[index], material, options)
+            observation = work(targets[index], material, options)
             with dispatch:
                 in_flight -= 1
                 policy.record(observation)

@@ -27,6 +27,7 @@ from reports.export.ship import export_report
 from reports.export.spool import SpoolError, default_spool_dir
 from reports.hosts import Hosts
 from reports.model import Drift, ReportHeader, ScanInfo, Summary
+from reports.remediation.source import load_report
 from rules.loader import Policy, resolve_policies
 from rules.waivers import WaiverSet, load_waivers
 from scanner.collect.wsman.auth import AuthMaterial
@@ -38,10 +39,12 @@ from scanner.core.formats import Format
 from scanner.core.logsetup import fields
 from scanner.core.models import AuthMethod, CollectOptions, Credentials, Observation
 from scanner.core.private import StateError, check_output_dir, private_dir
+from scanner.core.results import Status
 from scanner.core.wording import count, percent
 from scanner.engine.collector import Collector
 from scanner.engine.run import ScanOutcome, ScanRequest, now_rfc3339, run_scan, write_report
 from scanner.engine.sites import open_coordinator
+from scanner.engine.targets import Recorded, rebuild_targets
 from scanner.history.drift import by_identity, drift_between, drift_counts
 from scanner.history.journal import BreakerStop, Journal, journal_path_for
 from scanner.history.lock import ScanLock
@@ -149,7 +152,7 @@ def _is_address(name: str) -> bool:
 
 
 def scan_credentials(config: Config, environ: Mapping[str, str], *, stdin_isatty: bool) -> Credentials:
-    """Return the scan account as `scan` loads it; a site's worker loads its own the same way."""
+    """Return the scan account as `scan` loads it; site workers and `remediate --apply` load theirs the same way."""
     return _credentials(config, environ, stdin_isatty)
 
 
@@ -256,6 +259,48 @@ def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: boo
         len(destinations),
     )
     return ScanInputs(inventory, policies, waivers, credentials, destinations, collector)
+
+
+def load_failing_inputs(
+    config: Config, environ: Mapping[str, str], report_path: str, *, stdin_isatty: bool
+) -> ScanInputs | None:
+    """Load the inputs of `scan --only-failing REPORT.json`: the report's failing hosts; None when it has none.
+
+    Targets are rebuilt from the report (scanner/engine/targets.py): from the inventory's entries
+    when one is configured, else from the recorded name, address and port. The policies are the
+    configured ones, else the report's. The scan's inventory is the report itself, so its history
+    (drift, resume) is that of the report's failing hosts, never mixed with the full inventory's.
+    """
+    with stage("inputs"):
+        report = load_report(report_path)
+        failing = [
+            Recorded(host.name, host.address, host.port) for host in report.hosts if host.status is Status.FAIL
+        ]
+        if not failing:
+            return None
+        policies = resolve_policies(config.policies or report.header.scan.policies)
+        waivers = _load_waivers(config.waivers)
+        listed = (
+            load_with_sources(config.inventory, environ=environ, default_site=config.default_site)
+            if config.inventory is not None
+            else None
+        )
+        rebuilt = rebuild_targets(failing, source=report_path, inventory=listed, same_address=False)
+        warnings = (*(listed.warnings if listed is not None else ()), *rebuilt.warnings)
+        inventory = Inventory(path=report_path, targets=rebuilt.targets, warnings=warnings)
+        credentials = _credentials(config, environ, stdin_isatty)
+        destinations = [parse_destination(text) for text in config.exports]
+        for destination in destinations:
+            if destination.is_network and destination.kind is Kind.HEC:
+                load_token(destination, environ)
+    log.debug(
+        "inputs: %d failing hosts of %s (%d rebuilt), policies %s",
+        len(failing),
+        report_path,
+        len(rebuilt.targets),
+        ", ".join(p.name for p in policies),
+    )
+    return ScanInputs(inventory, policies, waivers, credentials, destinations)
 
 
 def inventory_id_of(config: Config, inventory: Inventory) -> str:

@@ -1,6 +1,6 @@
 """Scan history: the `HistoryStore` interface and its SQLite implementation (one file, WAL).
 
-Schema (version 4; `schema_version` holds the version, `MIGRATIONS` move any older file forward):
+Schema (version 5; `schema_version` holds the version, `MIGRATIONS` move any older file forward):
 
 - `scans`: one row per scan id: inventory id and path, times, interrupted flag, host counts per
   status, coverage, requests, policies (JSON), the JSON report (`report`), and `recorded_at`.
@@ -19,6 +19,11 @@ The file and SQLite's `-wal` and `-shm` beside it are private: the database is c
 before SQLite opens it (SQLite gives `-wal` and `-shm` the database's mode), and an existing one,
 or a `-wal`/`-shm` left by an earlier run, is checked first: a link, another owner or a file
 others can write is refused (scanner/core/private.py, docs/security.md#shared-state-directory).
+- (since version 5) `applies`: one row per `remediate --apply` run: the report it applied (scan
+  id, finished_at), times, whether it verified, its exit code and the whole run as JSON (`record`);
+  `apply_hosts`: one row per (run, planned host): address, port, verdict and why; `apply_actions`:
+  one row per (run, host, step): action, what, before and after (JSON), result, reason, message
+  (scanner/history/applylog.py, docs/remediation.md#the-action-log).
 
 Every scan is written in one transaction (`BEGIN IMMEDIATE` ... `COMMIT`): a reader sees all of
 it or none. A server database can be added behind the same `HistoryStore` protocol.
@@ -46,9 +51,10 @@ from scanner.core.errors import NattError
 from scanner.core.models import Observation
 from scanner.core.private import FILE_MODE, StateError, check_file, private_dir
 from scanner.core.results import Status, host_identity
+from scanner.history.applylog import ApplyRun
 from scanner.history.drift import Baseline
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class StoreError(NattError):
@@ -175,7 +181,46 @@ _V4 = """
 CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+# What `remediate --apply` changed, host by host and step by step (scanner/history/applylog.py).
+_V5 = """
+CREATE TABLE applies (
+    id TEXT PRIMARY KEY,
+    report TEXT NOT NULL,
+    report_scan_id TEXT NOT NULL,
+    report_finished_at TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    verified INTEGER NOT NULL,
+    exit_code INTEGER NOT NULL,
+    tool_version TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE apply_hosts (
+    apply_id TEXT NOT NULL REFERENCES applies(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    address TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    verdict TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (apply_id, name)
+);
+CREATE TABLE apply_actions (
+    apply_id TEXT NOT NULL REFERENCES applies(id) ON DELETE CASCADE,
+    host TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    what TEXT NOT NULL,
+    before TEXT,
+    after TEXT,
+    result TEXT NOT NULL,
+    reason TEXT,
+    message TEXT NOT NULL,
+    PRIMARY KEY (apply_id, host, step)
+);
+CREATE INDEX applies_by_report ON applies (report_scan_id)
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 JOURNAL_KEY = "journal_key"
 
@@ -402,6 +447,76 @@ class SqliteStore:
             conn.execute("UPDATE scans SET compliance = ? WHERE id = ?", (_compliance(counts), scan.id))
 
         self._transaction(work)
+
+    def record_apply(self, run: ApplyRun) -> None:
+        """Store one `remediate --apply` run with its hosts and steps, in one transaction."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO applies (id, report, report_scan_id, report_finished_at, started_at, finished_at,"
+                " verified, exit_code, tool_version, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.id,
+                    run.report,
+                    run.report_scan_id,
+                    run.report_finished_at,
+                    run.started_at,
+                    run.finished_at,
+                    int(run.verified),
+                    run.exit_code,
+                    run.tool_version,
+                    run.model_dump_json(),
+                ),
+            )
+            for host in run.hosts:
+                conn.execute(
+                    "INSERT INTO apply_hosts (apply_id, name, address, port, verdict, detail)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (run.id, host.name, host.address, host.port, host.verdict.value, host.detail),
+                )
+                conn.executemany(
+                    "INSERT INTO apply_actions (apply_id, host, step, action, what, before, after, result,"
+                    " reason, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            run.id,
+                            host.name,
+                            step,
+                            a.action.value,
+                            a.what,
+                            json.dumps(a.model_dump(mode="json")["before"]),
+                            json.dumps(a.model_dump(mode="json")["after"]),
+                            a.result.value,
+                            a.reason,
+                            a.message,
+                        )
+                        for step, a in enumerate(host.actions, start=1)
+                    ],
+                )
+
+        self._transaction(work)
+
+    def applies(self, *, limit: int = 20) -> list[ApplyRun]:
+        """Return recorded `remediate --apply` runs, newest first."""
+        try:
+            rows = self._conn.execute(
+                "SELECT record FROM applies ORDER BY started_at DESC, rowid DESC LIMIT ?", (limit,)
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
+        return [ApplyRun.model_validate_json(r[0]) for r in rows]
+
+    def apply_actions(self, apply_id: str) -> list[tuple[str, int, str, str, str | None]]:
+        """Return (host, step, action, result, reason) of one run's steps, by host then step."""
+        try:
+            rows = self._conn.execute(
+                "SELECT host, step, action, result, reason FROM apply_actions WHERE apply_id = ?"
+                " ORDER BY host, step",
+                (apply_id,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the history database {self.path}: {exc}") from None
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     def _rows(self, where: str, params: Sequence[object], limit: int) -> list[ScanRow]:
         try:

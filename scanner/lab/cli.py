@@ -46,6 +46,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FILE",
         help="keys of the account the hosts' HTTP/<fqdn> SPNs belong to: accept Kerberos (docs/lab.md#kerberos)",
     )
+    serve.add_argument(
+        "--state-out",
+        type=Path,
+        default=None,
+        metavar="STATE.json",
+        help="write each host's NAT-T registry values and Policy Agent state here on SIGUSR1 and at exit",
+    )
     gen = sub.add_parser(
         "generate",
         help="print a realistic estate file to stdout",
@@ -99,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         bind=args.bind,
         stats_out=args.stats_out,
         keytab=args.keytab,
+        state_out=args.state_out,
     )
 
 

@@ -165,6 +165,18 @@ def _check_fault(v: str | None) -> str | None:
 
 Registry = dict[str, dict[str, RegValueSpec] | None]
 NonNeg = Annotated[int, Field(ge=0)]
+# A Win32_Service control method's ReturnValue (the class docs list 0..24; 0 is success).
+ServiceReturn = Annotated[int, Field(ge=0, le=24)]
+
+
+class PolicyAgentSpec(Strict):
+    """The IPsec Policy Agent service of a host (Win32_Service Name=PolicyAgent; docs/lab.md)."""
+
+    state: Literal["Running", "Stopped"] = "Running"  # at lab start
+    stop_error: ServiceReturn = 0  # StopService answers this (2 access denied, 3 dependents running...)
+    start_error: ServiceReturn = 0  # StartService answers this and the service stays Stopped (7, 14...)
+    stop_ms: NonNeg = 0  # time spent in "Stop Pending" before "Stopped"
+    start_ms: NonNeg = 0  # time spent in "Start Pending" before "Running"
 
 
 class HostFields(Strict):
@@ -179,6 +191,9 @@ class HostFields(Strict):
     shell_create_ms: NonNeg = 50
     process_start_ms: NonNeg = 400
     denied_keys: list[str] = Field(default_factory=list)  # keys whose ACL denies reading (ReturnValue 5)
+    # Keys whose ACL lets the account read but not write: Set*/DeleteValue/CreateKey answer 5.
+    write_denied_keys: list[str] = Field(default_factory=list)
+    policyagent: PolicyAgentSpec = Field(default_factory=PolicyAgentSpec)
     scheme: Literal["http", "https"] = "http"  # https: TLS listener that also accepts Basic
     # The WinRM stack the host runs; None: the one its OS shipped with (docs/lab.md, WinRM personas).
     winrm: Literal["1.1", "2.0", "3.0"] | None = None
@@ -317,6 +332,8 @@ class Host:
     ntlm_version: bool = True
     ntlm: bool = True  # False: only Kerberos is accepted
     cbt_strict: bool = False  # HTTPS logons must carry the channel binding
+    write_denied: frozenset[str] = frozenset()  # lower-case key paths; `denied` keys are not writable either
+    policyagent: PolicyAgentSpec = field(default_factory=PolicyAgentSpec)
 
     @property
     def legacy(self) -> bool:
@@ -405,6 +422,8 @@ def _resolve(name: str, fields: HostFields) -> Host:
         ntlm_version=fields.ntlm_version,
         ntlm=fields.ntlm == "enabled",
         cbt_strict=fields.cbt == "strict",
+        write_denied=frozenset(k.strip("\\").lower() for k in fields.write_denied_keys),
+        policyagent=fields.policyagent,
     )
 
 

@@ -36,6 +36,7 @@ from scanner.lab.auth import (
 )
 from scanner.lab.estate import CODE_FAULTS, Estate, Host
 from scanner.lab.httpwire import PROXY_502, SERVER, SERVER_LEGACY, SOAP_TYPE, parse_head, response
+from scanner.lab.snapshot import write_state
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 4 * 1024 * 1024  # far above WinRM's MaxEnvelopeSizekb (500 KB)
@@ -380,6 +381,7 @@ class Lab:
         self.peak_connections = 0  # most connections open at once
         self.peak_connections_before_logon = 0  # the same, counted only until the first accepted logon
         self.endpoints: list[HostEndpoint] = []
+        self.states: dict[str, wsman.HostState] = {}  # served hosts' mutable state (`--state-out`)
         self._basic = [(a.username.encode(), a.password.get_secret_value().encode()) for a in estate.accounts]
         self._cred_file: Path | None = None
         self.channel_bindings: Any = None  # RFC 5929 tls-server-end-point of the HTTPS certificate
@@ -434,6 +436,7 @@ class Lab:
                 self.refused.append(sock)
             else:
                 hs = HostServer(self, host, index, now)
+                self.states[host.name] = hs.state
                 srv = await asyncio.start_server(
                     hs.connection,
                     sock=sock,
@@ -590,10 +593,19 @@ def serve(
     bind: str = "127.0.0.1",
     stats_out: Path | None = None,
     keytab: Path | None = None,
+    state_out: Path | None = None,
 ) -> int:
     """Serve the estate until SIGINT/SIGTERM; return the exit code (0 on a signal)."""
     return asyncio.run(
-        _serve(estate, inventory_out, port_base=port_base, bind=bind, stats_out=stats_out, keytab=keytab)
+        _serve(
+            estate,
+            inventory_out,
+            port_base=port_base,
+            bind=bind,
+            stats_out=stats_out,
+            keytab=keytab,
+            state_out=state_out,
+        )
     )
 
 
@@ -608,6 +620,14 @@ def use_keytab(keytab: Path, workdir: Path) -> None:
     os.environ["KRB5RCACHEDIR"] = str(workdir)
 
 
+def _write_outputs(lab: Lab, stats_out: Path | None, state_out: Path | None) -> None:
+    """Write the counters and the host state files that were asked for."""
+    if stats_out is not None:
+        write_stats(stats_out.resolve(), lab)
+    if state_out is not None:
+        write_state(state_out.resolve(), lab.states)
+
+
 async def _serve(
     estate: Estate,
     inventory_out: Path,
@@ -616,6 +636,7 @@ async def _serve(
     bind: str,
     stats_out: Path | None = None,
     keytab: Path | None = None,
+    state_out: Path | None = None,
 ) -> int:
     started = time.monotonic()
     inventory_out = inventory_out.resolve()
@@ -627,10 +648,10 @@ async def _serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        if stats_out is not None:
-            stats_path = stats_out.resolve()
-            # SIGUSR1: write the counters now (a benchmark reads them between two clients).
-            loop.add_signal_handler(signal.SIGUSR1, write_stats, stats_path, lab)
+        if stats_out is not None or state_out is not None:
+            # SIGUSR1: write the counters (a benchmark reads them between two clients) and the
+            # host state (a test reads it between a change and a rescan) now.
+            loop.add_signal_handler(signal.SIGUSR1, _write_outputs, lab, stats_out, state_out)
         try:
             eps = await lab.start()
         except LabError as exc:
@@ -648,6 +669,5 @@ async def _serve(
         )
         await stop.wait()
         await lab.stop()
-        if stats_out is not None:
-            write_stats(stats_out.resolve(), lab)
+        _write_outputs(lab, stats_out, state_out)
     return 0

@@ -1,4 +1,8 @@
-"""StdRegProv over WS-Management: the Get*Value methods, EnumValues and EnumKey against a host's registry."""
+"""StdRegProv over WS-Management: Get*Value, EnumValues, EnumKey and the writes against a host's registry.
+
+The writes (SetDWORDValue, DeleteValue, CreateKey) change the host's registry for the rest of the
+lab's life, so a rescan sees them (docs/lab.md, "Applying changes").
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import re
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
-from scanner.lab.estate import HKLM, TYPE_CODES
+from scanner.lab.estate import HKLM, TYPE_CODES, Host, RegKey
 from scanner.lab.faults import F_ACTION, F_SCHEMA, WBEM_INVALID_METHOD, fault, wmi_fault
 from scanner.lab.soap import Reply, Request, envelope, local, ns, text, x
 from scanner.lab.wql import class_from_uri
@@ -27,6 +31,9 @@ _GET_METHODS = {
     "GetMultiStringValue": ("REG_MULTI_SZ",),
     "GetBinaryValue": ("REG_BINARY",),
 }
+_WRITE_METHODS = ("SetDWORDValue", "DeleteValue", "CreateKey")
+# The MOF declares `[in] uint32 uValue = 3` for SetDWORDValue: a call without uValue writes 3.
+MOF_DEFAULT_UVALUE = 3
 _ENV = {
     "systemroot": "C:\\WINDOWS",
     "windir": "C:\\WINDOWS",
@@ -60,7 +67,7 @@ def call(st: HostState, req: Request, method: str) -> Reply:
             subcode="w:SchemaValidationError",
             machine=st.machine,
         )
-    if method not in _GET_METHODS and method not in ("EnumValues", "EnumKey"):
+    if method not in _GET_METHODS and method not in ("EnumValues", "EnumKey", *_WRITE_METHODS):
         return fault(
             req.message_id,
             F_ACTION,
@@ -78,15 +85,32 @@ def call(st: HostState, req: Request, method: str) -> Reply:
         hive = -1
     subkey = (text(body, "sSubKeyName") or "").strip("\\")
     value_name = text(body, "sValueName") or ""
+    u_text = text(body, "uValue")
+    u_value = MOF_DEFAULT_UVALUE if u_text is None else _uint32(u_text)
+    if u_value is None:
+        return fault(
+            req.message_id,
+            F_SCHEMA,
+            "The WS-Management service cannot process the request because the XML is invalid.",
+            value="s:Sender",
+            subcode="w:SchemaValidationError",
+            machine=st.machine,
+        )
     out: list[str] = []
     rv = RV_OK
     key = st.host.key(subkey) if hive == HKLM else None
     if hive not in KNOWN_HIVES:
         rv = RV_BAD_HIVE
+    elif method == "CreateKey":
+        rv = create_key(st.host, subkey) if hive == HKLM else RV_DENIED  # other hives are not modelled
     elif key is None:
         rv = RV_NO_KEY
     elif subkey.lower() in st.host.denied:
         rv = RV_DENIED
+    elif method == "SetDWORDValue":
+        rv = set_value(st.host, key, value_name, "REG_DWORD", u_value)
+    elif method == "DeleteValue":
+        rv = delete_value(st.host, key, value_name)
     elif method == "EnumValues":
         if key.values:
             names = [v[0] for v in key.values.values()]
@@ -120,3 +144,55 @@ def call(st: HostState, req: Request, method: str) -> Reply:
     out.append(f"<p:ReturnValue>{rv}</p:ReturnValue>")
     body_xml = f"<p:{method}_OUTPUT xmlns:p={quoteattr(res)}>{''.join(out)}</p:{method}_OUTPUT>"
     return Reply(200, envelope(f"{res}/{method}Response", req.message_id, body_xml))
+
+
+def _uint32(text_value: str) -> int | None:
+    stripped = text_value.strip()
+    if not stripped.isdigit() or len(stripped) > 10 or int(stripped) > 0xFFFFFFFF:
+        return None
+    return int(stripped)
+
+
+def _writable(host: Host, path: str) -> bool:
+    low = path.strip("\\").lower()
+    return low not in host.write_denied and low not in host.denied
+
+
+def set_value(host: Host, key: RegKey, name: str, reg_type: str, data: int | str | list[str]) -> int:
+    """Write a value as RegSetValueEx does: the type is replaced, an existing value keeps its stored spelling."""
+    if not _writable(host, key.name):
+        return RV_DENIED
+    existing = key.values.get(name.lower())
+    key.values[name.lower()] = (existing[0] if existing is not None else name, reg_type, data)
+    return RV_OK
+
+
+def delete_value(host: Host, key: RegKey, name: str) -> int:
+    """Delete a value as RegDeleteValue does: 2 (ERROR_FILE_NOT_FOUND) when there is none."""
+    if not _writable(host, key.name):
+        return RV_DENIED
+    if name.lower() not in key.values:
+        return RV_NO_KEY
+    del key.values[name.lower()]
+    return RV_OK
+
+
+def create_key(host: Host, path: str) -> int:
+    """Create a key and its missing parents as RegCreateKeyEx does; 0 when it exists already."""
+    parts = [part for part in path.split("\\") if part]
+    if not parts:
+        return RV_OK
+    if host.key(path) is not None:
+        return RV_OK
+    existing = max((i for i in range(1, len(parts)) if host.key("\\".join(parts[:i])) is not None), default=0)
+    parent = "\\".join(parts[:existing])
+    if existing and not _writable(host, parent):
+        return RV_DENIED  # creating a sub-key needs KEY_CREATE_SUB_KEY on the parent
+    for i in range(existing + 1, len(parts) + 1):
+        stored = "\\".join(parts[:i])
+        host.keys[stored.lower()] = RegKey(stored)
+        if i > 1:
+            above = host.key("\\".join(parts[: i - 1]))
+            if above is not None:
+                above.subkeys.setdefault(parts[i - 1].lower(), parts[i - 1])
+    return RV_OK

@@ -2,7 +2,8 @@
 
 The handlers live along the protocol's own seams: `soap` (envelopes, request parsing), `faults`
 (s:Fault shapes and the estate's injected faults), `wql` (Win32_OperatingSystem: Enumerate, Pull,
-Get) and `stdregprov` (the registry provider); `shell` serves the WinRS shell. Shapes follow MS-WSMV
+Get), `stdregprov` (the registry provider) and `services` (Win32_Service PolicyAgent: Get, Stop,
+Start); `shell` serves the WinRS shell. Shapes follow MS-WSMV
 and DMTF DSP0226 as WinRM emits them (docs/lab.md, docs/wire.md).
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from scanner.lab import faults, stdregprov, wql
+from scanner.lab import faults, services, stdregprov, wql
 from scanner.lab.estate import Host
 from scanner.lab.soap import (
     ACT_ENUMERATE,
@@ -46,6 +47,11 @@ class HostState:
     _os_xml: wql.OsRender | None = None
     enumerations: OrderedDict[str, str] = field(default_factory=OrderedDict)
     shells: dict[str, ShellState] = field(default_factory=dict)
+    policyagent: services.PolicyAgent = field(init=False)
+
+    def __post_init__(self) -> None:
+        # At lab start: a running service has read the estate's value (docs/lab.md, "Applying changes").
+        self.policyagent = services.new_agent(self.host)
 
     @property
     def os_xml(self) -> wql.OsRender:
@@ -64,9 +70,7 @@ def handle(st: HostState, req: Request) -> Reply:
     """Dispatch one authenticated WS-Man request."""
     act = req.action
     res = req.resource_uri
-    if (res.startswith(WMI) and act in (ACT_ENUMERATE, ACT_PULL, ACT_GET)) or (
-        res.lower().endswith("/stdregprov") and act.startswith(res + "/")
-    ):
+    if res.startswith(WMI) and (act in (ACT_ENUMERATE, ACT_PULL, ACT_GET) or act.startswith(res + "/")):
         faulted = faults.estate_fault(st, req)
         if faulted is not None:
             faulted.delay_ms = st.host.wmi_ms
@@ -80,7 +84,9 @@ def handle(st: HostState, req: Request) -> Reply:
         st.enumerations.pop(ctx.strip(), None)
         return Reply(200, envelope(ACT_RELEASE + "Response", req.message_id, ""))
     elif act == ACT_GET:
-        r = wql.get(st, req)
+        r = services.get(st, req) if services.is_service_uri(res) else wql.get(st, req)
+    elif services.is_service_uri(res) and act.startswith(res + "/"):
+        r = services.invoke(st, req, act[len(res) + 1 :])
     elif res.startswith(WMI) and act.startswith(res + "/"):
         r = stdregprov.call(st, req, act[len(res) + 1 :])
     elif res == SHELL_URI or act.startswith(SHELL_ACTIONS):

@@ -1,4 +1,4 @@
-"""WS-Management WMI operations (docs/domain.md#os-query, #stdregprov): WQL Enumerate/Pull and StdRegProv calls.
+"""WS-Management WMI operations (docs/domain.md#os-query, #stdregprov): WQL, StdRegProv and Win32_Service calls.
 
 Envelopes come from pywinrm's ``Protocol.build_wsman_header`` + ``xmltodict.unparse``, built once
 per distinct operation and cached as text with a MessageID placeholder (building one costs
@@ -27,6 +27,8 @@ WSMAN_NS = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
 WQL_DIALECT = "http://schemas.microsoft.com/wbem/wsman/1/WQL"
 CIMV2_ALL = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/*"
 STDREGPROV = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/default/StdRegProv"
+WIN32_SERVICE = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/cimv2/Win32_Service"
+TRANSFER_GET = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Get"
 ENUMERATE_ACTION = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Enumerate"
 PULL_ACTION = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Pull"
 HKLM = 2147483650
@@ -67,11 +69,22 @@ def missing(what: str) -> CollectError:
     return CollectError(Stage.PARSE, "missing_element", f"reply has no {what}")
 
 
-def _template(protocol: Sender, action: str, resource_uri: str, body: dict[str, Any]) -> str:
-    key = (action, resource_uri, repr(body), protocol.operation_timeout_sec)
+def _template(
+    protocol: Sender,
+    action: str,
+    resource_uri: str,
+    body: dict[str, Any] | None,
+    selectors: tuple[tuple[str, str], ...] = (),
+) -> str:
+    key = (action, resource_uri, repr(body), selectors, protocol.operation_timeout_sec)
     text = _TEMPLATES.get(key)
     if text is None:
         envelope = protocol.build_wsman_header(action=action, resource_uri=resource_uri, message_id=_MSGID)
+        if selectors:
+            # DSP0226 section 7.1: one w:Selector per key property of the instance addressed.
+            envelope["env:Header"]["w:SelectorSet"] = {
+                "w:Selector": [{"@Name": name, "#text": value} for name, value in selectors]
+            }
         envelope["env:Body"] = body
         text = xmltodict.unparse({"env:Envelope": envelope}, full_document=False)
         with _TEMPLATES_LOCK:
@@ -98,10 +111,16 @@ def _body(root: Element) -> Element:
     return body
 
 
-def call(protocol: Sender, action: str, resource_uri: str, body: dict[str, Any]) -> Element:
+def call(
+    protocol: Sender,
+    action: str,
+    resource_uri: str,
+    body: dict[str, Any] | None,
+    selectors: tuple[tuple[str, str], ...] = (),
+) -> Element:
     """Send one operation; return the s:Body element of a checked reply, or raise a classified error."""
     message_id = str(uuid.uuid4())
-    message = _template(protocol, action, resource_uri, body).replace(_MSGID, message_id)
+    message = _template(protocol, action, resource_uri, body, selectors).replace(_MSGID, message_id)
     try:
         raw = protocol.send_message(message)
     except HttpStatusError as exc:
@@ -256,9 +275,9 @@ def _uint(node: Element | None, what: str, bits: int) -> int:
     return value
 
 
-def return_value(output: Element) -> int:
-    """Return a StdRegProv method's ReturnValue (uint32)."""
-    return _uint(output.child(STDREGPROV, "ReturnValue"), "ReturnValue", 32)
+def return_value(output: Element, namespace: str = STDREGPROV) -> int:
+    """Return a WMI method's ReturnValue (uint32), StdRegProv's unless another class's namespace is given."""
+    return _uint(output.child(namespace, "ReturnValue"), "ReturnValue", 32)
 
 
 def access_denied(method: str, key: str) -> CollectError:
@@ -316,3 +335,116 @@ def read_typed(protocol: Sender, key: str, name: str, code: int) -> int | str | 
             _uint(n, "uValue", 8) for n in output.iter_children(STDREGPROV, "uValue") if not n.nil
         ).hex()
     return _uint(output.child(STDREGPROV, "uValue"), "uValue", 64)
+
+
+# ---- StdRegProv writes (docs/remediation.md#applying) -----------------------------------------
+# The StdRegProv class docs (SetDWORDValue, DeleteValue, CreateKey methods): each takes hDefKey
+# and sSubKeyName, the value methods sValueName, SetDWORDValue uValue; each returns a uint32
+# ReturnValue, 0 on success or a Win32 error (2 not found, 5 access denied). Callers classify it.
+
+
+def set_dword(protocol: Sender, key: str, name: str, value: int) -> int:
+    """Return the ReturnValue of SetDWORDValue (writes the type too: an REG_SZ of that name is replaced)."""
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError("a REG_DWORD is 0..4294967295")
+    # uValue always sent: the MOF's default for an absent uValue is 3, an invalid mode (docs/domain.md#modes).
+    output = invoke(protocol, "SetDWORDValue", {"sSubKeyName": key, "sValueName": name, "uValue": str(value)})
+    return return_value(output)
+
+
+def delete_value(protocol: Sender, key: str, name: str) -> int:
+    """Return the ReturnValue of DeleteValue (2 when the key or the value does not exist)."""
+    return return_value(invoke(protocol, "DeleteValue", {"sSubKeyName": key, "sValueName": name}))
+
+
+def create_key(protocol: Sender, key: str) -> int:
+    """Return the ReturnValue of CreateKey (0 also when the key already exists)."""
+    return return_value(invoke(protocol, "CreateKey", {"sSubKeyName": key}))
+
+
+# ---- Win32_Service (docs/remediation.md#the-restart) ------------------------------------------
+# The Win32_Service class docs: StopService and StartService take no parameters and return a
+# uint32; the State property is one of SERVICE_STATES. Addressed as the instance whose key
+# property Name is the service's name (WS-Man Invoke and WS-Transfer Get with a selector).
+
+SERVICE_STATES = frozenset(
+    {"Stopped", "Start Pending", "Stop Pending", "Running", "Continue Pending", "Pause Pending", "Paused", "Unknown"}
+)
+# The ReturnValue table shared by Win32_Service's control methods (StartService, StopService ...).
+SERVICE_RETURNS = {
+    0: "success",
+    1: "not supported",
+    2: "access denied",
+    3: "dependent services running",
+    4: "invalid service control",
+    5: "service cannot accept control",
+    6: "service not active",
+    7: "service request timeout",
+    8: "unknown failure",
+    9: "path not found",
+    10: "service already running",
+    11: "service database locked",
+    12: "service dependency deleted",
+    13: "service dependency failure",
+    14: "service disabled",
+    15: "service logon failed",
+    16: "service marked for deletion",
+    17: "service no thread",
+    18: "status circular dependency",
+    19: "status duplicate name",
+    20: "status invalid name",
+    21: "status invalid parameter",
+    22: "status invalid service account",
+    23: "status service exists",
+    24: "service already paused",
+}
+SVC_OK = 0
+SVC_ACCESS_DENIED = 2
+SVC_NOT_ACTIVE = 6
+SVC_ALREADY_RUNNING = 10
+
+
+def service_return(code: int) -> str:
+    """Return a Win32_Service method ReturnValue for people: "14 (service disabled)"."""
+    return f"{code} ({SERVICE_RETURNS.get(code, 'undocumented')})"
+
+
+def _service_method(protocol: Sender, service: str, method: str) -> int:
+    body = call(
+        protocol,
+        f"{WIN32_SERVICE}/{method}",
+        WIN32_SERVICE,
+        {f"p:{method}_INPUT": {"@xmlns:p": WIN32_SERVICE}},
+        selectors=(("Name", service),),
+    )
+    output = body.child(WIN32_SERVICE, f"{method}_OUTPUT")
+    if output is None:
+        raise missing(f"p:{method}_OUTPUT")
+    return return_value(output, WIN32_SERVICE)
+
+
+def stop_service(protocol: Sender, service: str) -> int:
+    """Return the ReturnValue of Win32_Service.StopService on the service named `service`."""
+    return _service_method(protocol, service, "StopService")
+
+
+def start_service(protocol: Sender, service: str) -> int:
+    """Return the ReturnValue of Win32_Service.StartService on the service named `service`."""
+    return _service_method(protocol, service, "StartService")
+
+
+def service_state(protocol: Sender, service: str) -> str:
+    """Return the State property of the Win32_Service instance named `service` (WS-Transfer Get)."""
+    body = call(protocol, TRANSFER_GET, WIN32_SERVICE, None, selectors=(("Name", service),))
+    instance = body.child(WIN32_SERVICE, "Win32_Service")
+    if instance is None:
+        raise missing("p:Win32_Service")
+    node = _field(instance, "State")
+    if node is None or node.nil:
+        raise missing("Win32_Service.State")
+    state = node.text.strip()
+    if state not in SERVICE_STATES:
+        raise CollectError(
+            Stage.COLLECT, "unexpected_return", f"Win32_Service.State is not a service state: {state[:40]!r}"
+        )
+    return state

@@ -278,3 +278,28 @@ def test_a_bad_config_file_is_a_usage_error(tmp_path: Path, capsys: pytest.Captu
     assert code == ExitCode.USAGE and len(err) == 1
     assert err[0].startswith(f"natt-audit: error: {path}:1: password: a password must never be stored")
     assert "hunter2" not in err[0]
+
+
+# `remediate --apply` takes the scan's connection and history options, by the same keys.
+REMEDIATE_FLAGS: list[tuple[list[str], str, object]] = [
+    (["--password-file", "pw"], "credentials.password_file", "pw"),
+    (["--concurrency", "7"], "concurrency", 7),
+    (["--host-timeout", "9"], "timeouts.host", 9.0),
+    (["--connect-timeout", "3"], "timeouts.connect", 3.0),
+    (["--ca-bundle", "ca.pem"], "ca_bundle", "ca.pem"),
+    (["--insecure-skip-tls-verify"], "insecure_skip_tls_verify", True),
+    (["--tls-min-version", "1.0"], "tls_min_version", "1.0"),
+    (["--db", "h.db"], "database", "h.db"),
+    (["--no-history"], "history", False),
+]
+
+
+@pytest.mark.parametrize(("argv", "key", "expected"), REMEDIATE_FLAGS, ids=[k for _, k, _ in REMEDIATE_FLAGS])
+def test_each_remediate_flag_sets_its_config_key(argv: list[str], key: str, expected: object) -> None:
+    args = build_parser().parse_args(["remediate", "r.json", "--apply", *argv])
+    loaded = load_config(path=None, environ={}, flags=config_flags(args))
+    value = loaded.config.model_dump(mode="json")
+    for part in key.split("."):
+        value = value[part]
+    assert value == expected
+    assert [k for k, source in loaded.sources.items() if source == "flag"] == [key]

@@ -9,6 +9,9 @@ import pytest
 
 from reports.hosts import MemoryHosts, Report
 from reports.model import ReportDocument
+from scanner.collect.remediate import ActionKind, ActionResult, Outcome
+from scanner.core.models import RegistryValue
+from scanner.history.applylog import ApplyRun, HostRecord, Verdict
 from scanner.history.store import SCHEMA_VERSION, SqliteStore, StoreError, compliance_of
 from tests.support.nightly_helpers import read, report, unreachable, with_scan
 
@@ -138,3 +141,33 @@ def test_scans_started_in_the_same_second_are_ordered_by_recording(tmp_path: Pat
         assert [r.id for r in store.scans(inventory_id=INV)] == [s.header.scan.id for s in reversed(scans)]
         prev = store.previous_scan(INV, before=scans[-1].header.scan.id)
         assert prev is not None and prev.id == scans[-2].header.scan.id
+
+
+def test_an_apply_is_recorded_step_by_step_and_a_version_3_file_gains_the_tables(tmp_path: Path) -> None:
+    db = tmp_path / "v3.db"
+    with SqliteStore(db, migrate_to=3) as old:
+        old.record_scan(*report([read("a", 2)], scan_id="before-apply"), inventory_id=INV)
+    stray = RegistryValue(name="AssumeUDPEncapsulationContextOnSendRule", type="REG_SZ", data="1'; DROP TABLE x; --")
+    steps = [
+        ActionResult(action=ActionKind.DELETE_VALUE, what="HKLM\\...\\IPsec\\v", before=stray, after=None,
+                     result=Outcome.DONE),
+        ActionResult(action=ActionKind.RESTART_SERVICE, what="service PolicyAgent", before="Running", after="Stopped",
+                     result=Outcome.FAILED, reason="service_start_failed", message="StartService returned 7"),
+    ]
+    run = ApplyRun(id="run-1", tool_version="0.1.0", report="r.json", report_scan_id="before-apply",
+                   report_finished_at="2026-01-01T00:00:01Z", started_at="2026-01-01T01:00:00Z",
+                   finished_at="2026-01-01T01:00:05Z", verified=True, exit_code=3,
+                   hosts=[HostRecord(name="a", address="192.0.2.1", port=5985, rules=["NATT-003"], actions=steps,
+                                     verdict=Verdict.UNVERIFIED, detail="not in force")],
+                   left_out=[])
+    with SqliteStore(db) as store:
+        assert store.schema_version() == SCHEMA_VERSION == 5  # 4: the journal key, 5: the apply log
+        assert [r.id for r in store.scans(inventory_id=INV)] == ["before-apply"]
+        store.record_apply(run)
+        assert store.applies() == [run]  # the host-supplied text is data, read back as written
+        assert store.apply_actions("run-1") == [
+            ("a", 1, "delete_value", "done", None), ("a", 2, "restart_service", "failed", "service_start_failed")
+        ]
+        with pytest.raises(StoreError):
+            store.record_apply(run)  # one run, one record: the same id again is refused, nothing half-written
+        assert len(store.apply_actions("run-1")) == 2

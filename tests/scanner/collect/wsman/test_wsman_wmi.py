@@ -317,3 +317,59 @@ def test_templates_are_reused_with_fresh_message_ids() -> None:
     ids = [re.search(r"<a:MessageID>uuid:([^<]+)<", m).group(1) for m in proto.sent]  # type: ignore[union-attr]
     assert ids[0] != ids[1]
     assert proto.sent[0].replace(ids[0], "X") == proto.sent[1].replace(ids[1], "X")
+
+
+# ---- writes and Win32_Service -------------------------------------------------------------------
+
+
+def test_set_dword_sends_every_parameter_and_returns_the_code() -> None:
+    proto = Canned([reg("SetDWORDValue", "<p:ReturnValue>5</p:ReturnValue>")])
+    assert wmi.set_dword(proto, POLICYAGENT_KEY, VALUE_NAME, 0) == 5
+    sent = proto.sent[0]
+    for part in ("<p:hDefKey>2147483650</p:hDefKey>", f"<p:sValueName>{VALUE_NAME}</p:sValueName>",
+                 "<p:uValue>0</p:uValue>", f"{wmi.STDREGPROV}/SetDWORDValue"):
+        assert part in sent
+    with pytest.raises(ValueError, match="REG_DWORD"):
+        wmi.set_dword(proto, POLICYAGENT_KEY, VALUE_NAME, 1 << 32)
+
+
+def test_delete_value_output_must_be_present() -> None:
+    assert wmi.delete_value(Canned([reg("DeleteValue", "<p:ReturnValue>2</p:ReturnValue>")]), POLICYAGENT_KEY,
+                            VALUE_NAME) == 2
+    assert error_of(Canned([reg("SetDWORDValue", "<p:ReturnValue>0</p:ReturnValue>")]), wmi.delete_value,
+                    POLICYAGENT_KEY, VALUE_NAME).reason == "missing_element"
+
+
+def service(inner: str) -> str:
+    return envelope(f'<p:Win32_Service xmlns:p="{wmi.WIN32_SERVICE}">{inner}</p:Win32_Service>')
+
+
+def test_service_methods_address_the_instance_by_name() -> None:
+    proto = Canned([envelope(
+        f'<p:StopService_OUTPUT xmlns:p="{wmi.WIN32_SERVICE}"><p:ReturnValue>3</p:ReturnValue></p:StopService_OUTPUT>'
+    )])
+    assert wmi.stop_service(proto, "PolicyAgent") == 3
+    sent = proto.sent[0]
+    assert '<w:SelectorSet><w:Selector Name="Name">PolicyAgent</w:Selector></w:SelectorSet>' in sent
+    assert f">{wmi.WIN32_SERVICE}/StopService<" in sent
+    assert wmi.service_return(3) == "3 (dependent services running)"
+    assert wmi.service_return(99) == "99 (undocumented)"
+
+
+@pytest.mark.parametrize(
+    ("inner", "reason"),
+    [
+        ("<p:State>Running</p:State>", None),
+        ("<p:State>Stop Pending</p:State>", None),
+        ("<p:State>Exploded</p:State>", "unexpected_return"),
+        ('<p:State xsi:nil="true"/>', "missing_element"),
+        ("<p:Name>PolicyAgent</p:Name>", "missing_element"),
+    ],
+)
+def test_service_state_is_one_of_the_documented_states(inner: str, reason: str | None) -> None:
+    proto = Canned([service(inner)])
+    if reason is None:
+        assert wmi.service_state(proto, "PolicyAgent") in wmi.SERVICE_STATES
+        assert "http://schemas.xmlsoap.org/ws/2004/09/transfer/Get<" in proto.sent[0]
+    else:
+        assert error_of(proto, wmi.service_state, "PolicyAgent").reason == reason
