@@ -25,7 +25,10 @@ from celery.exceptions import SecurityWarning
 from kombu.exceptions import KombuError
 from pydantic import ValidationError
 
-from scanner.core.models import CollectOptions, Credentials, Observation
+from scanner.collect.wsman.auth import AuthMaterial
+from scanner.collect.wsman.kerberos import KerberosLoginError
+from scanner.core.models import CollectOptions, Credentials, HostError, Observation, Stage
+from scanner.engine.logon import LogonPolicy
 from scanner.engine.pool import collect_all
 from scanner.engine.sites.app import DEFAULT_VISIBILITY_TIMEOUT, check_broker, make_app, result_reader
 from scanner.engine.sites.broker import Broker
@@ -50,6 +53,42 @@ class WorkerSettings:
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
 
 
+@dataclass
+class _ScanLogon:
+    """One scan's logon on this worker: one proven account and one lockout breaker for all its batches."""
+
+    scan: str
+    material: AuthMaterial
+    logon: LogonPolicy
+    refused: HostError | None = None  # the site account was refused: no host of this scan is tried
+
+
+class _Logons:
+    """The current scan's logon; a batch of another scan starts a new one (one TGT, one breaker).
+
+    Without it every batch would prove the account again: with a wrong password, one failed
+    Kerberos pre-authentication or up to `max_auth_failures` NTLM rejections per batch, enough to
+    lock the account out on a large site (docs/authentication.md#lockout-safety).
+    """
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.current: _ScanLogon | None = None
+        self.lock = threading.Lock()
+
+    def for_scan(self, scan: str) -> _ScanLogon:
+        with self.lock:
+            if self.current is None or self.current.scan != scan:
+                if self.current is not None:
+                    self.current.material.close()
+                self.current = _ScanLogon(
+                    scan,
+                    AuthMaterial(self.settings.credentials),
+                    LogonPolicy(concurrency=max(1, self.settings.concurrency)),
+                )
+            return self.current
+
+
 def worker_name(site: str) -> str:
     """Return this worker's Celery node name: site@host.pid, unique on the machine."""
     return f"{site}@{socket.gethostname()}.{os.getpid()}"
@@ -57,13 +96,14 @@ def worker_name(site: str) -> str:
 
 def register_task(app: Celery, settings: WorkerSettings) -> None:
     """Register the batch task on `app`, bound to this worker's settings and account."""
+    logons = _Logons(settings)
 
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
     def collect_batch(task: Task, payload: Any) -> dict[str, Any]:
-        return run_batch(task, payload, settings)
+        return run_batch(task, payload, settings, logons)
 
 
-def run_batch(task: Task, payload: Any, settings: WorkerSettings) -> dict[str, Any]:
+def run_batch(task: Task, payload: Any, settings: WorkerSettings, logons: _Logons | None = None) -> dict[str, Any]:
     """Read one batch's hosts with the local engine; return the observations as JSON values."""
     try:
         batch = Batch.model_validate(payload)
@@ -113,16 +153,27 @@ def run_batch(task: Task, payload: Any, settings: WorkerSettings) -> dict[str, A
     beats = threading.Thread(target=beat_loop, name="natt-heartbeat", daemon=True)
     beats.start()
     started = time.perf_counter()
+    state = (logons or _Logons(settings)).for_scan(batch.scan)
     try:
-        observations = collect_all(
-            batch.targets,
-            settings.credentials,
-            options,
-            concurrency=settings.concurrency,
-            on_result=count,
-            stop=stop,
-            keep=True,
-        )
+        if state.refused is not None:
+            observations = [Observation(target=target, error=state.refused) for target in batch.targets]
+        else:
+            observations = collect_all(
+                batch.targets,
+                settings.credentials,
+                options,
+                concurrency=settings.concurrency,
+                on_result=count,
+                stop=stop,
+                keep=True,
+                material=state.material,
+                logon=state.logon,
+            )
+    except KerberosLoginError as exc:
+        # The site account's TGT was refused: one failed logon, then no host of this scan is tried.
+        log.error("site %s: %s; no host of scan %s is tried", settings.site, exc, batch.scan)
+        state.refused = HostError(stage=Stage.AUTH, reason=exc.reason, message=f"site {settings.site}: {exc}")
+        observations = [Observation(target=target, error=state.refused) for target in batch.targets]
     finally:
         finished.set()
         beats.join(5)
