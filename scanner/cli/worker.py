@@ -64,6 +64,13 @@ def register(subparsers: Subparsers) -> None:
         key="credentials.password_file",
         help="read this site's scan password from this file's first line",
     )
+    config_option(
+        parser,
+        "--keytab",
+        key="credentials.keytab",
+        metavar="FILE",
+        help="this site's client keytab: Kerberos logs on with its key, once per scan (docs/authentication.md)",
+    )
     config_option(parser, "--ca-bundle", key="ca_bundle", help="PEM file of CA certificates for HTTPS hosts")
     config_option(
         parser,
