@@ -36,7 +36,7 @@ from scanner.core.models import DEFAULT_CONCURRENCY, RegistryValue
 from scanner.core.sanitize import one_line
 from scanner.core.yamlfile import FileError
 from scanner.engine.apply import ApplyRequest, Planned, log_path_problem, run_apply
-from scanner.engine.scan import collect_options, scan_credentials
+from scanner.engine.inputs import collect_options, scan_credentials
 from scanner.engine.targets import Recorded, rebuild_targets
 from scanner.history.applylog import ApplyRun, Verdict
 from scanner.inputs.config import database_path, format_duration, load_config

@@ -24,7 +24,8 @@ from scanner.core.formats import Format
 from scanner.core.logsetup import set_format
 from scanner.core.models import DEFAULT_CONCURRENCY
 from scanner.core.results import Severity
-from scanner.engine.scan import execute_scan, load_failing_inputs, load_inputs
+from scanner.engine.inputs import load_failing_inputs, load_inputs
+from scanner.engine.scan import execute_scan
 from scanner.inputs.config import load_config
 
 log = logging.getLogger("natt_audit")

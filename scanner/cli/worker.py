@@ -10,7 +10,7 @@ from scanner.cli.options import Subparsers, config_flags, config_option, positiv
 from scanner.core.errors import UsageError
 from scanner.core.logsetup import set_format
 from scanner.core.models import DEFAULT_CONCURRENCY, site_problem
-from scanner.engine.scan import scan_credentials
+from scanner.engine.inputs import scan_credentials
 from scanner.engine.sites import require_celery
 from scanner.engine.sites.broker import load_broker
 from scanner.inputs.config import load_config

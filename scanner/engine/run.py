@@ -31,6 +31,7 @@ from scanner.collect.wsman.auth import AuthMaterial
 from scanner.core.atomic import atomic_text
 from scanner.core.exitcodes import ExitCode, combine
 from scanner.core.formats import Format
+from scanner.core.logsetup import fields
 from scanner.core.models import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_AUTH_FAILURES,
@@ -49,6 +50,20 @@ from scanner.engine.logon import LogonPolicy
 from scanner.inputs.inventory import Inventory
 
 log = logging.getLogger("natt_audit.engine")
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Log how long one stage of the run took (debug only; nothing is measured otherwise)."""
+    if not log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - started
+        log.debug("stage %s: %.3f s", name, seconds, extra=fields(stage=name, seconds=round(seconds, 6)))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ import pytest
 from scanner.core.errors import NattError, OutputError
 from scanner.core.exitcodes import ExitCode
 from scanner.core.logsetup import setup_logging
-from scanner.engine.scan import ScanResult, execute_scan, inventory_id_of, load_inputs, stage
+from scanner.engine.inputs import load_inputs
+from scanner.engine.run import stage
+from scanner.engine.scan import ScanResult, execute_scan, inventory_id_of
 from scanner.history.journal import Journal, JournalHeader, journal_path_for, targets_digest
 from scanner.history.lock import LockedError, ScanLock
 from scanner.history.store import SqliteStore, StoreError

@@ -17,7 +17,8 @@ import pytest
 from scanner.core.errors import NattError
 from scanner.core.exitcodes import ExitCode
 from scanner.core.logsetup import setup_logging
-from scanner.engine.scan import inventory_id_of, load_inputs
+from scanner.engine.inputs import load_inputs
+from scanner.engine.scan import inventory_id_of
 from scanner.history.journal import Journal, JournalHeader, journal_path_for, line_mac, targets_digest
 from scanner.history.store import SqliteStore
 from tests.scanner.conftest import ScanLab

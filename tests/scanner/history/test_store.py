@@ -12,7 +12,8 @@ from reports.model import ReportDocument
 from scanner.collect.remediate import ActionKind, ActionResult, Outcome
 from scanner.core.models import RegistryValue
 from scanner.history.applylog import ApplyRun, HostRecord, Verdict
-from scanner.history.store import SCHEMA_VERSION, SqliteStore, StoreError, compliance_of
+from scanner.history.schema import SCHEMA_VERSION
+from scanner.history.store import SqliteStore, StoreError, compliance_of
 from tests.support.nightly_helpers import read, report, unreachable, with_scan
 
 INV = "path:/srv/inventory.yaml"
