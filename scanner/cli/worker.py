@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         password_file=config.broker_password_file,
         ca_bundle=config.broker_ca_bundle,
     )
-    credentials = scan_credentials(config, os.environ, stdin_isatty=sys.stdin.isatty())
+    # A password (file or environment) or a keytab wins; else a `kinit`/keytab-refreshed ticket cache.
+    credentials = scan_credentials(config, os.environ, stdin_isatty=sys.stdin.isatty(), ticket_cache_allowed=True)
     # Celery is the optional extra: imported only once it is known to be installed.
     from scanner.engine.sites.worker import WorkerSettings, run_worker
 

@@ -18,7 +18,7 @@ from rules.waivers import WaiverSet, load_waivers
 from scanner.collect.wsman.kerberos import usable_cache
 from scanner.core.bounded import InputFileError, read_bounded
 from scanner.core.errors import OutputError
-from scanner.core.models import AuthMethod, CollectOptions, Credentials
+from scanner.core.models import KERBEROS_METHODS, AuthMethod, CollectOptions, Credentials
 from scanner.core.private import StateError, check_output_dir, private_dir
 from scanner.core.results import Status
 from scanner.engine.collector import Collector
@@ -101,9 +101,17 @@ def _is_address(name: str) -> bool:
     return True
 
 
-def scan_credentials(config: Config, environ: Mapping[str, str], *, stdin_isatty: bool) -> Credentials:
-    """Return the scan account as `scan` loads it; site workers and `remediate --apply` load theirs the same way."""
-    return _credentials(config, environ, stdin_isatty)
+def scan_credentials(
+    config: Config, environ: Mapping[str, str], *, stdin_isatty: bool, ticket_cache_allowed: bool = False
+) -> Credentials:
+    """Return the scan account as `scan` loads it; site workers and `remediate --apply` load theirs the same way.
+
+    `ticket_cache_allowed`: with no password and no keytab, take the Kerberos ticket cache
+    (KRB5CCNAME or the default) as `scan` does for an all-Kerberos inventory; a site worker does
+    not know its hosts' transports before its first batch, so it asks for this explicitly.
+    """
+    transports = set(KERBEROS_METHODS) if ticket_cache_allowed and config.credentials.keytab is None else None
+    return _credentials(config, environ, stdin_isatty, transports)
 
 
 def collect_options(config: Config) -> CollectOptions:

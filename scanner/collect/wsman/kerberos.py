@@ -352,4 +352,4 @@ def usable_cache(ccache: str | None) -> str | None:
         return None
     if not info.lifetime or info.name is None:
         return None
-    return str(info.name)
+    return str(gssapi.Name(base=info.name))  # the display name (user@REALM), not the raw handle
