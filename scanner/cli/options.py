@@ -113,3 +113,23 @@ def add_db_options(parser: argparse.ArgumentParser) -> None:
         parser, "--db", key="database", metavar="PATH", help="history database (default: config, then XDG state)"
     )
     parser.add_argument("--config", metavar="FILE", help="TOML config file (default $NATT_AUDIT_CONFIG)")
+
+
+def add_tls_options(parser: argparse.ArgumentParser) -> None:
+    """Add --ca-bundle, --insecure-skip-tls-verify and --tls-min-version (scan and remediate --apply)."""
+    config_option(parser, "--ca-bundle", key="ca_bundle", help="PEM file of CA certificates for HTTPS hosts")
+    config_option(
+        parser,
+        "--insecure-skip-tls-verify",
+        key="insecure_skip_tls_verify",
+        action="store_const",
+        const=True,
+        help="do NOT verify HTTPS certificates (logged as a warning on every run)",
+    )
+    config_option(
+        parser,
+        "--tls-min-version",
+        key="tls_min_version",
+        choices=["1.0", "1.1", "1.2"],
+        help="lowest TLS version for HTTPS hosts (default 1.2; 1.0 for Server 2003 listeners, warned on every run)",
+    )

@@ -21,6 +21,7 @@ from rules.models import PolicyError
 from scanner import __version__
 from scanner.cli.options import (
     Subparsers,
+    add_tls_options,
     config_flags,
     config_option,
     duration,
@@ -114,22 +115,7 @@ def register(subparsers: Subparsers) -> None:
     config_option(
         parser, "--connect-timeout", key="timeouts.connect", type=positive_float, help="TCP connect timeout (default 5)"
     )
-    config_option(parser, "--ca-bundle", key="ca_bundle", help="PEM file of CA certificates for HTTPS hosts")
-    config_option(
-        parser,
-        "--insecure-skip-tls-verify",
-        key="insecure_skip_tls_verify",
-        action="store_const",
-        const=True,
-        help="do NOT verify HTTPS certificates (logged as a warning)",
-    )
-    config_option(
-        parser,
-        "--tls-min-version",
-        key="tls_min_version",
-        choices=["1.0", "1.1", "1.2"],
-        help="lowest TLS version for HTTPS hosts (default 1.2)",
-    )
+    add_tls_options(parser)
     config_option(
         parser, "--db", key="database", metavar="PATH", help="history database the apply is recorded in (default: XDG)"
     )

@@ -9,6 +9,7 @@ import sys
 
 from scanner.cli.options import (
     Subparsers,
+    add_tls_options,
     config_flags,
     config_option,
     duration,
@@ -153,22 +154,7 @@ def register(subparsers: Subparsers) -> None:
         const=False,
         help="transport negotiate: never use NTLM, even for a host Kerberos cannot name or get a ticket for",
     )
-    config_option(parser, "--ca-bundle", key="ca_bundle", help="PEM file of CA certificates for HTTPS hosts")
-    config_option(
-        parser,
-        "--insecure-skip-tls-verify",
-        key="insecure_skip_tls_verify",
-        action="store_const",
-        const=True,
-        help="do NOT verify HTTPS certificates (logged as a warning on every run)",
-    )
-    config_option(
-        parser,
-        "--tls-min-version",
-        key="tls_min_version",
-        choices=["1.0", "1.1", "1.2"],
-        help="lowest TLS version for HTTPS hosts (default 1.2; 1.0 for Server 2003 listeners, warned on every run)",
-    )
+    add_tls_options(parser)
     config_option(
         parser,
         "--legacy-port-fallback",
