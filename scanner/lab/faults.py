@@ -160,6 +160,21 @@ def fault(
     return Reply(status, envelope(ACT_FAULT, relates_to, body))
 
 
+def method_not_found(relates_to: str | None, machine: str, winrm: str) -> Reply:
+    """Build the fault Windows sends for a method the WMI class does not have (WBEM_E_INVALID_METHOD)."""
+    return fault(
+        relates_to,
+        F_ACTION,
+        "The WS-Management service cannot process the request. The method is not found.",
+        value="s:Sender",
+        subcode="a:ActionNotSupported",
+        provider=True,
+        wmi_code=WBEM_INVALID_METHOD,
+        machine=machine,
+        winrm=winrm,
+    )
+
+
 def coded_fault(relates_to: str | None, code: int, machine: str, winrm: str, status: int = 500) -> Reply:
     """Return the fault WinRM sends for a WSManFault `code` (the shape in SHAPES, else a generic one)."""
     shape = SHAPES.get(code) or Shape("s:Receiver", "w:InternalError", f"{CANNOT} (code {code}).")

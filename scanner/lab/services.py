@@ -16,7 +16,13 @@ from xml.sax.saxutils import quoteattr
 
 from scanner.core.models import VALUE_NAME
 from scanner.lab.estate import Host, PolicyAgentSpec, applicable_key
-from scanner.lab.faults import F_ACTION, F_BAD_SELECTOR, F_SCHEMA, F_WMI_CLASS, WBEM_INVALID_METHOD, fault
+from scanner.lab.faults import (
+    F_BAD_SELECTOR,
+    F_SCHEMA,
+    F_WMI_CLASS,
+    fault,
+    method_not_found,
+)
 from scanner.lab.soap import ACT_GET, CANNOT, NS_CIM, WMI_CIMV2, Reply, Request, envelope, local, ns, x
 
 if TYPE_CHECKING:
@@ -191,17 +197,7 @@ def invoke(st: HostState, req: Request, method: str) -> Reply:
     """Run StopService or StartService on the PolicyAgent instance."""
     body = req.body
     if method not in ("StopService", "StartService"):
-        return fault(
-            req.message_id,
-            F_ACTION,
-            "The WS-Management service cannot process the request. The method is not found.",
-            value="s:Sender",
-            subcode="a:ActionNotSupported",
-            provider=True,
-            wmi_code=WBEM_INVALID_METHOD,
-            machine=st.machine,
-            winrm=st.host.winrm,
-        )
+        return method_not_found(req.message_id, st.machine, st.host.winrm)
     if body is None or local(body.tag) != f"{method}_INPUT" or (ns(body.tag) and ns(body.tag) != req.resource_uri):
         return fault(
             req.message_id,

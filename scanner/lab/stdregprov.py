@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
 from scanner.lab.estate import HKLM, TYPE_CODES, Host, RegKey
-from scanner.lab.faults import F_ACTION, F_SCHEMA, WBEM_INVALID_METHOD, fault, wmi_fault
+from scanner.lab.faults import F_SCHEMA, fault, method_not_found, wmi_fault
 from scanner.lab.soap import Reply, Request, envelope, local, ns, text, x
 from scanner.lab.wql import class_from_uri
 
@@ -68,17 +68,7 @@ def call(st: HostState, req: Request, method: str) -> Reply:
             machine=st.machine,
         )
     if method not in _GET_METHODS and method not in ("EnumValues", "EnumKey", *_WRITE_METHODS):
-        return fault(
-            req.message_id,
-            F_ACTION,
-            "The WS-Management service cannot process the request. The method is not found.",
-            value="s:Sender",
-            subcode="a:ActionNotSupported",
-            provider=True,
-            wmi_code=WBEM_INVALID_METHOD,
-            machine=st.machine,
-            winrm=st.host.winrm,
-        )
+        return method_not_found(req.message_id, st.machine, st.host.winrm)
     try:
         hive = int(text(body, "hDefKey") or str(HKLM))
     except ValueError:
