@@ -1,10 +1,11 @@
 """Benchmark: resolve N computer accounts of the real Samba AD DC through the ldap source over LDAPS.
 
-    python benchmarks/bench_ldap.py [--objects 50000] [--page-size 1000] [--batch 1000] [--load-budget 480]
+    python benchmarks/bench_ldap.py [--objects 50000] [--page-size 1000] [--batch 5000] [--load-budget 480]
 
 Not a test: nothing here asserts a time. Steps: start the Samba AD DC of tests/peers/samba_dc.py on
 loopback (root; it waits for another session's DC), load N computer objects straight into sam.ldb
-with its ldbadd helper (1,000 a transaction, over 50 OUs, 1 in 20 disabled), then run the ldap
+with its ldbadd helper (in ldb's batch mode, 5,000 a transaction, over 50 OUs, 1 in 20 disabled: about
+a minute for 50,000), then run the ldap
 source in a child process (simple bind over LDAPS with the fixture's CA, page size 1,000) and
 measure that child: wall time of resolve() and peak RSS from os.wait4 (the child's own, imports
 included). Loading stops after --load-budget seconds, because the DC's ports are shared by every
@@ -142,9 +143,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--objects", type=int, default=50_000)
     parser.add_argument("--page-size", type=int, default=1000)
-    # One ldbadd transaction per batch: the cost per object grows with the transaction (10,000 objects took
-    # 12 ms each, the second 10,000 26 ms; the fixture measured about 1 ms each for 1,200), so keep them small.
-    parser.add_argument("--batch", type=int, default=1_000, help="objects per ldbadd transaction")
+    # One ldbadd transaction per batch; in batch mode (tests/peers/samba_dc.py, BATCH_MODE) an object costs
+    # about 1 ms whatever the directory already holds (without it, 25 ms each past 30,000).
+    parser.add_argument("--batch", type=int, default=5_000, help="objects per ldbadd transaction")
     parser.add_argument("--load-budget", type=float, default=480, help="stop loading after this many seconds")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
