@@ -21,6 +21,7 @@ from spnego.channel_bindings import GssChannelBindings
 from spnego.exceptions import SpnegoError
 
 from scanner.core import ntlmhash
+from scanner.core.gsswrap import unpad
 from scanner.lab.estate import Account
 from scanner.lab.spnego_internals import (
     kerberos_channel_bound,
@@ -259,10 +260,10 @@ class Acceptor:
         replace_challenge(ntlm, bytes(patched[at:end]))
         return bytes(patched)
 
-    def wrap(self, data: bytes) -> tuple[bytes, bytes]:
-        """Seal `data`; return (signature, sealed)."""
+    def wrap(self, data: bytes) -> tuple[bytes, bytes, int]:
+        """Seal `data`; return (signature, sealed, padding length)."""
         res = self.ctx.wrap_winrm(data)
-        return res.header, res.data
+        return res.header, res.data, res.padding_length
 
     def unwrap(self, signature: bytes, sealed: bytes) -> bytes:
         """Unseal and verify one message."""
@@ -285,9 +286,10 @@ def decrypt_body(acceptor: Acceptor, body: bytes) -> bytes:
     """Unframe, unseal and check a multipart/encrypted request body (MS-WSMV 2.2.9.1.1).
 
     The sealed data runs to the closing boundary. OriginalContent's Length must equal the
-    decrypted length plus the wrap's padding (MS-WSMV 2.2.9.1.1.2.2): NTLM and AES Kerberos do not
-    pad, so it is the plaintext length; RC4 Kerberos pads, and the padding counts. A mismatch is
-    refused (LengthMismatch), as Windows refuses a message it cannot decrypt.
+    unwrapped length, which includes the wrap's padding (MS-WSMV 2.2.9.1.1.2.2): NTLM and AES
+    Kerberos do not pad, so it is the plaintext length; RC4 Kerberos pads one byte, and it counts
+    (scanner/core/gsswrap.py). A mismatch is refused (LengthMismatch), as Windows refuses a
+    message it cannot decrypt; the padding is taken off before the message is parsed.
     """
     try:
         head_end = body.index(_OCTET)
@@ -302,23 +304,25 @@ def decrypt_body(acceptor: Acceptor, body: bytes) -> bytes:
         sealed = payload[4 + sig_len : end]
     except (ValueError, IndexError, struct.error) as exc:
         raise AuthFailed(f"bad encrypted framing: {type(exc).__name__}") from None
-    plain = acceptor.unwrap(signature, sealed)
-    padding = len(sealed) - len(plain)
-    if length != len(plain) + padding:
-        raise LengthMismatch(f"OriginalContent Length={length}, decrypted {len(plain)} + padding {padding}")
+    unwrapped = acceptor.unwrap(signature, sealed)
+    if length != len(unwrapped):
+        raise LengthMismatch(f"OriginalContent Length={length}, unwrapped {len(unwrapped)} (padding included)")
+    plain = unpad(signature, unwrapped)
+    if plain is None:
+        raise AuthFailed("the sealed data does not end in the RC4 wrap's padding")
     return plain
 
 
 def encrypt_body(acceptor: Acceptor, message: bytes) -> bytes:
     """Seal a reply and frame it exactly as WinRM does (pywinrm's parser relies on this layout)."""
-    signature, sealed = acceptor.wrap(message)
+    signature, sealed, padding = acceptor.wrap(message)
     return b"".join(
         (
             BOUNDARY,
             b"\r\n\tContent-Type: ",
             PROTOCOL,
             b"\r\n\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=",
-            str(len(message)).encode(),
+            str(len(message) + padding).encode(),  # the padding counts (MS-WSMV 2.2.9.1.1.2.2)
             b"\r\n",
             BOUNDARY,
             b"\r\n",

@@ -262,3 +262,26 @@ def test_a_clock_an_hour_ahead_of_the_kdc_is_clock_skew(krb_lab: KerberosLab, tm
     assert "clock_skew" in done.proc.stderr and "KRB_AP_ERR_SKEW" in done.proc.stderr
     assert "NTP" in done.proc.stderr
     assert krb_lab.counters()["connections"] == before["connections"]
+
+
+def test_an_rc4_only_client_seals_with_rc4_and_reads_every_host(
+    krb_lab: KerberosLab, samba_dc: SambaDC, tmp_path: Path
+) -> None:
+    # A client whose krb5.conf permits only RC4-HMAC gets RC4 tickets and session keys from the DC,
+    # so every message is sealed with RFC 4757 tokens: one byte of padding that OriginalContent
+    # counts in both directions (MS-WSMV 2.2.9.1.1.2.2, scanner/core/gsswrap.py).
+    rc4_only = "\tpermitted_enctypes = rc4-hmac\n\tdefault_tgs_enctypes = rc4-hmac\n\tdefault_tkt_enctypes = rc4-hmac\n"
+    conf = tmp_path / "krb5-rc4.conf"
+    conf.write_text(samba_dc.krb5_conf.read_text().replace("[libdefaults]\n", "[libdefaults]\n" + rc4_only))
+    names = member_names()[:4]
+    inventory = krb_lab.inventory(tmp_path / "hosts.yaml", names, "kerberos")
+
+    done = scan(tmp_path, inventory, env={**password_env(), "KRB5_CONFIG": str(conf)})
+
+    assert done.proc.returncode == 0, done.proc.stderr
+    assert done.report is not None and done.report["summary"]["coverage"] == 1.0
+    session_keys = re.findall(r"TGS reply is for .* with session key ([\w-]+)/", done.trace)
+    subkeys = re.findall(r"Read AP-REP, .* subkey ([\w-]+)/", done.trace)
+    assert session_keys == ["rc4-hmac"] * len(names)
+    assert subkeys == ["rc4-hmac"] * len(names)  # what seals the messages
+    assert {done.host(name)["requests"] for name in names} == {4}

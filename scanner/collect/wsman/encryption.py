@@ -4,7 +4,7 @@ One encrypted message on the wire (MS-WSMV 2.2.9.1.1 for SPNEGO/NTLM/Kerberos, 2
 
     --Encrypted Boundary\\r\\n
     \\tContent-Type: application/HTTP-SPNEGO-session-encrypted\\r\\n
-    \\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=<plaintext length>\\r\\n
+    \\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=<plaintext + padding length>\\r\\n
     --Encrypted Boundary\\r\\n
     \\tContent-Type: application/octet-stream\\r\\n
     <uint32 LE header length><header (NTLM signature / TLS trailer)><sealed data>
@@ -21,6 +21,7 @@ import struct
 from typing import Protocol
 
 from scanner.collect.wsman.errors import CollectError
+from scanner.core.gsswrap import unpad
 from scanner.core.models import Stage
 
 SPNEGO_ENCRYPTED = "application/HTTP-SPNEGO-session-encrypted"
@@ -132,9 +133,13 @@ def decrypt(context: WinRMSealer, protocol: str, body: bytes) -> bytes:
             raise bad_encryption("encrypted part header length exceeds the part")
         header = payload[4 : 4 + header_length]
         sealed = payload[4 + header_length :]
-        plain = _unwrap(context, header, sealed)
-        if len(plain) != expected:
+        unwrapped = _unwrap(context, header, sealed)
+        # OriginalContent counts the wrap's padding (MS-WSMV 2.2.9.1.1.2.2; scanner/core/gsswrap.py).
+        if len(unwrapped) != expected:
             raise bad_encryption("decrypted length does not match OriginalContent: reply tampered with")
+        plain = unpad(header, unwrapped)
+        if plain is None:
+            raise bad_encryption("decrypted data does not end in the RC4 wrap's padding")
         out.append(plain)
     return b"".join(out)
 

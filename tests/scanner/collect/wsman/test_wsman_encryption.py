@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from scanner.collect.wsman.encryption import BOUNDARY, SPNEGO_ENCRYPTED, content_type, decrypt, encrypt, is_encrypted
 from scanner.collect.wsman.errors import CollectError
+from scanner.core.gsswrap import RC4_PADDING
 
 MESSAGE = b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body/></s:Envelope>'
 
@@ -88,10 +89,7 @@ def test_wrong_original_length_is_bad_encryption(ntlm_pair: tuple[Any, Any]) -> 
     [
         MESSAGE,
         BOUNDARY + b"--\r\n",
-        BOUNDARY
-        + b"\r\n\tContent-Type: application/HTTP-SPNEGO-session-encrypted\r\n"
-        + BOUNDARY
-        + b"--\r\n",
+        BOUNDARY + b"\r\n\tContent-Type: application/HTTP-SPNEGO-session-encrypted\r\n" + BOUNDARY + b"--\r\n",
         BOUNDARY
         + b"\r\n\tContent-Type: application/HTTP-SPNEGO-session-encrypted\r\n\tOriginalContent: Length=5\r\n"
         + BOUNDARY
@@ -125,35 +123,67 @@ def test_content_type_detection() -> None:
     assert not is_encrypted(header, "application/HTTP-CredSSP-session-encrypted")
 
 
-class PaddingSealer:
-    """A stand-in for an RC4 Kerberos context: wrap pads the data to a multiple of 8 (RFC 4757 style).
+class Rc4Sealer:
+    """A stand-in for an RC4 Kerberos context as MIT krb5 behaves through pyspnego.
 
-    Not cryptography: the data is XORed with 0x5A so it is not in clear, and unwrap strips the pad.
+    Measured against the Samba DC (tests/ad/test_kerberos_scan.py, the RC4 test): the header is an
+    RFC 4757 token (first byte 0x60, RFC 2743 3.1 framing), wrap pads one byte of value 1
+    (padding_length 1), and unwrap_winrm returns the data with that byte still on it. Not
+    cryptography: the data is XORed with 0x5A so it is not in clear.
     """
+
+    HEADER = b"\x60\x2b\x06\x09" + b"K" * 41
 
     def wrap_winrm(self, data: bytes) -> Any:
         from spnego import WinRMWrapResult
 
-        pad = 8 - len(data) % 8
-        sealed = bytes(b ^ 0x5A for b in data) + bytes([pad]) * pad
-        return WinRMWrapResult(header=b"\x04\x04" + b"K" * 30, data=sealed, padding_length=pad)
+        sealed = bytes(b ^ 0x5A for b in data + RC4_PADDING)
+        return WinRMWrapResult(header=self.HEADER, data=sealed, padding_length=len(RC4_PADDING))
 
     def unwrap_winrm(self, header: bytes, data: bytes) -> bytes:
-        assert header == b"\x04\x04" + b"K" * 30
-        return bytes(b ^ 0x5A for b in data[: -data[-1]])
+        assert header == self.HEADER
+        return bytes(b ^ 0x5A for b in data)
 
 
-@pytest.mark.parametrize("size", [1, 7, 8, 86, 1000])
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 86, 1000])
 def test_original_length_counts_the_wrap_padding(size: int) -> None:
     # MS-WSMV 2.2.9.1.1.2.2: with RC4 the OriginalContent length includes the padding.
     message = b"x" * size
-    framed = encrypt(PaddingSealer(), SPNEGO_ENCRYPTED, message)
-    pad = 8 - size % 8
-    assert f"Length={size + pad}\r\n".encode() in framed
+    framed = encrypt(Rc4Sealer(), SPNEGO_ENCRYPTED, message)
+    assert f"Length={size + 1}\r\n".encode() in framed
     octet = framed.split(b"\tContent-Type: application/octet-stream\r\n", 1)[1]
-    assert octet[:4] == (32).to_bytes(4, "little")  # header length, then the header, then data + padding
-    assert octet[4:36] == b"\x04\x04" + b"K" * 30
-    assert len(octet[36:].removesuffix(BOUNDARY + b"--\r\n")) == size + pad
+    header = Rc4Sealer.HEADER
+    assert octet[:4] == len(header).to_bytes(4, "little")  # header length, then the header, then data + padding
+    assert octet[4 : 4 + len(header)] == header
+    assert len(octet[4 + len(header) :].removesuffix(BOUNDARY + b"--\r\n")) == size + 1
+
+
+@pytest.mark.parametrize("size", [0, 1, 86, 1000])
+def test_an_rc4_reply_is_read_without_its_padding(size: int) -> None:
+    message = b"<s:Envelope/>" + b"y" * size
+    framed = encrypt(Rc4Sealer(), SPNEGO_ENCRYPTED, message)  # what an RC4 peer sends: Length counts the pad
+    assert decrypt(Rc4Sealer(), SPNEGO_ENCRYPTED, framed) == message
+
+
+def test_an_rc4_reply_declaring_the_length_without_padding_is_bad_encryption() -> None:
+    framed = encrypt(Rc4Sealer(), SPNEGO_ENCRYPTED, MESSAGE)
+    short = framed.replace(f"Length={len(MESSAGE) + 1}".encode(), f"Length={len(MESSAGE)}".encode())
+    with pytest.raises(CollectError) as caught:
+        decrypt(Rc4Sealer(), SPNEGO_ENCRYPTED, short)
+    assert caught.value.reason == "bad_encryption"
+
+
+def test_an_rc4_reply_whose_last_byte_is_not_the_padding_is_bad_encryption() -> None:
+    class OtherPad(Rc4Sealer):
+        def wrap_winrm(self, data: bytes) -> Any:
+            from spnego import WinRMWrapResult
+
+            return WinRMWrapResult(header=self.HEADER, data=bytes(b ^ 0x5A for b in data + b"\x02"), padding_length=1)
+
+    framed = encrypt(OtherPad(), SPNEGO_ENCRYPTED, MESSAGE)
+    with pytest.raises(CollectError) as caught:
+        decrypt(Rc4Sealer(), SPNEGO_ENCRYPTED, framed)
+    assert caught.value.reason == "bad_encryption" and "padding" in caught.value.message
 
 
 def test_ntlm_original_length_is_the_plaintext_length(ntlm_pair: tuple[Any, Any]) -> None:
@@ -163,7 +193,7 @@ def test_ntlm_original_length_is_the_plaintext_length(ntlm_pair: tuple[Any, Any]
 
 
 def test_lab_acceptor_checks_the_declared_length(ntlm_pair: tuple[Any, Any]) -> None:
-    """The hook a Kerberos acceptor will use: Length must be the decrypted length plus the padding."""
+    """The lab's acceptor: Length must be the unwrapped length, padding included, as Windows checks it."""
     from scanner.lab.auth import LengthMismatch, decrypt_body
 
     class Lab:
@@ -173,12 +203,11 @@ def test_lab_acceptor_checks_the_declared_length(ntlm_pair: tuple[Any, Any]) -> 
         def unwrap(self, signature: bytes, sealed: bytes) -> bytes:
             return bytes(self.context.unwrap_winrm(signature, sealed))
 
-    padded = encrypt(PaddingSealer(), SPNEGO_ENCRYPTED, MESSAGE)
-    assert decrypt_body(Lab(PaddingSealer()), padded) == MESSAGE  # type: ignore[arg-type]
-    padded_length = len(MESSAGE) + 8 - len(MESSAGE) % 8
-    unpadded = padded.replace(f"Length={padded_length}".encode(), f"Length={len(MESSAGE)}".encode())
+    padded = encrypt(Rc4Sealer(), SPNEGO_ENCRYPTED, MESSAGE)
+    assert decrypt_body(Lab(Rc4Sealer()), padded) == MESSAGE  # type: ignore[arg-type]
+    unpadded = padded.replace(f"Length={len(MESSAGE) + 1}".encode(), f"Length={len(MESSAGE)}".encode())
     with pytest.raises(LengthMismatch):
-        decrypt_body(Lab(PaddingSealer()), unpadded)  # type: ignore[arg-type]
+        decrypt_body(Lab(Rc4Sealer()), unpadded)  # type: ignore[arg-type]
     client, server = ntlm_pair
     wrong = encrypt(client, SPNEGO_ENCRYPTED, MESSAGE).replace(
         f"Length={len(MESSAGE)}".encode(), f"Length={len(MESSAGE) + 1}".encode()
