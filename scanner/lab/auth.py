@@ -287,7 +287,7 @@ def decrypt_body(acceptor: Acceptor, body: bytes) -> bytes:
 
     The sealed data runs to the closing boundary. OriginalContent's Length must equal the
     unwrapped length, which includes the wrap's padding (MS-WSMV 2.2.9.1.1.2.2): NTLM and AES
-    Kerberos do not pad, so it is the plaintext length; RC4 Kerberos pads one byte, and it counts
+    Kerberos do not pad, so it is the plaintext length; MIT's RC4 wrap pads one byte, and it counts
     (scanner/core/gsswrap.py). A mismatch is refused (LengthMismatch), as Windows refuses a
     message it cannot decrypt; the padding is taken off before the message is parsed.
     """
@@ -307,10 +307,7 @@ def decrypt_body(acceptor: Acceptor, body: bytes) -> bytes:
     unwrapped = acceptor.unwrap(signature, sealed)
     if length != len(unwrapped):
         raise LengthMismatch(f"OriginalContent Length={length}, unwrapped {len(unwrapped)} (padding included)")
-    plain = unpad(signature, unwrapped)
-    if plain is None:
-        raise AuthFailed("the sealed data does not end in the RC4 wrap's padding")
-    return plain
+    return unpad(signature, unwrapped)
 
 
 def encrypt_body(acceptor: Acceptor, message: bytes) -> bytes:

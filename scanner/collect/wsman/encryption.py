@@ -137,10 +137,7 @@ def decrypt(context: WinRMSealer, protocol: str, body: bytes) -> bytes:
         # OriginalContent counts the wrap's padding (MS-WSMV 2.2.9.1.1.2.2; scanner/core/gsswrap.py).
         if len(unwrapped) != expected:
             raise bad_encryption("decrypted length does not match OriginalContent: reply tampered with")
-        plain = unpad(header, unwrapped)
-        if plain is None:
-            raise bad_encryption("decrypted data does not end in the RC4 wrap's padding")
-        out.append(plain)
+        out.append(unpad(header, unwrapped))
     return b"".join(out)
 
 
