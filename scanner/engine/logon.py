@@ -51,6 +51,9 @@ LEASE_SECONDS = 5.0  # a probe lease not renewed this long is free again (its ho
 # A noted logon whose outcome was never recorded is past doubt this long after its host's own
 # deadline (the collector's hard per-host limit): its engine died, or lost the shared state.
 NOTE_GRACE = 30.0
+# The note of the account's own logon (the Kerberos AS exchange) among the hosts' notes: no host
+# name has a space or parentheses, and a failed pre-authentication counts like a rejecting host.
+ACCOUNT_LOGON = "(account logon)"
 
 
 class Admission(Enum):
@@ -261,15 +264,9 @@ class LogonPolicy:
         """Note a host about to be sent the credentials (after START); False: do not start it, ask again."""
         if self.proven:
             return True
-        try:
-            noted = self._state.begin(target.name, within)
-        except SharedLogonUnavailable:
-            self._unavailable()
-            return False
+        noted = self._note(target.name, within)
         if noted:
             self._begun.add(target.name)
-        else:
-            self._holding = False  # the lease lapsed: claim it again before the next logon
         return noted
 
     def record(self, observation: Observation) -> None:
@@ -287,22 +284,24 @@ class LogonPolicy:
         if name in self._begun:
             self._begun.discard(name)
             self._looked = -math.inf  # the shared counts changed: look again before the next start
-            try:
-                self._state.finish(name, observation.logon)
-            except SharedLogonUnavailable:
-                # Not retried: the note stays and, past its deadline, counts as a rejection for everyone.
-                self._unavailable()
+            self._finish(name, observation.logon)
         if self.proven or self.tripped:
             self._let_go()
 
-    def prove(self, login: Callable[[], None], stop: threading.Event) -> None:
+    def prove(self, login: Callable[[], None], stop: threading.Event, within: float) -> None:
         """Run the account's logon (the Kerberos AS exchange of `AuthMaterial.prove`) holding the probe lease.
 
-        Returns without logging on when `stop` is set or the engine stopped (its hosts are then
-        reported by `not_attempted`); raises KerberosLoginError when this logon, or another
-        engine's logon of the account in this scan, was refused.
+        Once proven the logon runs at once (it has its ticket already, or its password was accepted).
+        Otherwise it is noted like a host's (`within` seconds at most), so that an engine dying in
+        the middle leaves a rejection, not a silence. Returns without logging on when `stop` is set
+        or the engine stopped (its hosts are then reported by `not_attempted`); raises
+        KerberosLoginError when this logon, or another engine's logon of the account in this scan,
+        was refused.
         """
-        while not self.proven:
+        if self.proven:
+            login()
+            return
+        while True:
             if stop.is_set():
                 return
             admission = self.admit(0)
@@ -311,7 +310,7 @@ class LogonPolicy:
                 if refused is not None and self._halt is refused:
                     raise KerberosLoginError(refused.message, refused.reason)
                 return
-            if admission is Admission.START:
+            if admission is Admission.START and self._note(ACCOUNT_LOGON, within):
                 break
             stop.wait(self.poll)
         try:
@@ -322,8 +321,10 @@ class LogonPolicy:
                 self._state.refuse(error)
             except SharedLogonUnavailable:
                 self._unavailable()  # the others wait, then stop: they never try it unshared
+            self._finish(ACCOUNT_LOGON, Logon.REJECTED)
             self._let_go()
             raise
+        self._finish(ACCOUNT_LOGON, None)  # a TGT, or no exchange at all: no verdict on the hosts' logons
 
     def release(self) -> None:
         """Give the probe lease back (the engine's batch ended); it is claimed again when needed."""
@@ -360,6 +361,23 @@ class LogonPolicy:
         self._unavailable_since = None
         if self._view.refused is not None:
             self._halt = self._view.refused
+
+    def _note(self, name: str, within: float) -> bool:
+        try:
+            noted = self._state.begin(name, within)
+        except SharedLogonUnavailable:
+            self._unavailable()
+            return False
+        if not noted:
+            self._holding = False  # the lease lapsed: claim it again before the next logon
+        return noted
+
+    def _finish(self, name: str, logon: Logon | None) -> None:
+        try:
+            self._state.finish(name, logon)
+        except SharedLogonUnavailable:
+            # Not retried: the note is no longer renewed and lapses into a rejection for everyone.
+            self._unavailable()
 
     def _claim(self) -> bool:
         try:

@@ -57,7 +57,7 @@ def collect_all(
     auth = material
     try:
         # Under the policy's probe lease: engines sharing the account make one AS exchange at a time.
-        policy.prove(lambda: auth.prove(targets, options), stop_event)
+        policy.prove(lambda: auth.prove(targets, options), stop_event, options.host_timeout)
         material.nt_hash()  # derive once, before the workers share it
         return _collect(targets, material, options, concurrency, on_result, stop_event, keep, policy, work)
     finally:

@@ -6,7 +6,7 @@ share one `SharedLogon` (scanner/engine/logon.py) per (scan, site, account), kep
 the batches (docs/sites.md#reliability):
 
 - `natt-audit:logon:<scan>:<site>:<account>:rejected`, a set: the distinct hosts that rejected a
-  worker's logon before that worker was proven;
+  worker's logon before that worker was proven (`(account logon)`: a failed pre-authentication);
 - `...:notes`, a sorted set: the unproven logons in flight, `<holder> <host>` scored with the Unix
   time after which an outcome never recorded counts as a rejection: renewed while its worker
   lives, so `LEASE_SECONDS` after it died or lost Redis;

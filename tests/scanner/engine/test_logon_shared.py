@@ -153,11 +153,12 @@ def test_a_refused_kerberos_logon_is_never_tried_again_by_another_engine() -> No
         raise KerberosLoginError("Kerberos logon as svc failed (auth/preauth_failed)", "preauth_failed")
 
     with pytest.raises(KerberosLoginError):
-        a.prove(refused, stop)
+        a.prove(refused, stop, 5.0)
     tried: list[str] = []
     with pytest.raises(KerberosLoginError) as raised:
-        b.prove(lambda: tried.append("b"), stop)
+        b.prove(lambda: tried.append("b"), stop, 5.0)
     assert tried == [] and raised.value.reason == "preauth_failed"
+    assert b.rejections() == 1  # the failed pre-authentication counts against the account like a host
     assert b.not_attempted(target("x")).error == HostError(
         stage=Stage.AUTH, reason="preauth_failed", message="Kerberos logon as svc failed (auth/preauth_failed)"
     )
@@ -169,7 +170,7 @@ def test_the_kerberos_logon_waits_for_the_lease() -> None:
     assert start(a, "a1")
     stop = threading.Event()
     tried: list[str] = []
-    waiting = threading.Thread(target=b.prove, args=(lambda: tried.append("b"), stop))
+    waiting = threading.Thread(target=b.prove, args=(lambda: tried.append("b"), stop, 5.0))
     waiting.start()
     waiting.join(0.2)
     assert waiting.is_alive() and tried == []  # a probes: b makes no AS exchange meanwhile
@@ -209,6 +210,22 @@ def test_an_unreachable_shared_state_never_lets_an_unproven_engine_log_on_and_en
     assert policy.admit(0) is Admission.STOP and policy.stopped
     error = policy.not_attempted(target("x")).error
     assert error is not None and (error.stage, error.reason) == (Stage.SITE, "no_logon_state")
+
+
+def test_an_engine_dying_in_its_kerberos_logon_leaves_a_rejection_not_a_silence() -> None:
+    clock = Clock()
+    a, b = engines(2, clock, max_auth_failures=3)
+    stop = threading.Event()
+
+    def dies() -> None:
+        clock.now += 2.0
+        raise SystemExit  # the process ends mid-exchange: nothing recorded, nothing released
+
+    with pytest.raises(SystemExit):
+        a.prove(dies, stop, 5.0)
+    assert b.admit(0) is Admission.WAIT  # a's lease and its noted logon are still alive
+    clock.now += 5.0 + NOTE_GRACE
+    assert b.admit(0) is Admission.START and b.rejections() == 1
 
 
 def test_an_outage_after_the_proof_changes_nothing() -> None:
