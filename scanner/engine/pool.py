@@ -43,7 +43,8 @@ def collect_all(
     Every start is asked of `logon` (a fresh `LogonPolicy` when None): one host in flight until a
     logon is accepted, then `concurrency`; when its breaker trips, no host starts any more and each
     host not started is reported (to `on_result` too) as `auth/not_attempted`
-    (docs/authentication.md#lockout-safety).
+    (docs/authentication.md#lockout-safety). A policy sharing its account with other engines (a
+    site's workers) may also make this engine wait for them, or stop with its own error.
 
     Credentials are proven before any host is contacted: with Kerberos the scan's TGT is fetched
     first (a refused logon raises KerberosLoginError, exit 2). A caller that proved them already
@@ -51,12 +52,16 @@ def collect_all(
     """
     own = material is None
     material = AuthMaterial(credentials) if material is None else material
+    policy = logon if logon is not None else LogonPolicy(concurrency=max(1, concurrency))
+    stop_event = stop if stop is not None else threading.Event()
+    auth = material
     try:
-        material.prove(targets, options)
+        # Under the policy's probe lease: engines sharing the account make one AS exchange at a time.
+        policy.prove(lambda: auth.prove(targets, options), stop_event, options.host_timeout)
         material.nt_hash()  # derive once, before the workers share it
-        policy = logon if logon is not None else LogonPolicy(concurrency=max(1, concurrency))
-        return _collect(targets, material, options, concurrency, on_result, stop, keep, policy, work)
+        return _collect(targets, material, options, concurrency, on_result, stop_event, keep, policy, work)
     finally:
+        policy.release()
         if own:
             material.close()
 
@@ -67,14 +72,13 @@ def _collect(
     options: CollectOptions,
     concurrency: int,
     on_result: Callable[[Observation], None] | None,
-    stop: threading.Event | None,
+    stop_event: threading.Event,
     keep: bool,
     policy: LogonPolicy,
     work: HostWork,
 ) -> list[Observation]:
-    stop_event = stop if stop is not None else threading.Event()
     results: list[Observation | None] = [None] * len(targets) if keep else []
-    next_index = iter(range(len(targets)))
+    next_index = 0  # the next target to start: taken only once the policy noted its logon
     # One lock for dispatch and the policy: a start is decided on the outcomes of every host
     # finished before it, and a finishing host wakes the workers waiting for the width to grow.
     dispatch = threading.Condition()
@@ -98,21 +102,22 @@ def _collect(
         return True
 
     def worker() -> None:
-        nonlocal in_flight
+        nonlocal in_flight, next_index
         while True:
             with dispatch:
                 while True:
-                    if stop_event.is_set() or failures:
+                    if stop_event.is_set() or failures or next_index >= len(targets):
                         return
                     admission = policy.admit(in_flight)
                     if admission is Admission.STOP:
                         return
-                    if admission is Admission.START:
+                    if admission is Admission.START and policy.begin(targets[next_index], options.host_timeout):
                         break
-                    dispatch.wait(0.5)  # a finishing host notifies; the timeout also sees `stop`
-                index = next(next_index, None)
-                if index is None:
-                    return
+                    # A finishing host notifies; the timeout also sees `stop` and what other engines
+                    # sharing the account did (docs/authentication.md#lockout-safety).
+                    dispatch.wait(policy.poll)
+                index = next_index
+                next_index += 1
                 in_flight += 1
             observation = work(targets[index], material, options)
             with dispatch:
@@ -136,9 +141,9 @@ def _collect(
         # Interrupted (Ctrl-C): start nothing new; in-flight hosts end by their own deadline.
         stop_event.set()
         raise
-    if policy.tripped and not failures:
+    if policy.stopped and not failures:
         # The breaker kept the credentials away from every host not started (never retried).
-        for index in next_index:
+        for index in range(next_index, len(targets)):
             if not deliver(index, policy.not_attempted(targets[index])):
                 break
     if failures:

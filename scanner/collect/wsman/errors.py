@@ -53,6 +53,8 @@ auth       clock_skew              (negotiate, no NTLM fallback) KRB_AP_ERR_SKEW
 auth       etype_unsupported       no common Kerberos encryption type (KDC_ERR_ETYPE_NOSUPP ...)
 auth       ticket_expired          KRB_AP_ERR_TKT_EXPIRED
 auth       kerberos_error          a krb5 code not classified; the message names it
+site       no_logon_state          a site worker could not read its account's shared logon state
+                                   (the broker) while unproven: not contacted (docs/sites.md)
 =========  ======================  ===========================================================
 
 A refused Kerberos logon (preauth_failed, client_revoked, client_unknown, password_expired,

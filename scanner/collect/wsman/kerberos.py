@@ -353,3 +353,22 @@ def usable_cache(ccache: str | None) -> str | None:
     if not info.lifetime or info.name is None:
         return None
     return str(gssapi.Name(base=info.name))  # the display name (user@REALM), not the raw handle
+
+
+def keytab_principal(keytab: str) -> str | None:
+    """Return the client keytab's first principal (the one `login` logs on as when no name is given).
+
+    None when the keytab cannot be read, holds no key, or the Kerberos extra is not installed.
+    """
+    try:
+        import krb5
+    except ImportError:
+        return None
+    try:
+        context = krb5.init_context()
+        entries = list(krb5.kt_resolve(context, b"FILE:" + keytab.encode("utf-8")))
+        if not entries:
+            return None
+        return _unparsed(krb5.copy_principal(context, entries[0].principal), "") or None
+    except krb5.Krb5Error:
+        return None

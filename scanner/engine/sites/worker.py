@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +29,11 @@ from pydantic import ValidationError
 from scanner.collect.wsman.auth import AuthMaterial
 from scanner.collect.wsman.kerberos import KerberosLoginError
 from scanner.core.models import CollectOptions, Credentials, HostError, Observation, Stage
-from scanner.engine.logon import LogonPolicy
+from scanner.engine.logon import UNAVAILABLE_PATIENCE, LogonPolicy, SharedLogon
 from scanner.engine.pool import collect_all
 from scanner.engine.sites.app import DEFAULT_VISIBILITY_TIMEOUT, check_broker, make_app, result_reader
 from scanner.engine.sites.broker import Broker
+from scanner.engine.sites.logonstate import logon_client, redis_logons
 from scanner.engine.sites.messages import TASK_NAME, Batch, Heartbeat, queue_for
 
 log = logging.getLogger("natt_audit.sites")
@@ -51,11 +53,16 @@ class WorkerSettings:
     ca_bundle: str | None = None
     verify_tls: bool = True
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
+    # Seconds the shared logon state may stay unreachable before the unproven hosts are given up.
+    logon_patience: float = UNAVAILABLE_PATIENCE
+
+
+SHARED_POLL = 0.25  # seconds between two looks at the shared logon state while waiting for the lease
 
 
 @dataclass
 class _ScanLogon:
-    """One scan's logon on this worker: one proven account and one lockout breaker for all its batches."""
+    """One scan's logon on this worker: one proven account, and the site's breaker for all its batches."""
 
     scan: str
     material: AuthMaterial
@@ -68,25 +75,36 @@ class _Logons:
 
     Without it every batch would prove the account again: with a wrong password, one failed
     Kerberos pre-authentication or up to `max_auth_failures` NTLM rejections per batch, enough to
-    lock the account out on a large site (docs/authentication.md#lockout-safety).
+    lock the account out on a large site (docs/authentication.md#lockout-safety). The breaker's
+    state is the site's, shared with the other workers of the site through `states` (scan id ->
+    the account's `SharedLogon` in the broker, scanner/engine/sites/logonstate.py).
     """
 
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: WorkerSettings, states: Callable[[str], SharedLogon]) -> None:
         self.settings = settings
+        self.states = states
         self.current: _ScanLogon | None = None
         self.lock = threading.Lock()
 
     def for_scan(self, scan: str) -> _ScanLogon:
         with self.lock:
             if self.current is None or self.current.scan != scan:
-                if self.current is not None:
-                    self.current.material.close()
-                self.current = _ScanLogon(
-                    scan,
-                    AuthMaterial(self.settings.credentials),
-                    LogonPolicy(concurrency=max(1, self.settings.concurrency)),
+                self.close()
+                shared = self.states(scan)
+                policy = LogonPolicy(
+                    concurrency=max(1, self.settings.concurrency),
+                    shared=shared,
+                    poll=SHARED_POLL,
+                    patience=self.settings.logon_patience,
                 )
+                self.current = _ScanLogon(scan, AuthMaterial(self.settings.credentials), policy)
             return self.current
+
+    def close(self) -> None:
+        """Destroy the current scan's ticket and give its probe lease back."""
+        if self.current is not None:
+            self.current.material.close()
+            self.current.logon.release()
 
 
 def worker_name(site: str) -> str:
@@ -94,16 +112,19 @@ def worker_name(site: str) -> str:
     return f"{site}@{socket.gethostname()}.{os.getpid()}"
 
 
-def register_task(app: Celery, settings: WorkerSettings) -> None:
-    """Register the batch task on `app`, bound to this worker's settings and account."""
-    logons = _Logons(settings)
+def register_task(app: Celery, settings: WorkerSettings, broker: Broker) -> None:
+    """Register the batch task on `app`, bound to this worker's settings, account and shared logon state."""
+    states = redis_logons(
+        logon_client(broker), site=settings.site, credentials=settings.credentials, worker=worker_name(settings.site)
+    )
+    logons = _Logons(settings, states)
 
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
     def collect_batch(task: Task, payload: Any) -> dict[str, Any]:
         return run_batch(task, payload, settings, logons)
 
 
-def run_batch(task: Task, payload: Any, settings: WorkerSettings, logons: _Logons | None = None) -> dict[str, Any]:
+def run_batch(task: Task, payload: Any, settings: WorkerSettings, logons: _Logons) -> dict[str, Any]:
     """Read one batch's hosts with the local engine; return the observations as JSON values."""
     try:
         batch = Batch.model_validate(payload)
@@ -153,7 +174,7 @@ def run_batch(task: Task, payload: Any, settings: WorkerSettings, logons: _Logon
     beats = threading.Thread(target=beat_loop, name="natt-heartbeat", daemon=True)
     beats.start()
     started = time.perf_counter()
-    state = (logons or _Logons(settings)).for_scan(batch.scan)
+    state = logons.for_scan(batch.scan)
     try:
         if state.refused is not None:
             observations = [Observation(target=target, error=state.refused) for target in batch.targets]
@@ -210,7 +231,7 @@ def run_worker(broker: Broker, settings: WorkerSettings, *, verbose: bool = Fals
     """Serve the site's queue until SIGTERM/SIGINT (a warm shutdown finishes the running batch)."""
     app = make_app(broker, visibility_timeout=settings.visibility_timeout, results=True)
     check_broker(result_reader(app, broker), broker)  # BrokerError (exit 2) before the worker starts
-    register_task(app, settings)
+    register_task(app, settings, broker)
     _route_library_logs(verbose)
     name = worker_name(settings.site)
     if hasattr(os, "geteuid") and os.geteuid() == 0:

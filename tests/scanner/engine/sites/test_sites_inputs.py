@@ -104,7 +104,8 @@ importlib.util.find_spec = lambda name, *a: None if name.split('.')[0] in BLOCKE
 import pkgutil, scanner, rules, reports
 for mod in pkgutil.walk_packages(scanner.__path__, 'scanner.'):
     if mod.name.endswith('__main__') or mod.name.startswith(
-        ('scanner.engine.sites.app', 'scanner.engine.sites.coordinator', 'scanner.engine.sites.worker')
+        ('scanner.engine.sites.app', 'scanner.engine.sites.coordinator', 'scanner.engine.sites.worker',
+         'scanner.engine.sites.logonstate')
     ):
         continue
     importlib.import_module(mod.name)

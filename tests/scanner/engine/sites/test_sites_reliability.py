@@ -65,7 +65,9 @@ def test_killed_worker_batch_is_redelivered_and_every_host_recorded_once(
     inventory = site_inventory(tmp_path / "inv.yaml", {"kill": slow_estate.lab.inventory})
     names = [str(h["name"]) for h in lab_hosts(slow_estate.lab.inventory)]
     env = {**slow_estate.creds(), **broker_env(redis)}
-    args = ["--concurrency", "8", "--visibility-timeout", "3"]
+    # Longer than the second worker's first batch, which first waits up to 5 s for the probe lease
+    # and the logon note the killed worker left (docs/sites.md#reliability).
+    args = ["--concurrency", "8", "--visibility-timeout", "8"]
     report = tmp_path / "r.json"
     scan = _coordinator(
         [
