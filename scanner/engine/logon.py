@@ -54,6 +54,7 @@ NOTE_GRACE = 30.0
 # The note of the account's own logon (the Kerberos AS exchange) among the hosts' notes: no host
 # name has a space or parentheses, and a failed pre-authentication counts like a rejecting host.
 ACCOUNT_LOGON = "(account logon)"
+NOT_ATTEMPTED = "not_attempted"  # the reason (stage auth) of every host the breaker kept the credentials from
 
 
 class Admission(Enum):
@@ -341,7 +342,7 @@ class LogonPolicy:
         """Return the error of every host this engine did not start once it stopped."""
         if self._halt is not None:
             return self._halt
-        return HostError(stage=Stage.AUTH, reason="not_attempted", message=self.stop_message())
+        return HostError(stage=Stage.AUTH, reason=NOT_ATTEMPTED, message=self.stop_message())
 
     def not_attempted(self, target: Target) -> Observation:
         """Return the observation of a host the breaker kept the credentials away from."""

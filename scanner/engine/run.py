@@ -46,7 +46,7 @@ from scanner.core.results import Severity
 from scanner.core.semantics import assess
 from scanner.core.wording import count
 from scanner.engine.collector import Collector, LocalCollector
-from scanner.engine.logon import LogonPolicy
+from scanner.engine.logon import NOT_ATTEMPTED, LogonPolicy
 from scanner.inputs.inventory import Inventory
 
 log = logging.getLogger("natt_audit.engine")
@@ -178,6 +178,9 @@ class _Collector:
         self.hurry = threading.Event()
         self.deadline_reached = threading.Event()
         self.finished: set[str] = set()
+        # Sites whose workers' breaker stopped them (site -> the message their hosts carry): a
+        # distributed engine's breakers run on the workers, not in `logon` (docs/sites.md#reliability).
+        self.stopped_sites: dict[str, str] = {}
         self.closed = False
         self.lock = threading.Lock()
         self.failure: BaseException | None = None
@@ -188,6 +191,9 @@ class _Collector:
             if self.closed:
                 return  # finished after the grace period: the report already counts it as unreached
             self.finished.add(observation.target.name)
+            error = observation.error
+            if error is not None and error.stage is Stage.AUTH and error.reason == NOT_ATTEMPTED:
+                self.stopped_sites.setdefault(observation.target.site, error.message)
             if self.request.on_observation is not None:
                 self.request.on_observation(observation)
             self.sink(observation)
@@ -349,7 +355,7 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
     code = assembly.exit_code(interrupted=interrupted, fail_on=request.fail_on, min_coverage=request.min_coverage)
     if interrupted:
         code = combine(code, ExitCode.INTERRUPTED)
-    breaker = logon.stop_message() if logon.tripped else None
+    breaker = logon.stop_message() if logon.tripped else _site_breakers(collector.stopped_sites)
     if breaker is not None:
         # The credentials are wrong for the whole estate: the job is broken, as with a bad
         # credential source (README, exit codes).
@@ -362,6 +368,13 @@ def run_scan(request: ScanRequest) -> ScanOutcome:
         spill=spill,
         breaker=breaker,
     )
+
+
+def _site_breakers(stopped: dict[str, str]) -> str | None:
+    """Return why the breakers of sites' workers stopped them, one clause per site, or None."""
+    if not stopped:
+        return None
+    return "; ".join(f"site {site}: {message}" for site, message in sorted(stopped.items()))
 
 
 def _policy_ref(policy: Policy) -> PolicyRef:

@@ -346,7 +346,15 @@ def _finish(
     code = outcome.code
     # The account is the scan's own; with --broker each site's worker holds its own (docs/sites.md).
     account = inputs.credentials.username if inputs.credentials is not None else "the site accounts"
-    if outcome.breaker is not None:
+    if outcome.breaker is not None and inputs.credentials is None:
+        # The breakers ran on the sites' workers, each with its own account and limit.
+        log.error(
+            "%s: every other host of that site is error auth/not_attempted; fix the password its workers "
+            "use before the next run",
+            outcome.breaker,
+            extra=fields(auth_rejected=report.summary.auth_rejected),
+        )
+    elif outcome.breaker is not None:
         log.error(
             "%s (--max-auth-failures %d): every other host is error auth/not_attempted; fix the password "
             "of %s before the next run",
