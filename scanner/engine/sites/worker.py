@@ -22,7 +22,9 @@ from typing import Any
 
 import redis.exceptions
 from celery import Celery, Task
+from celery.apps import worker as celery_worker
 from celery.exceptions import SecurityWarning
+from celery.platforms import EX_FAILURE
 from kombu.exceptions import KombuError
 from pydantic import ValidationError
 
@@ -245,7 +247,7 @@ def run_worker(broker: Broker, settings: WorkerSettings, *, verbose: bool = Fals
         broker.url,
         settings.concurrency,
     )
-    worker = app.Worker(
+    worker = _quiet(app.Worker)(
         hostname=name,
         queues=[queue_for(settings.site)],
         pool="threads",
@@ -258,4 +260,32 @@ def run_worker(broker: Broker, settings: WorkerSettings, *, verbose: bool = Fals
         optimization="fair",
     )
     worker.start()
-    return int(worker.exitcode or 0)
+    code = int(worker.exitcode or 0)
+    log.info("worker %s: stopped (exit %d)", name, code)
+    return code
+
+
+def _quiet(base: Any) -> Any:
+    """Return Celery's worker class with its shutdown signal handlers silent on stdout.
+
+    Celery's handlers print "worker: Warm shutdown (MainProcess)" and the Ctrl-C hint to stdout;
+    stdout carries no logs in natt-audit (README, output streams), and printing from a signal
+    handler is what Celery itself guards. The same handlers are installed again with
+    `verbose=False` and a SIGINT callback that arms the cold shutdown without the hint; the worker
+    says it stopped through the logger once `start()` returns (run_worker).
+    """
+
+    class QuietWorker(base):  # type: ignore[misc]
+        def install_platform_tweaks(self, worker: Any) -> None:
+            super().install_platform_tweaks(worker)
+
+            def second_ctrl_c_is_cold(w: Any) -> None:
+                celery_worker.install_worker_term_hard_handler(w, sig="SIGINT", verbose=False)
+
+            # celery/apps/worker.py: the same signals, exit codes and callbacks, minus the prints.
+            shutdown = celery_worker._shutdown_handler  # private: its `verbose` flag is not public
+            shutdown(worker, sig="SIGTERM", how="Warm", verbose=False)
+            celery_worker.install_worker_term_hard_handler(worker, verbose=False)
+            shutdown(worker, sig="SIGINT", callback=second_ctrl_c_is_cold, exitcode=EX_FAILURE, verbose=False)
+
+    return QuietWorker
