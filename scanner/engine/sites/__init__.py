@@ -1,7 +1,7 @@
 """The sites engine: one scan across segmented sites, on Celery with a Redis broker (docs/sites.md).
 
 Only the modules that need Celery or its Redis client import them (app.py, coordinator.py,
-worker.py, logonstate.py); this package and broker.py and messages.py do not, so natt-audit imports
+worker.py, logonstate.py, liveness.py); this package and broker.py and messages.py do not, so natt-audit imports
 and scans locally without the optional extra. `require_celery` turns a missing extra into a clear error naming it.
 """
 

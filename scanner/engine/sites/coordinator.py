@@ -14,7 +14,9 @@ the workers it sees), polls their results in the Redis result backend, and:
 - reports a site whose workers show no sign of life for `site_timeout` seconds as
   `site/no_collector` for its unfinished hosts, revokes its batches and purges its queue;
 - on `stop` (SIGTERM, --deadline) sends nothing more, revokes what is queued and waits for running
-  batches until the grace period ends.
+  batches until the grace period ends;
+- keeps a sign of life in Redis while it runs (scanner/engine/sites/liveness.py), so that if it is
+  killed outright its queued batches are read by no worker.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from scanner.core.logsetup import fields
 from scanner.core.models import CollectOptions, HostError, Observation, Stage, Target
 from scanner.engine.sites.app import check_broker, make_app, result_reader
 from scanner.engine.sites.broker import Broker
+from scanner.engine.sites.liveness import Beacon, liveness_ttl
 from scanner.engine.sites.messages import (
     BATCH_SIZE,
     TASK_NAME,
@@ -178,6 +181,7 @@ class _Run:
         self.done: set[str] = set()
         self.not_after = time.time() + engine.deadline if engine.deadline is not None else None
         self.broker_down_since: float | None = None
+        self.beacon = Beacon(engine.reader.client, self.run_id, liveness_ttl(engine.site_timeout))
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -189,6 +193,7 @@ class _Run:
                 if self.stop.is_set() and stopped_at is None:
                     stopped_at = now
                     self._cancel_queued()
+                self._guard(self.beacon.beat)  # before the first batch is sent, then every ttl/4
                 if stopped_at is None:
                     self._guard(self._fill_windows)
                 if not self.outstanding and (stopped_at is not None or not any(self.pending.values())):
@@ -202,6 +207,7 @@ class _Run:
         finally:
             if self.outstanding:
                 self._guard(lambda: self._revoke(list(self.outstanding)))
+            self._guard(self.beacon.end)  # a batch still queued somewhere is now read by no worker
 
     def _guard(self, step: Callable[[], None]) -> None:
         """Run one step; a broker outage is logged once and waited out (sites time out meanwhile)."""
@@ -242,6 +248,7 @@ class _Run:
             limits=self.engine.limits,
             heartbeat=heartbeat_for(self.engine.site_timeout),
             not_after=self.not_after,
+            liveness=True,
         )
         task_id = str(uuid.uuid4())
         self.engine.app.send_task(

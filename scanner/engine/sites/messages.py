@@ -58,6 +58,9 @@ class Batch(Frozen):
     limits: Limits
     heartbeat: float = Field(gt=0, le=3600)  # seconds between the worker's progress reports
     not_after: float | None = None  # Unix time after which no new host is started (--deadline)
+    # The coordinator keeps natt-audit:run:<scan>:alive while it runs (scanner/engine/sites/liveness.py);
+    # False from a coordinator that keeps none, whose batches are read as before.
+    liveness: bool = False
 
 
 class BatchResult(Frozen):

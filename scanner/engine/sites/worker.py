@@ -23,7 +23,7 @@ from typing import Any
 import redis.exceptions
 from celery import Celery, Task
 from celery.apps import worker as celery_worker
-from celery.exceptions import SecurityWarning
+from celery.exceptions import Ignore, SecurityWarning
 from celery.platforms import EX_FAILURE
 from kombu.exceptions import KombuError
 from pydantic import ValidationError
@@ -35,6 +35,7 @@ from scanner.engine.logon import UNAVAILABLE_PATIENCE, LogonPolicy, SharedLogon
 from scanner.engine.pool import collect_all
 from scanner.engine.sites.app import DEFAULT_VISIBILITY_TIMEOUT, check_broker, make_app, result_reader
 from scanner.engine.sites.broker import Broker
+from scanner.engine.sites.liveness import coordinator_alive
 from scanner.engine.sites.logonstate import logon_client, redis_logons
 from scanner.engine.sites.messages import TASK_NAME, Batch, Heartbeat, queue_for
 
@@ -116,18 +117,29 @@ def worker_name(site: str) -> str:
 
 def register_task(app: Celery, settings: WorkerSettings, broker: Broker) -> None:
     """Register the batch task on `app`, bound to this worker's settings, account and shared logon state."""
-    states = redis_logons(
-        logon_client(broker), site=settings.site, credentials=settings.credentials, worker=worker_name(settings.site)
-    )
+    client = logon_client(broker)
+    name = worker_name(settings.site)
+    states = redis_logons(client, site=settings.site, credentials=settings.credentials, worker=name)
     logons = _Logons(settings, states)
 
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
     def collect_batch(task: Task, payload: Any) -> dict[str, Any]:
-        return run_batch(task, payload, settings, logons)
+        return run_batch(task, payload, settings, logons, alive=lambda run: coordinator_alive(client, run))
 
 
-def run_batch(task: Task, payload: Any, settings: WorkerSettings, logons: _Logons) -> dict[str, Any]:
-    """Read one batch's hosts with the local engine; return the observations as JSON values."""
+def run_batch(
+    task: Task,
+    payload: Any,
+    settings: WorkerSettings,
+    logons: _Logons,
+    *,
+    alive: Callable[[str], bool | None] | None = None,
+) -> dict[str, Any]:
+    """Read one batch's hosts with the local engine; return the observations as JSON values.
+
+    `alive` tells whether a run's coordinator still keeps its sign of life (None: cannot tell);
+    a batch whose coordinator is gone is marked revoked and not read (scanner/engine/sites/liveness.py).
+    """
     try:
         batch = Batch.model_validate(payload)
     except ValidationError:
@@ -145,6 +157,21 @@ def run_batch(task: Task, payload: Any, settings: WorkerSettings, logons: _Logon
     )
     task_id = str(task.request.id)
     hostname = str(task.request.hostname or worker_name(settings.site))
+
+    def coordinator_gone() -> bool:
+        return batch.liveness and alive is not None and alive(batch.scan) is False
+
+    if coordinator_gone():
+        log.warning(
+            "site %s: a batch of %d hosts of scan %s is not read: its coordinator is gone (no sign of life "
+            "in the broker)",
+            settings.site,
+            len(batch.targets),
+            batch.scan,
+        )
+        # REVOKED, as if the coordinator had revoked it: one that is alive after all sends it again.
+        task.backend.mark_as_revoked(task_id, reason="coordinator gone")
+        raise Ignore()
     stop = threading.Event()
     done = 0
     lock = threading.Lock()
@@ -164,6 +191,13 @@ def run_batch(task: Task, payload: Any, settings: WorkerSettings, logons: _Logon
                 return
             if batch.not_after is not None and time.time() >= batch.not_after:
                 stop.set()  # the scan's --deadline: start no new host
+            if not stop.is_set() and coordinator_gone():
+                log.warning(
+                    "site %s: the coordinator of scan %s is gone: no new host of this batch is started",
+                    settings.site,
+                    batch.scan,
+                )
+                stop.set()
 
     def count(_: Observation) -> None:
         nonlocal done

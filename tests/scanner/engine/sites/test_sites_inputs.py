@@ -105,7 +105,7 @@ import pkgutil, scanner, rules, reports
 for mod in pkgutil.walk_packages(scanner.__path__, 'scanner.'):
     if mod.name.endswith('__main__') or mod.name.startswith(
         ('scanner.engine.sites.app', 'scanner.engine.sites.coordinator', 'scanner.engine.sites.worker',
-         'scanner.engine.sites.logonstate')
+         'scanner.engine.sites.logonstate', 'scanner.engine.sites.liveness')
     ):
         continue
     importlib.import_module(mod.name)
