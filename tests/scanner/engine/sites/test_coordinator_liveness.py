@@ -7,6 +7,7 @@ none of its hosts, and stops starting hosts of a running batch once the key is g
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -41,14 +42,21 @@ pytestmark = pytest.mark.slow
 LIMITS = Limits.of(CollectOptions(host_timeout=10, connect_timeout=2))
 
 
+@contextlib.contextmanager
+def _lab(folder: Path, prefix: str, count: int, latency_ms: int) -> Iterator[RunningLab]:
+    """Serve `count` generated hosts answering the lab's account, `latency_ms` per request, counting logons."""
+    path = write_estate(
+        folder / "estate.yaml", prefix=prefix, count=count, username=LAB_USER, password=LAB_PASSWORD,
+        latency_ms=latency_ms,
+    )  # fmt: skip
+    with start_lab(path, folder / "lab", stats=True) as lab:
+        yield lab
+
+
 @pytest.fixture(scope="module")
 def slow_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
     """40 hosts at 50 ms a request: one at a time, a batch of them takes seconds."""
-    folder = tmp_path_factory.mktemp("liveness")
-    path = write_estate(
-        folder / "estate.yaml", prefix="lv-", count=40, username=LAB_USER, password=LAB_PASSWORD, latency_ms=50
-    )
-    with start_lab(path, folder / "lab", stats=True) as lab:
+    with _lab(tmp_path_factory.mktemp("liveness"), "lv-", 40, 50) as lab:
         yield lab
 
 
@@ -157,11 +165,7 @@ def test_a_running_batch_starts_no_new_host_once_the_coordinator_is_gone(
 @pytest.fixture(scope="module")
 def slower_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
     """300 hosts at 100 ms a request: three batches, each tens of seconds on one worker reading one at a time."""
-    folder = tmp_path_factory.mktemp("liveness-e2e")
-    path = write_estate(
-        folder / "estate.yaml", prefix="lk9-", count=300, username=LAB_USER, password=LAB_PASSWORD, latency_ms=100
-    )
-    with start_lab(path, folder / "lab", stats=True) as lab:
+    with _lab(tmp_path_factory.mktemp("liveness-e2e"), "lk9-", 300, 100) as lab:
         yield lab
 
 
