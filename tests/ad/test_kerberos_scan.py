@@ -264,8 +264,9 @@ def test_a_clock_an_hour_ahead_of_the_kdc_is_clock_skew(krb_lab: KerberosLab, tm
     assert krb_lab.counters()["connections"] == before["connections"]
 
 
+@pytest.mark.parametrize("transport", ["kerberos", "negotiate"])
 def test_an_rc4_only_client_seals_with_rc4_and_reads_every_host(
-    krb_lab: KerberosLab, samba_dc: SambaDC, tmp_path: Path
+    krb_lab: KerberosLab, samba_dc: SambaDC, tmp_path: Path, transport: str
 ) -> None:
     # A client whose krb5.conf permits only RC4-HMAC gets RC4 tickets and session keys from the DC,
     # so every message is sealed with RFC 4757 tokens: one byte of padding that OriginalContent
@@ -274,7 +275,7 @@ def test_an_rc4_only_client_seals_with_rc4_and_reads_every_host(
     conf = tmp_path / "krb5-rc4.conf"
     conf.write_text(samba_dc.krb5_conf.read_text().replace("[libdefaults]\n", "[libdefaults]\n" + rc4_only))
     names = member_names()[:4]
-    inventory = krb_lab.inventory(tmp_path / "hosts.yaml", names, "kerberos")
+    inventory = krb_lab.inventory(tmp_path / "hosts.yaml", names, transport)
 
     done = scan(tmp_path, inventory, env={**password_env(), "KRB5_CONFIG": str(conf)})
 
