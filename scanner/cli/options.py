@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from scanner.core.models import DEFAULT_CONCURRENCY
 from scanner.inputs.config import KEY_NAMES, parse_duration
 
 if TYPE_CHECKING:
@@ -113,6 +114,21 @@ def add_db_options(parser: argparse.ArgumentParser) -> None:
         parser, "--db", key="database", metavar="PATH", help="history database (default: config, then XDG state)"
     )
     parser.add_argument("--config", metavar="FILE", help="TOML config file (default $NATT_AUDIT_CONFIG)")
+
+
+def add_host_limits(parser: argparse.ArgumentParser, *, host_timeout_help: str) -> None:
+    """Add --concurrency, --host-timeout and --connect-timeout (scan and remediate --apply)."""
+    config_option(
+        parser,
+        "--concurrency",
+        key="concurrency",
+        type=positive_int,
+        help=f"hosts in flight (default {DEFAULT_CONCURRENCY})",
+    )
+    config_option(parser, "--host-timeout", key="timeouts.host", type=positive_float, help=host_timeout_help)
+    config_option(
+        parser, "--connect-timeout", key="timeouts.connect", type=positive_float, help="TCP connect timeout (default 5)"
+    )
 
 
 def add_tls_options(parser: argparse.ArgumentParser) -> None:

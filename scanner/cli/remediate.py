@@ -21,19 +21,18 @@ from rules.models import PolicyError
 from scanner import __version__
 from scanner.cli.options import (
     Subparsers,
+    add_host_limits,
     add_tls_options,
     config_flags,
     config_option,
     duration,
-    positive_float,
-    positive_int,
 )
 from scanner.collect.remediate import Outcome
 from scanner.core.atomic import write_atomic
 from scanner.core.errors import OutputError, UsageError
 from scanner.core.exitcodes import ExitCode
 from scanner.core.logsetup import fields, set_format
-from scanner.core.models import DEFAULT_CONCURRENCY, RegistryValue
+from scanner.core.models import RegistryValue
 from scanner.core.sanitize import one_line
 from scanner.core.yamlfile import FileError
 from scanner.engine.apply import ApplyRequest, Planned, log_path_problem, run_apply
@@ -98,22 +97,9 @@ def register(subparsers: Subparsers) -> None:
     config_option(
         parser, "--password-file", key="credentials.password_file", help="read the password from this file's first line"
     )
-    config_option(
+    add_host_limits(
         parser,
-        "--concurrency",
-        key="concurrency",
-        type=positive_int,
-        help=f"hosts in flight (default {DEFAULT_CONCURRENCY})",
-    )
-    config_option(
-        parser,
-        "--host-timeout",
-        key="timeouts.host",
-        type=positive_float,
-        help="hard wall-clock deadline per host in seconds, the service restart included (default 30)",
-    )
-    config_option(
-        parser, "--connect-timeout", key="timeouts.connect", type=positive_float, help="TCP connect timeout (default 5)"
+        host_timeout_help="hard wall-clock deadline per host in seconds, the service restart included (default 30)",
     )
     add_tls_options(parser)
     config_option(

@@ -9,6 +9,7 @@ import sys
 
 from scanner.cli.options import (
     Subparsers,
+    add_host_limits,
     add_tls_options,
     config_flags,
     config_option,
@@ -23,7 +24,6 @@ from scanner.cli.worker import broker_options
 from scanner.core.exitcodes import ExitCode
 from scanner.core.formats import Format
 from scanner.core.logsetup import set_format
-from scanner.core.models import DEFAULT_CONCURRENCY
 from scanner.core.results import Severity
 from scanner.engine.inputs import load_failing_inputs, load_inputs
 from scanner.engine.scan import execute_scan
@@ -57,12 +57,8 @@ def register(subparsers: Subparsers) -> None:
     config_option(
         parser, "-o", "--output", key="output", help="write the report to this file (atomically) instead of stdout"
     )
-    config_option(
-        parser,
-        "--concurrency",
-        key="concurrency",
-        type=positive_int,
-        help=f"hosts in flight (default {DEFAULT_CONCURRENCY})",
+    add_host_limits(
+        parser, host_timeout_help="hard wall-clock deadline per host in seconds, trickling peers included (default 30)"
     )
     config_option(
         parser,
@@ -72,16 +68,6 @@ def register(subparsers: Subparsers) -> None:
         metavar="N",
         help="stop the scan when N hosts reject the logon and none accepted it, so the account "
         "is not locked out (default 3)",
-    )
-    config_option(
-        parser,
-        "--host-timeout",
-        key="timeouts.host",
-        type=positive_float,
-        help="hard wall-clock deadline per host in seconds, trickling peers included (default 30)",
-    )
-    config_option(
-        parser, "--connect-timeout", key="timeouts.connect", type=positive_float, help="TCP connect timeout (default 5)"
     )
     config_option(
         parser,
