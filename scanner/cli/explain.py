@@ -39,7 +39,9 @@ def _node_lines(node: NodeTrace, depth: int) -> list[str]:
 
 def _trace_lines(trace: RuleTrace, reported: dict[str, Any] | None) -> list[str]:
     result = trace.result
-    lines = [f"{trace.rule_id} ({trace.severity.value}, policy {one_line(trace.policy)}): {result.status.value}"]
+    lines = [
+        f"{trace.rule_id} ({trace.severity.value}, policy {one_line(trace.policy)}): {result.status.value}"
+    ]
     terms = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in trace.scope.terms.items()) or "every host"
     lines.append(f"  scope: {'in scope' if trace.scope.in_scope else 'out of scope'} ({terms})")
     if trace.overridden_by:
@@ -64,7 +66,9 @@ def _trace_lines(trace: RuleTrace, reported: dict[str, Any] | None) -> list[str]
                 f"{result.status.value} (the policy changed since the scan?)"
             )
         elif waiver and waiver.get("state") == "applied":
-            lines.append(f"  reported status: {reported.get('status')} (the waiver turned the failure into waived)")
+            lines.append(
+                f"  reported status: {reported.get('status')} (the waiver turned the failure into waived)"
+            )
     return lines
 
 

@@ -32,9 +32,13 @@ def register(subparsers: Subparsers) -> None:
     """Add `inventory show`."""
     parser = subparsers.add_parser("inventory", help="show the targets an inventory resolves to")
     actions = parser.add_subparsers(dest="inventory_command", required=True)
-    show = actions.add_parser("show", help="print the resolved targets and where each came from; no host is contacted")
+    show = actions.add_parser(
+        "show", help="print the resolved targets and where each came from; no host is contacted"
+    )
     show.add_argument("--config", metavar="FILE", help="TOML config file (default $NATT_AUDIT_CONFIG)")
-    config_option(show, "-i", "--inventory", key="inventory", help="inventory file: YAML (with sources:), CSV, or text")
+    config_option(
+        show, "-i", "--inventory", key="inventory", help="inventory file: YAML (with sources:), CSV, or text"
+    )
     show.add_argument("-f", "--format", choices=["table", "json"], default="table", help="output (default table)")
     parser.set_defaults(func=run)
 
