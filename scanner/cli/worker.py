@@ -71,6 +71,15 @@ def register(subparsers: Subparsers) -> None:
         metavar="FILE",
         help="this site's client keytab: Kerberos logs on with its key, once per scan (docs/authentication.md)",
     )
+    config_option(
+        parser,
+        "--max-auth-failures",
+        key="max_auth_failures",
+        type=positive_int,
+        metavar="N",
+        help="stop this site's scan when N hosts reject the logon and none accepted it (default 3; shared by the "
+        "site's workers; a scan's own --max-auth-failures may lower it, never raise it)",
+    )
     config_option(parser, "--ca-bundle", key="ca_bundle", help="PEM file of CA certificates for HTTPS hosts")
     config_option(
         parser,
@@ -125,5 +134,6 @@ def run(args: argparse.Namespace) -> int:
         ca_bundle=config.ca_bundle,
         verify_tls=not config.insecure_skip_tls_verify,
         visibility_timeout=args.visibility_timeout,
+        max_auth_failures=config.max_auth_failures,
     )
     return run_worker(broker, settings, verbose=bool(args.verbose))

@@ -207,6 +207,7 @@ def load_inputs(config: Config, environ: Mapping[str, str], *, stdin_isatty: boo
                 site_timeout=config.timeouts.site,
                 grace=config.timeouts.grace,
                 deadline=config.timeouts.deadline,
+                max_auth_failures=config.max_auth_failures,
             )
     log.debug(
         "inputs: %d hosts from %s, policies %s, %d waivers file(s), %d export destination(s)",

@@ -44,6 +44,7 @@ def open_coordinator(
     site_timeout: float,
     grace: float,
     deadline: float | None,
+    max_auth_failures: int | None = None,
 ) -> SiteCollector:
     """Return the coordinator for a scan with --broker, logged on to the broker (BrokerError: exit 2)."""
     require_celery()
@@ -51,6 +52,13 @@ def open_coordinator(
     # Imported only now: Celery is the optional extra, and a local scan never loads it.
     from scanner.engine.sites.coordinator import SiteCollector
 
-    collector = SiteCollector(broker, options, site_timeout=site_timeout, grace=grace, deadline=deadline)
+    collector = SiteCollector(
+        broker,
+        options,
+        site_timeout=site_timeout,
+        grace=grace,
+        deadline=deadline,
+        max_auth_failures=max_auth_failures,
+    )
     collector.check()
     return collector

@@ -113,6 +113,7 @@ class SiteCollector:
         deadline: float | None = None,
         batch_size: int = BATCH_SIZE,
         poll_interval: float = POLL_INTERVAL,
+        max_auth_failures: int | None = None,
     ) -> None:
         self.broker = broker
         self.limits = Limits.of(options)
@@ -121,6 +122,7 @@ class SiteCollector:
         self.deadline = deadline
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.max_auth_failures = max_auth_failures
         self.app = make_app(broker, results=False)
         self.reader: RedisBackend = result_reader(self.app, broker)
         self.stats = Stats()
@@ -249,6 +251,7 @@ class _Run:
             heartbeat=heartbeat_for(self.engine.site_timeout),
             not_after=self.not_after,
             liveness=True,
+            max_auth_failures=self.engine.max_auth_failures,
         )
         task_id = str(uuid.uuid4())
         self.engine.app.send_task(

@@ -61,6 +61,9 @@ class Batch(Frozen):
     # The coordinator keeps natt-audit:run:<scan>:alive while it runs (scanner/engine/sites/liveness.py);
     # False from a coordinator that keeps none, whose batches are read as before.
     liveness: bool = False
+    # The coordinator's --max-auth-failures: a worker applies the lower of it and its own, so the
+    # broker can lower a site's breaker but never raise it (docs/sites.md#reliability).
+    max_auth_failures: int | None = Field(default=None, ge=1)
 
 
 class BatchResult(Frozen):

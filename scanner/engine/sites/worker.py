@@ -30,7 +30,14 @@ from pydantic import ValidationError
 
 from scanner.collect.wsman.auth import AuthMaterial
 from scanner.collect.wsman.kerberos import KerberosLoginError
-from scanner.core.models import CollectOptions, Credentials, HostError, Observation, Stage
+from scanner.core.models import (
+    DEFAULT_MAX_AUTH_FAILURES,
+    CollectOptions,
+    Credentials,
+    HostError,
+    Observation,
+    Stage,
+)
 from scanner.engine.logon import UNAVAILABLE_PATIENCE, LogonPolicy, SharedLogon
 from scanner.engine.pool import collect_all
 from scanner.engine.sites.app import DEFAULT_VISIBILITY_TIMEOUT, check_broker, make_app, result_reader
@@ -58,6 +65,8 @@ class WorkerSettings:
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
     # Seconds the shared logon state may stay unreachable before the unproven hosts are given up.
     logon_patience: float = UNAVAILABLE_PATIENCE
+    # This worker's breaker: a batch may lower it for its scan (Batch.max_auth_failures), never raise it.
+    max_auth_failures: int = DEFAULT_MAX_AUTH_FAILURES
 
 
 SHARED_POLL = 0.25  # seconds between two looks at the shared logon state while waiting for the lease
@@ -89,13 +98,15 @@ class _Logons:
         self.current: _ScanLogon | None = None
         self.lock = threading.Lock()
 
-    def for_scan(self, scan: str) -> _ScanLogon:
+    def for_scan(self, scan: str, max_auth_failures: int | None = None) -> _ScanLogon:
         with self.lock:
             if self.current is None or self.current.scan != scan:
                 self.close()
                 shared = self.states(scan)
+                limit = self.settings.max_auth_failures
                 policy = LogonPolicy(
                     concurrency=max(1, self.settings.concurrency),
+                    max_auth_failures=min(limit, max_auth_failures) if max_auth_failures is not None else limit,
                     shared=shared,
                     poll=SHARED_POLL,
                     patience=self.settings.logon_patience,
@@ -210,7 +221,7 @@ def run_batch(
     beats = threading.Thread(target=beat_loop, name="natt-heartbeat", daemon=True)
     beats.start()
     started = time.perf_counter()
-    state = logons.for_scan(batch.scan)
+    state = logons.for_scan(batch.scan, batch.max_auth_failures)
     try:
         if state.refused is not None:
             observations = [Observation(target=target, error=state.refused) for target in batch.targets]

@@ -9,6 +9,7 @@ on threads, each worker with its own `_Logons` and Redis client, as two worker p
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -248,3 +249,23 @@ def test_a_proven_worker_needs_no_shared_state(lab: RunningLab, tmp_path: Path) 
     # The broker is gone; this worker proved the account already, so it reads at full width.
     result = run_batch(_task("t1"), _batch(scan, targets[5:]), settings, logons)
     assert _reasons([result]) == ["ok"] * 25
+
+
+@pytest.mark.parametrize(("worker_limit", "scan_limit", "most"), [(3, 1, 1), (2, 5, 2), (3, None, 3)])
+def test_a_scan_may_lower_a_workers_breaker_but_never_raise_it(
+    redis: RunningRedis, fresh_lab: RunningLab, worker_limit: int, scan_limit: int | None, most: int
+) -> None:
+    targets = _plain(fresh_lab, 12)
+    settings, _ = _worker(redis, WRONG, f"w-{uuid.uuid4()}")
+    settings = dataclasses.replace(settings, concurrency=1, max_auth_failures=worker_limit)
+    client = logon_client(Broker(url=redis.url(), password=SecretStr(redis.password)))
+    logons = _Logons(settings, redis_logons(client, site="paris", credentials=settings.credentials, worker="w"))
+    payload = Batch(
+        scan=str(uuid.uuid4()), site="paris", targets=tuple(targets), limits=LIMITS, heartbeat=30,
+        max_auth_failures=scan_limit,
+    ).model_dump(mode="json")  # fmt: skip
+    before = fresh_lab.stats()["logons"]["by_host"]
+    result = run_batch(_task("t-limit"), payload, settings, logons)
+    logons.close()
+    assert _failures(fresh_lab, before) == most  # one host at a time: exactly the limit is spent
+    assert _reasons([result]).count("auth/not_attempted") == len(targets) - most
