@@ -327,6 +327,18 @@ class LogonPolicy:
             raise
         self._finish(ACCOUNT_LOGON, None)  # a TGT, or no exchange at all: no verdict on the hosts' logons
 
+    def rejected_hosts(self) -> frozenset[str]:
+        """Return the hosts that rejected the account's unproven logon in this scan, by any engine sharing it.
+
+        The breaker counts distinct hosts, so a host tried twice (a batch delivered again after its
+        worker died) would cost the account a second failure the breaker never sees: such hosts
+        are not to be tried again. Read fresh from the shared state; what it cannot read, it does
+        not know (the policy then waits anyway).
+        """
+        self._looked = -math.inf
+        self._look()
+        return self._view.rejected.union(self.rejected)
+
     def release(self) -> None:
         """Give the probe lease back (the engine's batch ended); it is claimed again when needed."""
         self._let_go()

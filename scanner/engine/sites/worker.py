@@ -35,8 +35,10 @@ from scanner.core.models import (
     CollectOptions,
     Credentials,
     HostError,
+    Logon,
     Observation,
     Stage,
+    Target,
 )
 from scanner.engine.logon import UNAVAILABLE_PATIENCE, LogonPolicy, SharedLogon
 from scanner.engine.pool import collect_all
@@ -226,17 +228,31 @@ def run_batch(
         if state.refused is not None:
             observations = [Observation(target=target, error=state.refused) for target in batch.targets]
         else:
-            observations = collect_all(
-                batch.targets,
-                settings.credentials,
-                options,
-                concurrency=settings.concurrency,
-                on_result=count,
-                stop=stop,
-                keep=True,
-                material=state.material,
-                logon=state.logon,
-            )
+            # A batch delivered again (its worker died) holds hosts that may have rejected the account
+            # already: each is tried once per scan, as the breaker counts it once.
+            earlier = state.logon.rejected_hosts() if not state.logon.proven else frozenset()
+            again = [target for target in batch.targets if target.name in earlier]
+            todo = [target for target in batch.targets if target.name not in earlier]
+            if again:
+                log.warning(
+                    "site %s: %d hosts of this batch rejected the logon earlier in scan %s: not tried again",
+                    settings.site,
+                    len(again),
+                    batch.scan,
+                )
+            observations = [_rejected_earlier(target) for target in again]
+            if todo:  # nothing to prove or read when every host is such a one
+                observations += collect_all(
+                    todo,
+                    settings.credentials,
+                    options,
+                    concurrency=settings.concurrency,
+                    on_result=count,
+                    stop=stop,
+                    keep=True,
+                    material=state.material,
+                    logon=state.logon,
+                )
     except KerberosLoginError as exc:
         # The site account's TGT was refused: one failed logon, then no host of this scan is tried.
         log.error("site %s: %s; no host of scan %s is tried", settings.site, exc, batch.scan)
@@ -257,6 +273,17 @@ def run_batch(
         "worker": hostname,
         "observations": [observation.model_dump(mode="json") for observation in observations],
     }
+
+
+def _rejected_earlier(target: Target) -> Observation:
+    """Return the observation of a host that rejected this scan's logon before: as then, without a logon."""
+    error = HostError(
+        stage=Stage.AUTH,
+        reason="unauthorized",
+        message="rejected the scan account's logon earlier in this scan (its batch was delivered again): "
+        "not tried twice",
+    )
+    return Observation(target=target, error=error, logon=Logon.REJECTED)
 
 
 class _Forward(logging.Handler):

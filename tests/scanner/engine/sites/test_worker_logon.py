@@ -269,3 +269,29 @@ def test_a_scan_may_lower_a_workers_breaker_but_never_raise_it(
     logons.close()
     assert _failures(fresh_lab, before) == most  # one host at a time: exactly the limit is spent
     assert _reasons([result]).count("auth/not_attempted") == len(targets) - most
+
+
+def test_a_batch_delivered_again_never_tries_a_host_that_rejected_the_account_twice(
+    redis: RunningRedis, fresh_lab: RunningLab
+) -> None:
+    targets = _plain(fresh_lab, 12)
+    scan = str(uuid.uuid4())
+    before = fresh_lab.stats()["logons"]["by_host"]
+    # The first delivery: its worker got two rejections, then died (its batch is handed out again).
+    first, first_logons = _worker(redis, WRONG, "dead")
+    run_batch(_task("t-first"), _batch(scan, targets[:2]), dataclasses.replace(first, concurrency=1), first_logons)
+    first_logons.close()
+    assert _failures(fresh_lab, before) == 2
+    # The second delivery, on another worker: the same two hosts, and the rest of the batch.
+    second, second_logons = _worker(redis, WRONG, "alive")
+    again = run_batch(
+        _task("t-again"), _batch(scan, targets), dataclasses.replace(second, concurrency=1), second_logons
+    )
+    second_logons.close()
+    # One new host, the third distinct one, trips the breaker: 3 failures in all, never 5.
+    assert _failures(fresh_lab, before) == 3
+    by_host = {o["target"]["name"]: o for o in again["observations"]}
+    for target in targets[:2]:
+        assert by_host[target.name]["error"]["reason"] == "unauthorized"
+        assert "not tried twice" in by_host[target.name]["error"]["message"]
+    assert _reasons([again]).count("auth/not_attempted") == len(targets) - 3
