@@ -4,14 +4,13 @@
 
 Not a test: nothing here asserts a time. Steps: start the Samba AD DC of tests/peers/samba_dc.py on
 loopback (root; it waits for another session's DC), load N computer objects straight into sam.ldb
-with its ldbadd helper (in ldb's batch mode, 5,000 a transaction, over 50 OUs, 1 in 20 disabled: about
-a minute for 50,000), then run the ldap
-source in a child process (simple bind over LDAPS with the fixture's CA, page size 1,000) and
-measure that child: wall time of resolve() and peak RSS from os.wait4 (the child's own, imports
-included). Loading stops after --load-budget seconds, because the DC's ports are shared by every
-test session on the machine and those wait at most 600 s; a cut load is said on stdout and the
-line reports the objects really resolved. The last line is machine-readable:
-``objects= pages= wall_s= peak_rss_mb=``. Only 127.0.0.1 is contacted.
+with its ldbadd helper (in ldb's batch mode, 5,000 a transaction, over 50 OUs, 1 in 20 disabled:
+about a minute for 50,000), then run the ldap source in a child process (simple bind over LDAPS with
+the fixture's CA, page size 1,000) and measure that child: wall time of resolve() and peak RSS from
+os.wait4 (the child's own, imports included). Loading stops after --load-budget seconds, because the
+DC's ports are shared by every test session on the machine and those wait at most 600 s; a cut load
+is said on stdout and the line reports the objects really resolved. The last line is machine-
+readable: ``objects= pages= wall_s= peak_rss_mb=``. Only 127.0.0.1 is contacted.
 """
 
 from __future__ import annotations

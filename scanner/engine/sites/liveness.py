@@ -20,12 +20,11 @@ import time
 
 import redis
 
+from scanner.engine.sites.logonstate import REDIS_ERRORS
+
 KEY_PREFIX = "natt-audit:run"
 MIN_TTL = 10.0
 MAX_TTL = 120.0
-
-_REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
-
 
 def alive_key(run_id: str) -> str:
     """Return the key a coordinator keeps while its run `run_id` collects."""
@@ -62,5 +61,5 @@ def coordinator_alive(client: redis.Redis, run_id: str) -> bool | None:
     """Return whether the run's coordinator is alive, or None when Redis cannot tell now."""
     try:
         return bool(client.exists(alive_key(run_id)))
-    except _REDIS_ERRORS:
+    except REDIS_ERRORS:
         return None

@@ -52,7 +52,7 @@ MAX_MESSAGE = 500  # characters of a refused logon's message kept for the other 
 
 log = logging.getLogger("natt_audit.sites")
 
-_REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
+REDIS_ERRORS = (redis.exceptions.RedisError, OSError)  # what a Redis call raises when the broker fails
 
 
 class _LeaseLost(Exception):
@@ -122,7 +122,7 @@ class RedisLogon:
         """Turn a Redis failure into SharedLogonUnavailable, logged once per outage."""
         try:
             yield
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             if not self._down:
                 self._down = True
                 log.warning(
